@@ -1,0 +1,41 @@
+# The two commands a user needs: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint venv system-deps clean
+
+venv: $(STAMP)
+
+# Recreate the environment when the project's dependency list changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	bash scripts/link-system-python.sh $(PY)
+	@touch $(STAMP)
+
+# Debian packages the suite uses (PostgreSQL, Chromium, bcc, bpftrace, nftables...), when root.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: venv
+	$(VENV)/bin/sreagent demo
+
+test: system-deps venv
+	$(PY) -m pytest
+
+# The suite without the slow end-to-end tests, for the edit-run loop.
+test-fast: venv
+	$(PY) -m pytest -m "not slow"
+
+lint: venv
+	$(PY) -m ruff check sreagent tests bench
+	$(PY) -m ruff format --check sreagent
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info out

@@ -1,0 +1,79 @@
+"""The ``sreagent`` command line.
+
+Each command group lives in its own module and registers itself on :data:`app`. Errors are
+mapped to exit codes once, in :func:`main`: 0 ok, 1 the checked property does not hold
+(:class:`~sreagent.errors.CheckFailed`), 2 bad input or a command that is not built yet.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from sreagent.errors import BadInput, CheckFailed, NotLanded, SreagentError
+
+app = typer.Typer(
+    name="sreagent",
+    help="Incident lab for Linux, Kubernetes, GPU and AI hosts: collect, serve, replay, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``app``.
+    from sreagent.cli import (  # noqa: F401
+        _collect,
+        _eval,
+        _demo,
+        _evidence,
+        _lab,
+        _replay,
+        _report,
+        _serve,
+        _version,
+    )
+
+
+def exit_code_for(error: SreagentError) -> int:
+    """The documented exit code of an error (docs/cli.md)."""
+    if isinstance(error, CheckFailed):
+        return EXIT_CHECK_FAILED
+    if isinstance(error, BadInput | NotLanded):
+        return EXIT_BAD_INPUT
+    return EXIT_CHECK_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sreagent`` script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SreagentError as error:
+        err_console.print(f"[bold red]error[/] ({error.code}): {error}", highlight=False)
+        return exit_code_for(error)
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except Exception as error:  # click's usage errors arrive here in non-standalone mode
+        from click.exceptions import ClickException
+
+        if isinstance(error, ClickException):
+            error.show()
+            return EXIT_BAD_INPUT
+        raise
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

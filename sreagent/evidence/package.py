@@ -1,0 +1,347 @@
+"""Evidence packages: one folder per run, holding everything needed to replay it.
+
+Layout (docs/formats.md has every column)::
+
+    <package>/
+      manifest.json      format, code version, config hash, per-file sha256, bytes and rows
+      config.json        the effective configuration of the run (canonical JSON)
+      batches.parquet    one row per batch the run saw (identity, header, digest)
+      samples.parquet    the telemetry window, one row per sample
+      processes.parquet  process rows
+      events.parquet     events (OOM kills, Xids, link flaps...)
+      artifacts.parquet  every artifact of the run, in chain order
+      activities.parquet recorded activity results (executions, model answers)
+
+Every file is written atomically and the manifest last, so a package either has a manifest
+that matches its files or is visibly incomplete. Nothing in a package depends on the wall
+clock of the machine that wrote it: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from sreagent import __version__
+from sreagent.artifacts import Artifact
+from sreagent.canonical import canonical_digest, canonical_json, sha256_hex
+from sreagent.errors import BadInput, CorruptFile, ManifestMismatch, SchemaVersionError
+from sreagent.evidence._atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_parquet
+from sreagent.evidence.tables import (
+    ACTIVITIES_SCHEMA,
+    ARTIFACTS_SCHEMA,
+    BATCHES_SCHEMA,
+    ROW_TABLES,
+    artifacts_from_table,
+    artifacts_table,
+    frames_to_tables,
+)
+from sreagent.telemetry.arrow import BatchFrame
+
+PACKAGE_FORMAT = "sreagent.evidence/v1"
+MANIFEST = "manifest.json"
+CONFIG = "config.json"
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "batches": BATCHES_SCHEMA,
+    **ROW_TABLES,
+    "artifacts": ARTIFACTS_SCHEMA,
+    "activities": ACTIVITIES_SCHEMA,
+}
+"""Every Parquet table of a package, by name (file ``<name>.parquet``)."""
+
+
+class ActivityRecord(BaseModel):
+    """The recorded result of one activity: an effect replay must not redo."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    activity_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """``execute_action``, ``llm_complete``, ``read_telemetry``..."""
+    key: Annotated[str, StringConstraints(max_length=512)] = ""
+    """Idempotency key or request hash the activity was looked up by."""
+    logical_time: Annotated[int, Field(ge=0)]
+    status: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "ok"
+    request: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Annotated[int, Field(ge=0)]
+    rows: Annotated[int, Field(ge=0)] | None = None
+    """Row count for Parquet files; None for JSON files."""
+
+
+class Manifest(BaseModel):
+    """The table of contents of a package, hashed over itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str
+    code_version: str
+    run_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """Where the run came from: ``live``, ``lab``, ``import`` or ``demo``."""
+    hosts: list[str] = []
+    window_start_ns: Annotated[int, Field(ge=0)]
+    window_end_ns: Annotated[int, Field(ge=0)]
+    config_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    files: dict[str, FileEntry]
+    manifest_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    """SHA-256 of the canonical JSON of this manifest without this field."""
+
+
+def _table_bytes_entry(path: Path, rows: int | None) -> FileEntry:
+    data = path.read_bytes()
+    return FileEntry(sha256=sha256_hex(data), bytes=len(data), rows=rows)
+
+
+def write_package(
+    path: Path | str,
+    *,
+    run_id: str,
+    source: str,
+    config: dict[str, Any],
+    frames: Sequence[BatchFrame] = (),
+    tables: dict[str, pa.Table] | None = None,
+    artifacts: Sequence[Artifact] = (),
+    activities: Sequence[ActivityRecord] = (),
+    window: tuple[int, int] | None = None,
+) -> Manifest:
+    """Write an evidence package folder and return its manifest.
+
+    Telemetry comes either as decoded ``frames`` or as ready ``tables`` (``batches``,
+    ``samples``, ``processes``, ``events``; what the journal hands back). The folder may exist
+    but must not already hold a manifest: packages are written once.
+    """
+    root = Path(path)
+    if (root / MANIFEST).exists():
+        raise BadInput("an evidence package already exists here; packages are written once",
+                       path=str(root))
+    root.mkdir(parents=True, exist_ok=True)
+    data_tables = dict(tables) if tables is not None else frames_to_tables(frames)
+    data_tables["artifacts"] = artifacts_table(artifacts)
+    data_tables["activities"] = pa.Table.from_pylist(
+        [
+            {
+                "position": i,
+                **a.model_dump(exclude={"request", "result"}),
+                "request": canonical_json(a.request).decode(),
+                "result": canonical_json(a.result).decode(),
+            }
+            for i, a in enumerate(activities)
+        ],
+        schema=ACTIVITIES_SCHEMA,
+    )
+    files: dict[str, FileEntry] = {}
+    for name, schema in TABLE_SCHEMAS.items():
+        table = data_tables.get(name, schema.empty_table())
+        table = table.select(schema.names).cast(schema)
+        target = root / f"{name}.parquet"
+        atomic_write_parquet(target, table)
+        files[target.name] = _table_bytes_entry(target, table.num_rows)
+    config_bytes = canonical_json(config)
+    atomic_write_bytes(root / CONFIG, config_bytes)
+    files[CONFIG] = _table_bytes_entry(root / CONFIG, None)
+
+    batches = data_tables["batches"]
+    samples = data_tables["samples"]
+    if window is None:
+        ts = samples.column("ts_ns") if samples.num_rows else None
+        window = (
+            (int(pa.compute.min(ts).as_py()), int(pa.compute.max(ts).as_py()))
+            if ts is not None
+            else (0, 0)
+        )
+    body: dict[str, Any] = {
+        "format": PACKAGE_FORMAT,
+        "code_version": __version__,
+        "run_id": run_id,
+        "source": source,
+        "hosts": sorted(set(batches.column("host").to_pylist())) if batches.num_rows else [],
+        "window_start_ns": window[0],
+        "window_end_ns": window[1],
+        "config_sha256": sha256_hex(config_bytes),
+        "files": {name: entry.model_dump() for name, entry in sorted(files.items())},
+    }
+    manifest = Manifest.model_validate({**body, "manifest_sha256": canonical_digest(body)})
+    atomic_write_bytes(root / MANIFEST, canonical_json(manifest.model_dump(mode="json")))
+    return manifest
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify_package` checked, for printing."""
+
+    path: Path
+    manifest: Manifest
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {n: e.rows for n, e in self.files.items() if e.rows is not None}
+
+
+def read_manifest(root: Path) -> Manifest:
+    """Read and self-check a package's manifest."""
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise BadInput("not a directory; an evidence package is a folder", path=str(root))
+    if not path.exists():
+        raise CorruptFile(
+            "no manifest.json: not an evidence package, or its writer crashed before finishing",
+            path=str(path),
+        )
+    try:
+        raw = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFile(f"manifest is not valid JSON: {err}", path=str(path)) from None
+    if not isinstance(raw, dict):
+        raise CorruptFile("manifest is not a JSON object", path=str(path))
+    if raw.get("format") != PACKAGE_FORMAT:
+        raise SchemaVersionError(
+            f"unknown evidence format {raw.get('format')!r}; this sreagent reads "
+            f"{PACKAGE_FORMAT!r}",
+            path=str(path),
+            field="format",
+        )
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ManifestMismatch(
+            first["msg"], path=str(path), field=".".join(map(str, first["loc"]))
+        ) from None
+    body = manifest.model_dump(mode="json", exclude={"manifest_sha256"})
+    if canonical_digest(body) != manifest.manifest_sha256:
+        raise ManifestMismatch(
+            "manifest was edited after it was written (its manifest_sha256 does not match "
+            "its content)",
+            path=str(path),
+        )
+    return manifest
+
+
+def verify_package(path: Path | str) -> VerifyReport:
+    """Check a package completely; raise a :class:`BadInput` naming the broken file.
+
+    Checks, in order: the manifest (format, self-hash), that no file is missing or unlisted,
+    each Parquet file is readable with the expected schema, each file's size and SHA-256 and
+    row count, the config hash, and that every artifact's id matches its content.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    expected = {f"{name}.parquet" for name in TABLE_SCHEMAS} | {CONFIG}
+    listed = set(manifest.files)
+    if missing := sorted(expected - listed):
+        raise ManifestMismatch(f"manifest does not list {missing[0]}", path=str(root / MANIFEST))
+    present = {
+        p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(TMP_PREFIX)
+    } - {MANIFEST}
+    if unknown := sorted(present - listed):
+        raise ManifestMismatch("file is not listed in the manifest", path=str(root / unknown[0]))
+    for name in sorted(listed):
+        entry = manifest.files[name]
+        file = root / name
+        if not file.exists():
+            raise ManifestMismatch("file listed in the manifest is missing", path=str(file))
+        data = file.read_bytes()
+        if name.endswith(".parquet"):
+            rows = _check_parquet(file, data, TABLE_SCHEMAS.get(name.removesuffix(".parquet")))
+            if rows != entry.rows:
+                raise ManifestMismatch(
+                    f"has {rows} rows, the manifest says {entry.rows}", path=str(file)
+                )
+        if len(data) != entry.bytes:
+            raise ManifestMismatch(
+                f"has {len(data)} bytes, the manifest says {entry.bytes}", path=str(file)
+            )
+        if sha256_hex(data) != entry.sha256:
+            raise ManifestMismatch(
+                "content does not match the manifest's sha256 (edited or damaged)",
+                path=str(file),
+            )
+    if manifest.files[CONFIG].sha256 != manifest.config_sha256:
+        raise ManifestMismatch("config_sha256 does not match config.json", path=str(root / CONFIG))
+    package = EvidencePackage(root, manifest)
+    try:
+        package.artifacts  # noqa: B018 - rebuilding re-checks every content hash
+    except ValidationError as err:
+        raise ManifestMismatch(
+            f"an artifact does not match its id: {err.errors()[0]['msg']}",
+            path=str(root / "artifacts.parquet"),
+        ) from None
+    return VerifyReport(path=root, manifest=manifest, files=dict(manifest.files))
+
+
+def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> int:
+    # Parquet files start and end with the magic "PAR1"; a truncated file loses the footer.
+    if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+        raise CorruptFile(
+            "not a complete Parquet file (truncated or overwritten: the PAR1 footer is missing)",
+            path=str(file),
+        )
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise CorruptFile(f"Parquet file cannot be read: {err}", path=str(file)) from None
+    if schema is not None and not table.schema.equals(schema, check_metadata=False):
+        raise CorruptFile(
+            f"Parquet schema differs from {PACKAGE_FORMAT}: {table.schema.names}",
+            path=str(file),
+        )
+    return table.num_rows
+
+
+class EvidencePackage:
+    """A package opened for reading. Tables load lazily; use :func:`verify_package` first
+    when the package comes from elsewhere."""
+
+    def __init__(self, path: Path | str, manifest: Manifest | None = None):
+        self.path = Path(path)
+        self.manifest = manifest or read_manifest(self.path)
+
+    def table(self, name: str) -> pa.Table:
+        """One of the package's tables by name (``samples``, ``artifacts``...)."""
+        if name not in TABLE_SCHEMAS:
+            raise BadInput(f"no table {name!r}; tables are {sorted(TABLE_SCHEMAS)}")
+        try:
+            return pq.read_table(self.path / f"{name}.parquet", schema=TABLE_SCHEMAS[name])
+        except (pa.ArrowInvalid, OSError) as err:
+            raise CorruptFile(f"cannot read: {err}", path=str(self.path / f"{name}.parquet")) from None
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads((self.path / CONFIG).read_bytes())
+        return result
+
+    @cached_property
+    def artifacts(self) -> list[Artifact]:
+        return artifacts_from_table(self.table("artifacts"))
+
+    @cached_property
+    def activities(self) -> list[ActivityRecord]:
+        rows = self.table("activities").sort_by("position").to_pylist()
+        return [
+            ActivityRecord.model_validate(
+                {**{k: v for k, v in r.items() if k != "position"},
+                 "request": json.loads(r["request"]), "result": json.loads(r["result"])}
+            )
+            for r in rows
+        ]
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id

@@ -1,0 +1,63 @@
+"""Telemetry contracts: the batch (``sreagent.batch/v1``), its Arrow form and wire encodings."""
+
+from sreagent.telemetry.arrow import (
+    BATCH_SCHEMA,
+    EVENTS_SCHEMA,
+    PROCESSES_SCHEMA,
+    SAMPLES_SCHEMA,
+    BatchFrame,
+    BatchHeader,
+    batch_to_table,
+    frame_from_batch,
+    frame_from_table,
+)
+from sreagent.telemetry.batch import (
+    SCHEMA_VERSION,
+    Batch,
+    DiskInfo,
+    Event,
+    GpuInfo,
+    IbPortInfo,
+    Inventory,
+    NicInfo,
+    ProcessRow,
+    Sample,
+    SourceCapability,
+    batch_id,
+)
+from sreagent.telemetry.wire import (
+    ARROW_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    batch_digest,
+    decode_batch,
+    encode_batch,
+)
+
+__all__ = [
+    "ARROW_CONTENT_TYPE",
+    "BATCH_SCHEMA",
+    "EVENTS_SCHEMA",
+    "JSON_CONTENT_TYPE",
+    "PROCESSES_SCHEMA",
+    "SAMPLES_SCHEMA",
+    "SCHEMA_VERSION",
+    "Batch",
+    "BatchFrame",
+    "BatchHeader",
+    "DiskInfo",
+    "Event",
+    "GpuInfo",
+    "IbPortInfo",
+    "Inventory",
+    "NicInfo",
+    "ProcessRow",
+    "Sample",
+    "SourceCapability",
+    "batch_digest",
+    "batch_id",
+    "batch_to_table",
+    "decode_batch",
+    "encode_batch",
+    "frame_from_batch",
+    "frame_from_table",
+]

@@ -1,0 +1,147 @@
+"""Wire encodings of a batch, and its canonical digest.
+
+Two encodings are accepted:
+
+* ``application/vnd.sreagent.batch.v1+arrow`` (what the collector sends): an Arrow IPC stream
+  holding one record batch with :data:`~sreagent.telemetry.arrow.BATCH_SCHEMA`, buffers
+  compressed with zstd. Compact, and the controller reads it into columns without a parse.
+* ``application/json`` (for curl users and tests): the batch as one JSON object.
+
+Either may additionally carry an HTTP ``Content-Encoding`` of ``gzip`` or ``zstd``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from sreagent.canonical import canonical_json, sha256_hex
+from sreagent.errors import BadInput, LimitExceeded, UnsupportedEncoding
+from sreagent.telemetry import batch as b
+from sreagent.telemetry.arrow import (
+    BATCH_SCHEMA,
+    BatchFrame,
+    batch_to_table,
+    frame_from_table,
+    validate_model,
+)
+
+ARROW_CONTENT_TYPE = "application/vnd.sreagent.batch.v1+arrow"
+JSON_CONTENT_TYPE = "application/json"
+CONTENT_TYPES = (ARROW_CONTENT_TYPE, JSON_CONTENT_TYPE)
+CONTENT_ENCODINGS = ("identity", "gzip", "zstd")
+
+_IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+
+
+def encode_batch(batch: b.Batch, content_type: str = ARROW_CONTENT_TYPE) -> bytes:
+    """Encode a batch for the wire (Arrow IPC with zstd by default, or JSON)."""
+    if content_type == JSON_CONTENT_TYPE:
+        return canonical_json(batch.model_dump(mode="json"))
+    if content_type != ARROW_CONTENT_TYPE:
+        raise UnsupportedEncoding(f"cannot encode as {content_type!r}; use one of {CONTENT_TYPES}")
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, BATCH_SCHEMA, options=_IPC_OPTIONS) as writer:
+        writer.write_table(batch_to_table(batch))
+    return sink.getvalue().to_pybytes()
+
+
+def decode_body(body: bytes, content_encoding: str | None = None) -> bytes:
+    """Undo an HTTP ``Content-Encoding`` with a cap on the decoded size."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if len(body) > b.MAX_BODY_BYTES:
+        raise LimitExceeded(f"body of {len(body)} bytes, at most {b.MAX_BODY_BYTES} allowed")
+    if encoding == "identity":
+        return body
+    limit = b.MAX_DECODED_BYTES
+    try:
+        if encoding == "gzip":
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = inflater.decompress(body, limit + 1)
+            if len(data) > limit or inflater.unconsumed_tail:
+                raise LimitExceeded(f"gzip body expands past {limit} bytes")
+            return data
+        if encoding == "zstd":
+            import pyarrow as _pa  # zstd through Arrow's codec: no extra dependency
+
+            codec = _pa.Codec("zstd")
+            stream = _pa.input_stream(_pa.py_buffer(body), compression=codec.name)
+            data = stream.read(limit + 1)
+            if len(data) > limit:
+                raise LimitExceeded(f"zstd body expands past {limit} bytes")
+            return bytes(data)
+    except (OSError, zlib.error, gzip.BadGzipFile, pa.ArrowInvalid) as err:
+        raise BadInput(f"body is not valid {encoding}: {err}") from err
+    raise UnsupportedEncoding(
+        f"Content-Encoding {encoding!r} is not supported; use one of {CONTENT_ENCODINGS}"
+    )
+
+
+def decode_batch(
+    body: bytes, content_type: str = ARROW_CONTENT_TYPE, content_encoding: str | None = None
+) -> BatchFrame:
+    """Decode and validate a wire body into a :class:`BatchFrame`.
+
+    Raises :class:`~sreagent.errors.BadInput` (or a subclass) naming what was wrong.
+    """
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type not in CONTENT_TYPES:
+        raise UnsupportedEncoding(
+            f"Content-Type {content_type!r} is not a batch encoding; send {ARROW_CONTENT_TYPE} "
+            f"or {JSON_CONTENT_TYPE}"
+        )
+    data = decode_body(body, content_encoding)
+    if media_type == JSON_CONTENT_TYPE:
+        return _decode_json(data)
+    try:
+        reader = ipc.open_stream(pa.py_buffer(data))
+        table = reader.read_all()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
+        raise BadInput(f"body is not an Arrow IPC stream: {err}") from err
+    return frame_from_table(table)
+
+
+def _decode_json(data: bytes) -> BatchFrame:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadInput(f"body is not valid UTF-8 (byte {err.start})") from None
+    try:
+        # parse_constant turns NaN/Infinity literals into a named error instead of floats
+        raw = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as err:
+        raise BadInput(f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(raw, dict):
+        raise BadInput("a batch is a JSON object")
+    from sreagent.telemetry.arrow import frame_from_batch
+
+    return frame_from_batch(validate_model(b.Batch, raw))
+
+
+def _reject_constant(name: str) -> Any:
+    from sreagent.errors import NonFiniteValue
+
+    raise NonFiniteValue(f"{name} is not a finite number; send finite values only")
+
+
+def batch_digest(frame: BatchFrame) -> str:
+    """SHA-256 of the batch's canonical content, independent of its wire encoding.
+
+    The canonical content is the canonical JSON of ``{"header": ..., "samples": {column:
+    [values]}, "processes": ..., "events": ...}``, with label maps as sorted pairs. A resend of
+    the same batch has the same digest whether it came as Arrow or JSON; a different payload
+    under the same (collector_id, producer_epoch, seq) does not.
+    """
+    content: dict[str, Any] = {"header": frame.header.model_dump(mode="json")}
+    for name in ("samples", "processes", "events"):
+        columns = getattr(frame, name).to_pydict()
+        for key in ("labels", "attributes"):
+            if key in columns:
+                columns[key] = [sorted(pairs) for pairs in columns[key]]
+        content[name] = columns
+    return sha256_hex(canonical_json(content))

@@ -1,0 +1,39 @@
+"""Shared fixtures and capability flags.
+
+Tests that need something this machine may lack (root, a Debian package, a GPU) skip with a
+reason naming it; in CI (root, packages installed by `make test`) they all run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "fixtures"
+IS_ROOT = os.geteuid() == 0
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_binary(name: str) -> str:
+    """The path of a binary, or skip the test naming the Debian package to install."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is missing in CI; scripts/system-packages.txt should install it")
+        pytest.skip(f"{name} not installed (run `sudo make system-deps`)")
+    return path
+
+
+requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (kernel interfaces)")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.exists():
+        pytest.skip("../shared is not beside the checkout")
+    return SHARED
