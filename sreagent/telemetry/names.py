@@ -35,6 +35,8 @@ def _m(name: str, type_: MetricType, unit: str, entity: str, help_: str, *labels
     return MetricSpec(name, type_, unit, entity, help_, labels)
 
 
+# One line per metric reads best as a table; keep the formatter away from it.
+# fmt: off
 METRICS: tuple[MetricSpec, ...] = (
     # CPU
     _m("cpu_utilisation_ratio", "gauge", "ratio", "host", "Share of CPU time not idle or iowait over the interval"),
@@ -138,6 +140,8 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("collector_mode", "gauge", "level", "collector", "0 normal, 1 pressure, 2 critical"),
     _m("collector_sample_duration_seconds", "gauge", "seconds", "collector", "CPU time of the last sample"),
 )
+
+# fmt: on
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in METRICS}
 
