@@ -15,7 +15,14 @@ import numpy as np
 from rich.progress import Progress
 
 from sreagent.evidence import Journal, JournalWriter, verify_package, write_package
-from sreagent.telemetry import Batch, Inventory, Sample, SourceCapability, decode_batch, encode_batch
+from sreagent.telemetry import (
+    Batch,
+    Inventory,
+    Sample,
+    SourceCapability,
+    decode_batch,
+    encode_batch,
+)
 
 DEMO_START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: a fixed start keeps output stable
 
@@ -32,10 +39,13 @@ def demo_batches(seconds: int = 300, seed: int = 7) -> list[Batch]:
         busy = float(min(max(busy, 0.0), 1.0))
         samples = [
             Sample(ts_ns=ts, metric="cpu_utilisation_ratio", entity="host", value=round(busy, 6)),
-            Sample(ts_ns=ts, metric="procs_running", entity="host",
-                   value=float(1 + int(busy * 4))),
-            Sample(ts_ns=ts, metric="memory_used_ratio", entity="host",
-                   value=round(0.4 + 0.01 * rng.standard_normal(), 6)),
+            Sample(ts_ns=ts, metric="procs_running", entity="host", value=float(1 + int(busy * 4))),
+            Sample(
+                ts_ns=ts,
+                metric="memory_used_ratio",
+                entity="host",
+                value=round(0.4 + 0.01 * rng.standard_normal(), 6),
+            ),
         ]
         batches.append(
             Batch(
@@ -45,8 +55,11 @@ def demo_batches(seconds: int = 300, seed: int = 7) -> list[Batch]:
                 seq=second + 1,
                 sent_at_ns=ts,
                 samples=samples,
-                capabilities=[SourceCapability(source="demo", mode="fallback",
-                                               reason="built-in telemetry, no collector")],
+                capabilities=[
+                    SourceCapability(
+                        source="demo", mode="fallback", reason="built-in telemetry, no collector"
+                    )
+                ],
                 inventory=Inventory(cpu_model="demo", cpu_count=2, memory_bytes=24 * 2**30),
             )
         )
@@ -70,10 +83,11 @@ def run_demo(out: Path) -> dict[str, Path]:
             progress.advance(task)
         writer.flush()
     package = out / "evidence" / "demo-run"
-    write_package(package, run_id="demo-run", source="demo", config={"demo": True},
-                  frames=frames)
+    write_package(package, run_id="demo-run", source="demo", config={"demo": True}, frames=frames)
     report = verify_package(package)
     rows = Journal(journal_root).read("samples").num_rows
-    print(f"journal holds {rows} samples; package verified ({report.rows['samples.parquet']} "
-          "samples). The role chain is not built yet, so the package holds no artifacts.")
+    print(
+        f"journal holds {rows} samples; package verified ({report.rows['samples.parquet']} "
+        "samples). The role chain is not built yet, so the package holds no artifacts."
+    )
     return {"journal": journal_root, "evidence package": package}

@@ -32,8 +32,8 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from sreagent.cli import (  # noqa: F401
         _collect,
-        _eval,
         _demo,
+        _eval,
         _evidence,
         _lab,
         _replay,

@@ -54,14 +54,25 @@ def show(path: Path = typer.Argument(..., help="Evidence package folder.")) -> N
 
     package = EvidencePackage(path)
     manifest = package.manifest
-    console.print(f"run {manifest.run_id} from {manifest.source}, hosts {', '.join(manifest.hosts)}")
+    console.print(
+        f"run {manifest.run_id} from {manifest.source}, hosts {', '.join(manifest.hosts)}"
+    )
     files = Table("file", "rows", "bytes", "sha256")
     for name, entry in manifest.files.items():
-        files.add_row(name, str(entry.rows if entry.rows is not None else ""), str(entry.bytes),
-                      entry.sha256[:16])
+        files.add_row(
+            name,
+            str(entry.rows if entry.rows is not None else ""),
+            str(entry.bytes),
+            entry.sha256[:16],
+        )
     console.print(files)
     chain = Table("#", "kind", "status", "artifact_id", "producer")
     for i, artifact in enumerate(package.artifacts):
-        chain.add_row(str(i), artifact.kind.value, artifact.status.value,
-                      artifact.artifact_id[:16], artifact.producer)
+        chain.add_row(
+            str(i),
+            artifact.kind.value,
+            artifact.status.value,
+            artifact.artifact_id[:16],
+            artifact.producer,
+        )
     console.print(chain)

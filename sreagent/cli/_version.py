@@ -12,7 +12,9 @@ from sreagent.telemetry.batch import SCHEMA_VERSION
 
 
 @app.command()
-def version(json_output: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+def version(
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Print the sreagent version and the contract versions it speaks."""
     from sreagent.artifacts import ENVELOPE_VERSION
     from sreagent.evidence import PACKAGE_FORMAT

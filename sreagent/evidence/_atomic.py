@@ -61,12 +61,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)
 
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
     """Write ``table`` as zstd Parquet to ``path`` atomically."""
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))  # type: ignore[arg-type]
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:

@@ -85,9 +85,7 @@ class Journal:
         base = self.root / table
         if not base.exists():
             return []
-        return sorted(
-            p for p in base.rglob("*.parquet") if not p.name.startswith(TMP_PREFIX)
-        )
+        return sorted(p for p in base.rglob("*.parquet") if not p.name.startswith(TMP_PREFIX))
 
     def scan(self, table: str) -> pl.LazyFrame:
         """A lazy polars frame over one table, with ``date`` and ``host`` partition columns

@@ -62,24 +62,31 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 class ActivityRecord(BaseModel):
     """The recorded result of one activity: an effect replay must not redo."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     activity_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """Unique id within the run."""
     kind: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     """``execute_action``, ``llm_complete``, ``read_telemetry``..."""
     key: Annotated[str, StringConstraints(max_length=512)] = ""
     """Idempotency key or request hash the activity was looked up by."""
     logical_time: Annotated[int, Field(ge=0)]
+    """Telemetry time at which it ran."""
     status: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "ok"
+    """`ok`, `error`, `timeout`..."""
     request: dict[str, Any] = {}
+    """What was asked (command, prompt...)."""
     result: dict[str, Any] = {}
+    """What came back."""
 
 
 class FileEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    """SHA-256 of the file's bytes."""
     bytes: Annotated[int, Field(ge=0)]
+    """File size."""
     rows: Annotated[int, Field(ge=0)] | None = None
     """Row count for Parquet files; None for JSON files."""
 
@@ -87,18 +94,26 @@ class FileEntry(BaseModel):
 class Manifest(BaseModel):
     """The table of contents of a package, hashed over itself."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     format: str
+    """Package format version."""
     code_version: str
+    """sreagent version that wrote the package."""
     run_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The run the package holds."""
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     """Where the run came from: ``live``, ``lab``, ``import`` or ``demo``."""
     hosts: list[str] = []
+    """Hosts whose telemetry it holds."""
     window_start_ns: Annotated[int, Field(ge=0)]
+    """First sample time."""
     window_end_ns: Annotated[int, Field(ge=0)]
+    """Last sample time."""
     config_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    """SHA-256 of `config.json`."""
     files: dict[str, FileEntry]
+    """Every file of the package with its hash, size and rows."""
     manifest_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     """SHA-256 of the canonical JSON of this manifest without this field."""
 
@@ -128,8 +143,9 @@ def write_package(
     """
     root = Path(path)
     if (root / MANIFEST).exists():
-        raise BadInput("an evidence package already exists here; packages are written once",
-                       path=str(root))
+        raise BadInput(
+            "an evidence package already exists here; packages are written once", path=str(root)
+        )
     root.mkdir(parents=True, exist_ok=True)
     data_tables = dict(tables) if tables is not None else frames_to_tables(frames)
     data_tables["artifacts"] = artifacts_table(artifacts)
@@ -302,7 +318,7 @@ def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> int:
             f"Parquet schema differs from {PACKAGE_FORMAT}: {table.schema.names}",
             path=str(file),
         )
-    return table.num_rows
+    return int(table.num_rows)
 
 
 class EvidencePackage:
@@ -320,7 +336,9 @@ class EvidencePackage:
         try:
             return pq.read_table(self.path / f"{name}.parquet", schema=TABLE_SCHEMAS[name])
         except (pa.ArrowInvalid, OSError) as err:
-            raise CorruptFile(f"cannot read: {err}", path=str(self.path / f"{name}.parquet")) from None
+            raise CorruptFile(
+                f"cannot read: {err}", path=str(self.path / f"{name}.parquet")
+            ) from None
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -336,8 +354,11 @@ class EvidencePackage:
         rows = self.table("activities").sort_by("position").to_pylist()
         return [
             ActivityRecord.model_validate(
-                {**{k: v for k, v in r.items() if k != "position"},
-                 "request": json.loads(r["request"]), "result": json.loads(r["result"])}
+                {
+                    **{k: v for k, v in r.items() if k != "position"},
+                    "request": json.loads(r["request"]),
+                    "result": json.loads(r["result"]),
+                }
             )
             for r in rows
         ]

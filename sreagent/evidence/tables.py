@@ -139,8 +139,11 @@ def artifacts_table(artifacts: Iterable[Artifact]) -> pa.Table:
         rows.append(
             {
                 "position": position,
-                **{k: data[k] for k in ARTIFACTS_SCHEMA.names if k in data and k not in (
-                    "evidence_refs", "payload")},
+                **{
+                    k: data[k]
+                    for k in ARTIFACTS_SCHEMA.names
+                    if k in data and k not in ("evidence_refs", "payload")
+                },
                 "evidence_refs": canonical_json(data["evidence_refs"]).decode(),
                 "payload_schema_version": data["payload"]["schema_version"],
                 "payload": canonical_json(data["payload"]).decode(),

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from sreagent.errors import BadInput, LimitExceeded, NonFiniteValue, SchemaVersionError
 from sreagent.telemetry import batch as b
@@ -165,8 +165,10 @@ EVENTS_SCHEMA = pa.schema(list(EVENT_TYPE))
 _ROW_SCHEMAS = {"samples": SAMPLES_SCHEMA, "processes": PROCESSES_SCHEMA, "events": EVENTS_SCHEMA}
 
 
-class BatchHeader(b._Model):
+class BatchHeader(BaseModel):
     """The scalar part of a batch: identity, time, labels, capabilities, inventory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: str
     collector_id: b.Id
@@ -178,9 +180,7 @@ class BatchHeader(b._Model):
     sent_at_ns: b.TimeNs
     collector_version: Annotated[str, StringConstraints(max_length=64)] = ""
     labels: b.SortedLabels = {}
-    capabilities: Annotated[
-        list[b.SourceCapability], Field(max_length=b.MAX_CAPABILITIES)
-    ] = []
+    capabilities: Annotated[list[b.SourceCapability], Field(max_length=b.MAX_CAPABILITIES)] = []
     inventory: b.Inventory | None = None
 
     @property
@@ -203,7 +203,7 @@ class BatchFrame:
 
     @property
     def row_count(self) -> int:
-        return self.samples.num_rows + self.processes.num_rows + self.events.num_rows
+        return int(self.samples.num_rows + self.processes.num_rows + self.events.num_rows)
 
     def to_batch(self) -> b.Batch:
         """The pydantic form (one object per row: for tests and small batches, not ingest)."""
@@ -256,9 +256,9 @@ def frame_from_table(table: pa.Table) -> BatchFrame:
             f"{b.SCHEMA_VERSION!r} (upgrade the controller or downgrade the collector)",
             field="schema_version",
         )
-    header_row = {
-        f.name: table.column(f.name)[0].as_py() for f in HEADER_FIELDS
-    } | {name: table.column(name)[0].as_py() for name in ("capabilities", "inventory")}
+    header_row = {f.name: table.column(f.name)[0].as_py() for f in HEADER_FIELDS} | {
+        name: table.column(name)[0].as_py() for name in ("capabilities", "inventory")
+    }
     header_row["labels"] = dict(header_row["labels"] or [])
     header = validate_model(BatchHeader, header_row)
     tables = {}
@@ -276,7 +276,7 @@ def frame_from_table(table: pa.Table) -> BatchFrame:
     return BatchFrame(header=header, **tables)
 
 
-def validate_model(model: type[b._Model], data: Any) -> Any:
+def validate_model(model: type[BaseModel], data: Any) -> Any:
     """``model.model_validate`` with pydantic's error turned into a named :class:`BadInput`."""
     try:
         return model.model_validate(data)
@@ -301,7 +301,9 @@ def _check_schema(table: pa.Table) -> None:
         if field is None:
             raise BadInput("missing from the batch", field=expected.name)
         if not field.type.equals(expected.type):
-            raise BadInput(f"has Arrow type {field.type}, expected {expected.type}", field=field.name)
+            raise BadInput(
+                f"has Arrow type {field.type}, expected {expected.type}", field=field.name
+            )
     if got:
         raise BadInput("unknown field in a sreagent.batch/v1 batch", field=sorted(got)[0])
 
@@ -325,21 +327,44 @@ _STRING_RULES: dict[str, list[tuple[str, int, str | None]]] = {
         ("message", b.MAX_MESSAGE_LEN, None),
     ],
 }
-_MIN_ONE = {("samples", "metric"), ("samples", "entity"), ("events", "kind"),
-            ("events", "entity"), ("events", "source")}
+_MIN_ONE = {
+    ("samples", "metric"),
+    ("samples", "entity"),
+    ("events", "kind"),
+    ("events", "entity"),
+    ("events", "source"),
+}
 _NON_NEGATIVE = {
     "samples": ["ts_ns"],
-    "processes": ["ts_ns", "pid", "ppid", "uid", "threads", "rss_bytes", "fds", "cpu_seconds_total",
-                  "cpu_ratio", "read_bytes_per_second", "write_bytes_per_second",
-                  "cpu_delay_seconds_total", "blkio_delay_seconds_total",
-                  "swapin_delay_seconds_total"],
+    "processes": [
+        "ts_ns",
+        "pid",
+        "ppid",
+        "uid",
+        "threads",
+        "rss_bytes",
+        "fds",
+        "cpu_seconds_total",
+        "cpu_ratio",
+        "read_bytes_per_second",
+        "write_bytes_per_second",
+        "cpu_delay_seconds_total",
+        "blkio_delay_seconds_total",
+        "swapin_delay_seconds_total",
+    ],
     "events": ["ts_ns"],
 }
 _FLOATS = {
     "samples": ["value"],
-    "processes": ["cpu_seconds_total", "cpu_ratio", "read_bytes_per_second",
-                  "write_bytes_per_second", "cpu_delay_seconds_total",
-                  "blkio_delay_seconds_total", "swapin_delay_seconds_total"],
+    "processes": [
+        "cpu_seconds_total",
+        "cpu_ratio",
+        "read_bytes_per_second",
+        "write_bytes_per_second",
+        "cpu_delay_seconds_total",
+        "blkio_delay_seconds_total",
+        "swapin_delay_seconds_total",
+    ],
     "events": [],
 }
 _SEVERITIES = pa.array(["info", "warning", "error", "critical"])
@@ -382,7 +407,10 @@ def _check_rows(name: str, table: pa.Table) -> None:
             )
         if (name, column) in _MIN_ONE and (i := _first(pc.equal(lengths, 0))) is not None:
             raise BadInput("must not be empty", field=f"{name}[{i}].{column}")
-        if pattern and (i := _first(pc.invert(pc.match_substring_regex(values, pattern)))) is not None:
+        if (
+            pattern
+            and (i := _first(pc.invert(pc.match_substring_regex(values, pattern)))) is not None
+        ):
             raise BadInput(
                 f"{values[i].as_py()!r} does not match {pattern}", field=f"{name}[{i}].{column}"
             )
@@ -424,9 +452,11 @@ def _check_labels(name: str, column: str, labels: pa.MapArray) -> None:
                 f"label {what} of {lengths[j].as_py()} characters, at most {limit} allowed",
                 field=f"{name}[{parents[j]}].{column}",
             )
-        if pattern and (j := _first(pc.invert(pc.match_substring_regex(values, pattern)))) is not None:
+        if (
+            pattern
+            and (j := _first(pc.invert(pc.match_substring_regex(values, pattern)))) is not None
+        ):
             raise BadInput(
                 f"label key {values[j].as_py()!r} does not match {pattern}",
                 field=f"{name}[{parents[j]}].{column}",
             )
-

@@ -48,7 +48,7 @@ def encode_batch(batch: b.Batch, content_type: str = ARROW_CONTENT_TYPE) -> byte
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, BATCH_SCHEMA, options=_IPC_OPTIONS) as writer:
         writer.write_table(batch_to_table(batch))
-    return sink.getvalue().to_pybytes()
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def decode_body(body: bytes, content_encoding: str | None = None) -> bytes:
@@ -115,7 +115,9 @@ def _decode_json(data: bytes) -> BatchFrame:
         # parse_constant turns NaN/Infinity literals into a named error instead of floats
         raw = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise BadInput(f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise BadInput(
+            f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
     if not isinstance(raw, dict):
         raise BadInput("a batch is a JSON object")
     from sreagent.telemetry.arrow import frame_from_batch
