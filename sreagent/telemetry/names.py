@@ -131,6 +131,12 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("ib_port_errors_total", "counter", "errors", "ib", "Port error counters", "counter"),
     _m("ib_port_bytes_per_second", "gauge", "bytes/s", "ib", "Port data rate", "direction"),
     _m("ib_port_up", "gauge", "bool", "ib", "1 when the port is ACTIVE"),
+    # eBPF (tracepoints): distributions and rates the kernel counters do not give
+    _m("disk_request_latency_seconds", "gauge", "seconds", "disk", "Block request latency quantile over the interval, from a log2 histogram (eBPF)", "quantile"),
+    _m("runqueue_latency_seconds", "gauge", "seconds", "host", "Time woken tasks waited for a CPU, quantile over the interval (eBPF)", "quantile"),
+    _m("packet_drops_per_second", "gauge", "1/s", "host", "Packets the kernel dropped per second, by drop reason (eBPF skb:kfree_skb)", "reason"),
+    _m("process_execs_per_second", "gauge", "1/s", "host", "Programs executed per second (eBPF)"),
+    _m("process_exits_per_second", "gauge", "1/s", "host", "Processes exited per second (eBPF)"),
     # Collector self-metrics
     _m("collector_cpu_seconds_per_second", "gauge", "cores", "collector", "Collector CPU use"),
     _m("collector_rss_bytes", "gauge", "bytes", "collector", "Collector resident memory"),
@@ -138,6 +144,8 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("collector_spool_dropped_total", "counter", "batches", "collector", "Batches dropped because the spool was full"),
     _m("collector_spool_corrupt_total", "counter", "records", "collector", "Corrupt spool records skipped"),
     _m("collector_mode", "gauge", "level", "collector", "0 normal, 1 pressure, 2 critical"),
+    _m("collector_kmsg_lost_records_total", "counter", "records", "collector", "Kernel log records overwritten before the collector read them"),
+    _m("collector_ebpf_lost_events_total", "counter", "events", "collector", "eBPF events lost before the collector read them (buffer overruns, per-interval caps)"),
     _m("collector_sample_duration_seconds", "gauge", "seconds", "collector", "CPU time of the last sample"),
 )
 
@@ -156,6 +164,10 @@ EVENT_KINDS: dict[str, str] = {
     "link_up": "A network link regained carrier",
     "io_error": "A block device reported an IO error",
     "fs_readonly": "A filesystem was remounted read-only",
+    "kernel_oops": "The kernel reported a bug: an oops, BUG, panic, soft/hard lockup or RCU stall",
+    "fs_error": "A filesystem reported an error or warning, or shut itself down",
+    "memory_error": "A memory (EDAC/MCE) hardware error, corrected or not",
+    "netdev_unregister_hung": "unregister_netdevice waits for a device that is still referenced",
     "process_exec": "A process executed a program (eBPF)",
     "process_exit": "A process exited (eBPF)",
     "tcp_retransmit": "TCP retransmits on a connection over the interval (eBPF)",
