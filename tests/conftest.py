@@ -37,3 +37,31 @@ def shared_dir() -> Path:
     if not SHARED.exists():
         pytest.skip("../shared is not beside the checkout")
     return SHARED
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite golden files from the current code (review the diff before committing)",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Compare bytes with a golden file under tests/goldens/, or rewrite it on purpose."""
+    update = request.config.getoption("--update-goldens")
+
+    def check(name: str, data: bytes) -> None:
+        path = REPO / "tests" / "goldens" / name
+        if update or not path.exists():
+            if not update and IN_CI:
+                pytest.fail(f"golden {name} is missing; run pytest --update-goldens and commit it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        assert data == path.read_bytes(), (
+            f"{name} differs from its golden; if the change is on purpose, run "
+            "pytest --update-goldens and review the diff"
+        )
+
+    return check
