@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # never wrap: errors get grepped
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -65,11 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except Exception as error:  # click's usage errors arrive here in non-standalone mode
-        from click.exceptions import ClickException
-
-        if isinstance(error, ClickException):
-            error.show()
+    except Exception as error:
+        # Usage errors (typer vendors click) arrive here in non-standalone mode.
+        if callable(getattr(error, "show", None)) and isinstance(getattr(error, "exit_code", None), int):
+            error.show()  # type: ignore[attr-defined]
             return EXIT_BAD_INPUT
         raise
     return EXIT_OK

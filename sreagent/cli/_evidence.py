@@ -13,7 +13,7 @@ from sreagent.cli import app
 
 evidence_app = typer.Typer(help="Inspect and verify evidence packages.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @evidence_app.command("verify")
