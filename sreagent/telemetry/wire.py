@@ -135,15 +135,32 @@ def batch_digest(frame: BatchFrame) -> str:
     """SHA-256 of the batch's canonical content, independent of its wire encoding.
 
     The canonical content is the canonical JSON of ``{"header": ..., "samples": {column:
-    [values]}, "processes": ..., "events": ...}``, with label maps as sorted pairs. A resend of
-    the same batch has the same digest whether it came as Arrow or JSON; a different payload
-    under the same (collector_id, producer_epoch, seq) does not.
+    [values]}, "processes": ..., "events": ...}``, with label maps as lists of ``[key, value]``
+    pairs sorted by key. A resend of the same batch has the same digest whether it came as
+    Arrow or JSON; a different payload under the same (collector_id, producer_epoch, seq) does
+    not.
     """
-    content: dict[str, Any] = {"header": frame.header.model_dump(mode="json")}
+    return content_digest(
+        frame.header.model_dump(mode="json"),
+        {name: getattr(frame, name).to_pydict() for name in ("samples", "processes", "events")},
+    )
+
+
+def content_digest(header: dict[str, Any], tables: dict[str, dict[str, list[Any]]]) -> str:
+    """The digest of :func:`batch_digest` from a JSON-ready header and column lists.
+
+    Importers and generators that build tables directly use this to get the same digest a
+    decoded frame of the same content would have.
+    """
+    content: dict[str, Any] = {"header": header}
     for name in ("samples", "processes", "events"):
-        columns = getattr(frame, name).to_pydict()
+        columns = dict(tables[name])
         for key in ("labels", "attributes"):
             if key in columns:
-                columns[key] = [sorted(pairs) for pairs in columns[key]]
+                columns[key] = [sorted(_pairs(v)) for v in columns[key]]
         content[name] = columns
     return sha256_hex(canonical_json(content))
+
+
+def _pairs(labels: Any) -> list[tuple[str, str]]:
+    return list(labels.items()) if isinstance(labels, dict) else [tuple(p) for p in labels]
