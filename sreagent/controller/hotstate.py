@@ -1,0 +1,226 @@
+"""Bounded hot state: recent samples and events per host, in fixed-size ring buffers.
+
+Bounds (settings ``hot_state``): at most ``max_hosts`` hosts (the least recently updated is
+evicted), ``max_series_per_host`` series per host (a new series beyond it is dropped), and
+``samples_per_series`` samples per series (the oldest is overwritten). Every eviction is
+counted and exposed on /metrics and /api/v1/ingest/status. Appending a sample is O(1): a
+write into a preallocated numpy ring. Memory is therefore bounded by
+``max_hosts * max_series_per_host * samples_per_series * 16`` bytes plus events.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sreagent.telemetry.arrow import BatchFrame
+
+SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
+"""(metric, entity, sorted label pairs)."""
+
+
+class Ring:
+    """A fixed-capacity ring of (ts_ns, value); oldest overwritten first."""
+
+    __slots__ = ("_ts", "_values", "count", "pos")
+
+    def __init__(self, capacity: int):
+        self._ts = np.zeros(capacity, dtype=np.int64)
+        self._values = np.zeros(capacity, dtype=np.float64)
+        self.count = 0
+        self.pos = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self._ts)
+
+    def extend(self, ts: np.ndarray, values: np.ndarray) -> int:
+        """Append samples in order; return how many older samples were overwritten."""
+        cap = self.capacity
+        n = len(ts)
+        if n >= cap:
+            ts, values = ts[-cap:], values[-cap:]
+            overwritten = self.count + n - cap
+            self._ts[:], self._values[:] = ts, values
+            self.pos, self.count = 0, cap
+            return overwritten
+        end = self.pos + n
+        if end <= cap:
+            self._ts[self.pos:end], self._values[self.pos:end] = ts, values
+        else:
+            first = cap - self.pos
+            self._ts[self.pos:], self._values[self.pos:] = ts[:first], values[:first]
+            self._ts[: n - first], self._values[: n - first] = ts[first:], values[first:]
+        self.pos = end % cap
+        overwritten = max(0, self.count + n - cap)
+        self.count = min(cap, self.count + n)
+        return overwritten
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ts, values), oldest first."""
+        if self.count < self.capacity:
+            return self._ts[: self.count].copy(), self._values[: self.count].copy()
+        order = np.r_[self.pos : self.capacity, 0 : self.pos]
+        return self._ts[order], self._values[order]
+
+    def last(self, n: int) -> np.ndarray:
+        _, values = self.arrays()
+        return values[-n:]
+
+
+@dataclass
+class HostState:
+    series: dict[SeriesKey, Ring] = field(default_factory=dict)
+    events: deque[dict[str, Any]] = field(default_factory=deque)
+    last_seen_ns: int = 0
+    batches: int = 0
+    collector_id: str = ""
+    capabilities: list[dict[str, str]] = field(default_factory=list)
+    process_count: int = 0
+
+
+@dataclass
+class Evictions:
+    hosts: int = 0
+    series_dropped: int = 0
+    samples_overwritten: int = 0
+    events_overwritten: int = 0
+
+
+class HotState:
+    """Per-host rings of recent telemetry; thread-safe."""
+
+    def __init__(self, *, max_hosts: int, max_series_per_host: int, samples_per_series: int,
+                 events_per_host: int):
+        self.max_hosts = max_hosts
+        self.max_series_per_host = max_series_per_host
+        self.samples_per_series = samples_per_series
+        self.events_per_host = events_per_host
+        self._hosts: OrderedDict[str, HostState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evictions = Evictions()
+        self.samples_total = 0
+
+    def append(self, frame: BatchFrame) -> None:
+        header = frame.header
+        groups = _group_series(frame)
+        events = frame.events.to_pylist() if frame.events.num_rows else []
+        with self._lock:
+            host = self._hosts.get(header.host)
+            if host is None:
+                host = HostState(events=deque(maxlen=self.events_per_host))
+                self._hosts[header.host] = host
+                while len(self._hosts) > self.max_hosts:
+                    self._hosts.popitem(last=False)
+                    self.evictions.hosts += 1
+            else:
+                self._hosts.move_to_end(header.host)
+            for key, (ts, values) in groups.items():
+                ring = host.series.get(key)
+                if ring is None:
+                    if len(host.series) >= self.max_series_per_host:
+                        self.evictions.series_dropped += 1
+                        continue
+                    ring = host.series[key] = Ring(self.samples_per_series)
+                self.evictions.samples_overwritten += ring.extend(ts, values)
+            for ev in events:
+                if len(host.events) == host.events.maxlen:
+                    self.evictions.events_overwritten += 1
+                host.events.append({k: ev[k] for k in ("ts_ns", "kind", "entity", "severity",
+                                                       "message")})
+            host.last_seen_ns = max(host.last_seen_ns, header.sent_at_ns)
+            host.batches += 1
+            host.collector_id = header.collector_id
+            host.capabilities = [c.model_dump() for c in header.capabilities]
+            host.process_count = frame.processes.num_rows
+            self.samples_total += frame.samples.num_rows
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            series = sum(len(h.series) for h in self._hosts.values())
+            samples = sum(r.count for h in self._hosts.values() for r in h.series.values())
+            events = sum(len(h.events) for h in self._hosts.values())
+            return {
+                "hosts": len(self._hosts),
+                "series": series,
+                "samples": samples,
+                "events": events,
+                "evictions": dict(self.evictions.__dict__),
+                "limits": {"max_hosts": self.max_hosts,
+                           "max_series_per_host": self.max_series_per_host,
+                           "samples_per_series": self.samples_per_series,
+                           "events_per_host": self.events_per_host},
+            }
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                name: {"last_seen_ns": h.last_seen_ns, "batches": h.batches,
+                       "collector_id": h.collector_id, "series": len(h.series),
+                       "process_count": h.process_count, "capabilities": list(h.capabilities)}
+                for name, h in self._hosts.items()
+            }
+
+    def last_values(self, host: str, metric: str, entity: str, n: int) -> np.ndarray:
+        """The newest ``n`` values of the unlabelled series (metric, entity) of ``host``."""
+        with self._lock:
+            state = self._hosts.get(host)
+            ring = state.series.get((metric, entity, ())) if state else None
+            return ring.last(n) if ring is not None else np.zeros(0)
+
+    def window(self, host: str, start_ns: int, end_ns: int) -> list[dict[str, Any]]:
+        """Every series of ``host`` restricted to [start_ns, end_ns]."""
+        with self._lock:
+            state = self._hosts.get(host)
+            rings = list(state.series.items()) if state else []
+            out = []
+            for (metric, entity, labels), ring in rings:
+                ts, values = ring.arrays()
+                keep = (ts >= start_ns) & (ts <= end_ns)
+                if keep.any():
+                    out.append({"metric": metric, "entity": entity, "labels": dict(labels),
+                                "ts_ns": ts[keep], "values": values[keep]})
+            return out
+
+
+def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:
+    samples = frame.samples
+    if samples.num_rows == 0:
+        return {}
+    metrics = samples.column("metric").to_pylist()
+    entities = samples.column("entity").to_pylist()
+    labels_col = samples.column("labels").combine_chunks()
+    # Most samples carry no labels; only build label tuples where the map is non-empty.
+    offsets = labels_col.offsets.to_numpy()
+    has_labels = np.nonzero(np.diff(offsets))[0]
+    labels: list[tuple[tuple[str, str], ...]] = [()] * samples.num_rows
+    if len(has_labels):
+        keys = labels_col.keys.to_pylist()
+        items = labels_col.items.to_pylist()
+        for i in has_labels:
+            lo, hi = offsets[i], offsets[i + 1]
+            labels[i] = tuple(sorted(zip(keys[lo:hi], items[lo:hi], strict=True)))
+    index: dict[SeriesKey, list[int]] = {}
+    for i, key in enumerate(zip(metrics, entities, labels, strict=True)):
+        rows = index.get(key)
+        if rows is None:
+            index[key] = [i]
+        else:
+            rows.append(i)
+    ts_all = samples.column("ts_ns").to_numpy()
+    values_all = samples.column("value").to_numpy()
+    out = {}
+    for key, rows in index.items():
+        idx = np.asarray(rows)
+        ts, values = ts_all[idx], values_all[idx]
+        if len(ts) > 1 and np.any(np.diff(ts) < 0):
+            order = np.argsort(ts, kind="stable")
+            ts, values = ts[order], values[order]
+        out[key] = (ts, values)
+    return out
