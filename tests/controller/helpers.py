@@ -52,7 +52,7 @@ def make_batch(*, collector: str = "c1", host: str = "node-1", epoch: str = "e1"
     return Batch(
         collector_id=collector, host=host, producer_epoch=epoch, seq=seq,
         sent_at_ns=t0 + seq * 10**9,
-        samples=[Sample(ts_ns=t0 + seq * 10**9 + i, metric=metric, entity="host", value=value)
+        samples=[Sample(ts_ns=t0 + seq * 10**9 - i, metric=metric, entity="host", value=value)
                  for i in range(samples)],
         events=[Event(ts_ns=t0 + seq * 10**9, kind="oom_kill", entity="process/1", source="kmsg",
                       severity="error") for _ in range(events)],
@@ -64,6 +64,17 @@ def body(batch: Batch, content_type: str = "application/vnd.sreagent.batch.v1+ar
 
 
 ARROW = {"Content-Type": "application/vnd.sreagent.batch.v1+arrow"}
+
+
+def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``check()`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not hold within {timeout}s")
 
 
 def free_port() -> int:
