@@ -92,12 +92,15 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("tcp_listen_drops_per_second", "gauge", "1/s", "host", "SYNs dropped at listen per second"),
     _m("tcp_established", "gauge", "sockets", "host", "Established TCP sockets"),
     _m("tcp_listen_backlog_ratio", "gauge", "ratio", "host", "Fullest listen queue: accept queue / backlog", "port"),
+    _m("tcp_listen_queue_length", "gauge", "connections", "host", "Connections waiting in the fullest accept queue of a port", "port"),
+    _m("tcp_sockets", "gauge", "sockets", "host", "TCP sockets per state", "state"),
     # File descriptors and processes
     _m("fds_allocated", "gauge", "fds", "host", "Allocated file handles (file-nr)"),
     _m("fds_used_ratio", "gauge", "ratio", "host", "Allocated / max file handles"),
     _m("process_fds_used_ratio", "gauge", "ratio", "process", "Open fds / RLIMIT_NOFILE of a process"),
     _m("process_cpu_ratio", "gauge", "cores", "process", "CPU cores a process used over the interval"),
     _m("process_rss_bytes", "gauge", "bytes", "process", "Resident set size of a process"),
+    _m("process_pss_bytes", "gauge", "bytes", "process", "Proportional set size of a process (smaps_rollup)"),
     _m("processes_total", "gauge", "processes", "host", "Processes on the host"),
     # cgroups
     _m("cgroup_cpu_usage_ratio", "gauge", "cores", "cgroup", "CPU cores used by the cgroup"),
@@ -111,6 +114,7 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("cgroup_oom_kills_total", "counter", "kills", "cgroup", "OOM kills inside the cgroup"),
     _m("cgroup_io_bytes_per_second", "gauge", "bytes/s", "cgroup", "IO bytes per second", "direction"),
     _m("cgroup_pressure_some_ratio", "gauge", "ratio", "cgroup", "Per-cgroup PSI 'some' avg10", "resource"),
+    _m("cgroup_pressure_full_ratio", "gauge", "ratio", "cgroup", "Per-cgroup PSI 'full' avg10", "resource"),
     # GPU
     _m("gpu_utilisation_ratio", "gauge", "ratio", "gpu", "SM busy share"),
     _m("gpu_memory_used_bytes", "gauge", "bytes", "gpu", "Framebuffer memory used"),
@@ -119,6 +123,11 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("gpu_power_watts", "gauge", "watts", "gpu", "Power draw"),
     _m("gpu_power_limit_watts", "gauge", "watts", "gpu", "Enforced power limit"),
     _m("gpu_sm_clock_hertz", "gauge", "hertz", "gpu", "SM clock"),
+    _m("gpu_memory_clock_hertz", "gauge", "hertz", "gpu", "Memory clock"),
+    _m("gpu_bar1_used_bytes", "gauge", "bytes", "gpu", "BAR1 memory used"),
+    _m("gpu_process_memory_bytes", "gauge", "bytes", "gpu", "GPU memory used by one process", "pid"),
+    _m("gpu_retired_pages_total", "counter", "pages", "gpu", "Retired framebuffer pages", "cause"),
+    _m("gpu_remapped_rows_pending", "gauge", "bool", "gpu", "1 when a row remap waits for a GPU reset"),
     _m("gpu_throttled", "gauge", "bool", "gpu", "1 when a clock throttle reason is active", "reason"),
     _m("gpu_ecc_errors_total", "counter", "errors", "gpu", "ECC error count", "type"),
     _m("gpu_remapped_rows_total", "counter", "rows", "gpu", "Remapped rows", "cause"),
@@ -147,6 +156,17 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("collector_kmsg_lost_records_total", "counter", "records", "collector", "Kernel log records overwritten before the collector read them"),
     _m("collector_ebpf_lost_events_total", "counter", "events", "collector", "eBPF events lost before the collector read them (buffer overruns, per-interval caps)"),
     _m("collector_sample_duration_seconds", "gauge", "seconds", "collector", "CPU time of the last sample"),
+    _m("collector_spool_records", "gauge", "records", "collector", "Unsent batches held in the spool"),
+    _m("collector_interval_seconds", "gauge", "seconds", "collector", "Current sampling interval (stretched by self-protection)"),
+    _m("collector_sources_shed", "gauge", "sources", "collector", "Optional sources shed by self-protection"),
+    _m("collector_batches_delivered_total", "counter", "batches", "collector", "Batches the controller acknowledged (accepted or duplicate)"),
+    _m("collector_transport_errors_total", "counter", "errors", "collector", "Failed delivery attempts (connection, timeout, 5xx, 401/403, 429)"),
+    _m("collector_ack_mismatches_total", "counter", "acks", "collector", "Acknowledgements that did not echo the batch's key"),
+    _m("collector_dead_letters_total", "counter", "batches", "collector", "Batches refused by the controller and written to the dead-letter file"),
+    _m("collector_source_errors_total", "counter", "errors", "collector", "Reads of a source that raised", "source"),
+    # Scrape targets (the scraped series keep their own names, entity scrape/<target>)
+    _m("scrape_up", "gauge", "bool", "scrape", "1 when the last scrape of a target succeeded"),
+    _m("scrape_duration_seconds", "gauge", "seconds", "scrape", "Wall time of the last scrape"),
 )
 
 # fmt: on

@@ -1,0 +1,402 @@
+"""cgroup source: v1 controllers and the v2 hierarchy, side by side on hybrid hosts.
+
+Hierarchies are found in ``/proc/self/mounts`` (type ``cgroup`` with the controllers in the
+options, or ``cgroup2``). Every cgroup down to ``max_depth`` levels is read, at most
+``max_cgroups`` of them per hierarchy, and the figures of one cgroup path are merged across
+hierarchies into one entity ``cgroup/<path>``.
+
+Files read (Documentation/admin-guide/cgroup-v1/*.rst, cgroup-v2.rst):
+
+- CPU: v1 ``cpu.stat`` (nr_periods, nr_throttled, throttled_time in ns), ``cpu.cfs_quota_us``
+  and ``cpu.cfs_period_us``, ``cpuacct.usage`` (ns); v2 ``cpu.stat`` (usage_usec,
+  nr_periods, nr_throttled, throttled_usec) and ``cpu.max``.
+- Memory: v1 ``memory.usage_in_bytes``, ``memory.limit_in_bytes``, ``memory.failcnt``,
+  ``memory.oom_control`` (oom_kill since 4.13); v2 ``memory.current``, ``memory.max`` and
+  ``memory.events`` (``max``: times usage hit the limit, the v2 analogue of failcnt;
+  ``oom_kill``).
+- IO: v1 ``blkio.throttle.io_service_bytes`` (Read/Write per device); v2 ``io.stat``
+  (rbytes/wbytes per device).
+- Pressure: v2 ``{cpu,memory,io}.pressure``.
+
+Container and Kubernetes pod identity is parsed from the cgroup path (cgroupfs and systemd
+drivers; Docker, containerd, CRI-O, Podman) into labels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sreagent.collector._common import (
+    Counters,
+    Interval,
+    capability,
+    read_optional,
+    sample,
+)
+from sreagent.collector._disk import unescape_mount
+from sreagent.collector._psi import parse_pressure
+from sreagent.collector._source import Roots, SourceOutput
+from sreagent.telemetry import Sample, SourceCapability
+
+UNLIMITED = 1 << 62
+"""v1 reports "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB pages);
+anything this large is no limit."""
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio")
+
+
+@dataclass(frozen=True)
+class Hierarchies:
+    v1: dict[str, Path] = field(default_factory=dict)
+    """Controller name -> mount point (combined mounts appear under each controller)."""
+    v2: Path | None = None
+
+
+def parse_cgroup_mounts(raw: bytes, sys_root: Path) -> Hierarchies:
+    """cgroup mounts from /proc/self/mounts, with ``/sys`` mapped onto the injected sysfs root."""
+    v1: dict[str, Path] = {}
+    v2: Path | None = None
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[2] not in (b"cgroup", b"cgroup2"):
+            continue
+        mount_point = unescape_mount(parts[1])
+        if mount_point == "/sys" or mount_point.startswith("/sys/"):
+            path = sys_root / mount_point[len("/sys/") :]
+        else:
+            path = Path(mount_point)
+        if parts[2] == b"cgroup2":
+            v2 = v2 or path
+            continue
+        for option in parts[3].decode().split(","):
+            if option in V1_CONTROLLERS and option not in v1:
+                v1[option] = path
+    return Hierarchies(v1, v2)
+
+
+def parse_flat_keyed(raw: bytes) -> dict[str, int]:
+    """``key value`` lines (cpu.stat, memory.events, memory.oom_control)."""
+    out = {}
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0].decode()] = int(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+def parse_blkio_service_bytes(raw: bytes) -> tuple[int, int]:
+    """(read, write) bytes summed over devices from blkio.throttle.io_service_bytes."""
+    read = write = 0
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            if parts[1] == b"Read":
+                read += int(parts[2])
+            elif parts[1] == b"Write":
+                write += int(parts[2])
+    return read, write
+
+
+def parse_io_stat(raw: bytes) -> tuple[int, int]:
+    """(read, write) bytes summed over devices from a v2 io.stat."""
+    read = write = 0
+    for line in raw.splitlines():
+        for item in line.split()[1:]:
+            key, _, value = item.partition(b"=")
+            if key == b"rbytes":
+                read += int(value)
+            elif key == b"wbytes":
+                write += int(value)
+    return read, write
+
+
+def parse_cpu_max(raw: bytes) -> float | None:
+    """Cores allowed by a v2 cpu.max (``max 100000`` means no limit)."""
+    quota, _, period = raw.strip().partition(b" ")
+    if quota == b"max" or not period:
+        return None
+    return int(quota) / int(period)
+
+
+_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+_SCOPED = re.compile(r"^(docker|cri-containerd|crio|libpod)-([0-9a-f]{64})\.scope$")
+_CONTAINERD_SYSTEMD = re.compile(r":(cri-containerd|docker|crio):([0-9a-f]{64})$")
+_BARE_ID = re.compile(r"^[0-9a-f]{64}$")
+_RUNTIME = {"docker": "docker", "cri-containerd": "containerd", "crio": "cri-o", "libpod": "podman"}
+
+
+def parse_cgroup_identity(path: str) -> dict[str, str]:
+    """Container/pod labels a cgroup path carries, sorted by key (empty for host cgroups).
+
+    Recognised shapes (the runtimes' documented cgroup layouts):
+    ``/docker/<id>``, ``/system.slice/docker-<id>.scope``,
+    ``/kubepods/burstable/pod<uid>/<id>`` (cgroupfs driver),
+    ``/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<uid>.slice/
+    cri-containerd-<id>.scope`` (systemd driver), ``crio-<id>.scope``, ``libpod-<id>.scope``.
+    """
+    labels: dict[str, str] = {}
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return labels
+    last = parts[-1]
+    runtime = container = None
+    match = _SCOPED.match(last) or _CONTAINERD_SYSTEMD.search(last)
+    if match:
+        runtime, container = _RUNTIME[match.group(1)], match.group(2)
+    elif _BARE_ID.match(last):
+        container = last
+        if "docker" in parts[:-1]:
+            runtime = "docker"
+    if "kubepods" in path:
+        pod = _POD.search(path)
+        if pod:
+            labels["pod_uid"] = pod.group(1).replace("_", "-")
+        if "besteffort" in path:
+            labels["pod_qos"] = "besteffort"
+        elif "burstable" in path:
+            labels["pod_qos"] = "burstable"
+        elif pod:
+            labels["pod_qos"] = "guaranteed"
+    if container:
+        labels["container_id"] = container
+    if runtime:
+        labels["container_runtime"] = runtime
+    return dict(sorted(labels.items()))
+
+
+def walk_cgroups(
+    root: Path, max_depth: int, limit: int
+) -> Iterator[tuple[str, str, frozenset[str]]]:
+    """(relative path starting with ``/``, directory, its file names), breadth-first, bounded.
+
+    The file names come from the same directory listing that finds the children, so the
+    readers open only files that exist (a failed open costs as much as a read).
+    """
+    queue = [("/", str(root), 0)]
+    seen = 0
+    while queue and seen < limit:
+        rel, absolute, depth = queue.pop(0)
+        seen += 1
+        try:
+            with os.scandir(absolute) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        files = frozenset(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+        yield rel, absolute, files
+        if depth >= max_depth:
+            continue
+        children = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        for child in children:
+            queue.append(((rel.rstrip("/") + "/" + child), f"{absolute}/{child}", depth + 1))
+
+
+@dataclass
+class _Reading:
+    usage_ns: int | None = None
+    periods: int | None = None
+    throttled: int | None = None
+    throttled_ns: int | None = None
+    limit_cores: float | None = None
+    mem_used: int | None = None
+    mem_limit: int | None = None
+    failcnt: int | None = None
+    oom_kills: int | None = None
+    io: tuple[int, int] | None = None
+    pressure: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+def _int(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return None
+
+
+def _reader(d: str, files: frozenset[str]) -> Callable[[str], bytes | None]:
+    def read(name: str) -> bytes | None:
+        return read_optional(f"{d}/{name}") if name in files else None
+
+    return read
+
+
+def read_v1(reading: _Reading, controller: str, d: str, files: frozenset[str]) -> None:
+    read = _reader(d, files)
+    if controller == "cpu":
+        raw = read("cpu.stat")
+        if raw is not None:
+            stat = parse_flat_keyed(raw)
+            reading.periods = stat.get("nr_periods")
+            reading.throttled = stat.get("nr_throttled")
+            reading.throttled_ns = stat.get("throttled_time")
+        quota = _int(read("cpu.cfs_quota_us"))
+        period = _int(read("cpu.cfs_period_us"))
+        if quota is not None and quota > 0 and period:
+            reading.limit_cores = quota / period
+    elif controller == "cpuacct":
+        usage = _int(read("cpuacct.usage"))
+        if usage is not None:
+            reading.usage_ns = usage
+    elif controller == "memory":
+        reading.mem_used = _int(read("memory.usage_in_bytes"))
+        limit = _int(read("memory.limit_in_bytes"))
+        reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
+        reading.failcnt = _int(read("memory.failcnt"))
+        raw = read("memory.oom_control")
+        if raw is not None:
+            reading.oom_kills = parse_flat_keyed(raw).get("oom_kill")
+    elif controller == "blkio":
+        raw = read("blkio.throttle.io_service_bytes")
+        if raw is not None:
+            reading.io = parse_blkio_service_bytes(raw)
+
+
+def read_v2(reading: _Reading, d: str, files: frozenset[str]) -> None:
+    read = _reader(d, files)
+    raw = read("cpu.stat")
+    if raw is not None:
+        stat = parse_flat_keyed(raw)
+        if "usage_usec" in stat and reading.usage_ns is None:
+            reading.usage_ns = stat["usage_usec"] * 1000
+        if "nr_periods" in stat:
+            reading.periods = stat["nr_periods"]
+            reading.throttled = stat.get("nr_throttled")
+            reading.throttled_ns = stat.get("throttled_usec", 0) * 1000
+    raw = read("cpu.max")
+    if raw is not None:
+        reading.limit_cores = parse_cpu_max(raw)
+    current = _int(read("memory.current"))
+    if current is not None:
+        reading.mem_used = current
+        limit = _int(read("memory.max"))  # "max" parses as None: no limit
+        reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
+        raw = read("memory.events")
+        if raw is not None:
+            events = parse_flat_keyed(raw)
+            reading.failcnt = events.get("max")
+            reading.oom_kills = events.get("oom_kill")
+    raw = read("io.stat")
+    if raw is not None:
+        reading.io = parse_io_stat(raw)
+    for resource in ("cpu", "memory", "io"):
+        raw = read(f"{resource}.pressure")
+        if raw:
+            p = parse_pressure(raw)
+            if "some" in p:
+                full = p["full"].avg10 / 100 if "full" in p else None
+                reading.pressure[resource] = (p["some"].avg10 / 100, full)
+
+
+class CgroupSource:
+    """``cgroup``: CPU throttling, memory against limits, OOM kills, IO and PSI per cgroup."""
+
+    name = "cgroup"
+    optional = True
+
+    def __init__(self, roots: Roots, *, max_depth: int = 4, max_cgroups: int = 200) -> None:
+        self._roots = roots
+        self._max_depth = max_depth
+        self._max_cgroups = max_cgroups
+        raw = read_optional(roots.proc / "self/mounts")
+        self.hierarchies = parse_cgroup_mounts(raw, roots.sys) if raw else Hierarchies()
+        self._counters = Counters()
+        self._interval = Interval()
+        self._identity: dict[str, dict[str, str]] = {}
+        self._truncated = False
+
+    def capability(self) -> SourceCapability:
+        h = self.hierarchies
+        if not h.v1 and h.v2 is None:
+            return capability(self.name, "off", "no cgroup or cgroup2 mount in /proc/self/mounts")
+        parts = []
+        if h.v1:
+            parts.append("v1 " + ",".join(f"{c}" for c in sorted(h.v1)))
+        if h.v2 is not None:
+            parts.append(f"v2 at {h.v2}")
+        if self._truncated:
+            parts.append(f"truncated to {self._max_cgroups} cgroups per hierarchy")
+        return capability(self.name, "kernel", "; ".join(parts))
+
+    def readings(self) -> dict[str, _Reading]:
+        out: dict[str, _Reading] = {}
+        truncated = False
+        limit = self._max_cgroups
+        if self.hierarchies.v2 is not None:
+            for rel, d, files in walk_cgroups(self.hierarchies.v2, self._max_depth, limit + 1):
+                if len(out) >= limit:
+                    truncated = True
+                    break
+                read_v2(out.setdefault(rel, _Reading()), d, files)
+        # v1 controllers after v2: on a hybrid host they are the ones that enforce limits.
+        for controller, root in self.hierarchies.v1.items():
+            for count, (rel, d, files) in enumerate(
+                walk_cgroups(root, self._max_depth, limit + 1), start=1
+            ):
+                if count > limit:
+                    truncated = True
+                    break
+                read_v1(out.setdefault(rel, _Reading()), controller, d, files)
+        self._truncated = truncated
+        return out
+
+    def read(self, now_ns: int) -> SourceOutput:
+        seconds = self._interval.advance(now_ns)
+        delta = self._counters.delta
+        out: list[Sample] = []
+        readings = self.readings()
+        for rel, r in readings.items():
+            entity = f"cgroup{rel}"
+            labels = self._identity.get(rel)
+            if labels is None:
+                labels = self._identity[rel] = parse_cgroup_identity(rel)
+
+            def add(metric: str, value: float, extra: dict[str, str] | None = None) -> None:
+                merged = dict(sorted({**labels, **extra}.items())) if extra else labels  # noqa: B023
+                out.append(sample(now_ns, metric, entity, value, merged))  # noqa: B023
+
+            if r.usage_ns is not None:
+                d = delta((rel, "usage"), r.usage_ns, 64)
+                if d is not None and seconds:
+                    add("cgroup_cpu_usage_ratio", d / 1e9 / seconds)
+            if r.periods is not None and r.throttled is not None:
+                dp = delta((rel, "periods"), r.periods, 64)
+                dt = delta((rel, "throttled"), r.throttled, 64)
+                if dp and dt is not None:
+                    add("cgroup_cpu_throttled_ratio", dt / dp)
+            if r.throttled_ns is not None:
+                d = delta((rel, "throttled_ns"), r.throttled_ns, 64)
+                if d is not None and seconds:
+                    add("cgroup_cpu_throttled_seconds_per_second", d / 1e9 / seconds)
+            if r.limit_cores is not None:
+                add("cgroup_cpu_limit_cores", r.limit_cores)
+            if r.mem_used is not None:
+                add("cgroup_memory_used_bytes", r.mem_used)
+                if r.mem_limit:
+                    add("cgroup_memory_limit_bytes", r.mem_limit)
+                    add("cgroup_memory_used_ratio", r.mem_used / r.mem_limit)
+            if r.failcnt is not None:
+                add("cgroup_memory_failcnt_total", r.failcnt)
+            if r.oom_kills is not None:
+                add("cgroup_oom_kills_total", r.oom_kills)
+            if r.io is not None:
+                for direction, value in zip(("read", "write"), r.io, strict=True):
+                    d = delta((rel, direction), value, 64)
+                    if d is not None and seconds:
+                        add("cgroup_io_bytes_per_second", d / seconds, {"direction": direction})
+            for resource, (some, full) in r.pressure.items():
+                add("cgroup_pressure_some_ratio", some, {"resource": resource})
+                if full is not None:
+                    add("cgroup_pressure_full_ratio", full, {"resource": resource})
+        self._counters.forget_unless(lambda key: key[0] in readings)
+        return SourceOutput(samples=out)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,277 @@
+"""Disk source: ``/sys/block/<dev>/stat`` (fallback ``/proc/diskstats``) and statvfs of mounts.
+
+Field meanings: Documentation/admin-guide/iostats.rst (and Documentation/block/stat.rst).
+The IO and sector counts are ``unsigned long`` (64-bit here); the millisecond tick counters
+are printed as ``unsigned int`` (block/genhd.c), so they wrap at 2**32 ms (about 49.7 days)
+and are tracked as 32-bit counters.
+
+Filesystems: a mount is "real" when its source is a path (a block device) and its type is not
+marked ``nodev`` in /proc/filesystems; each device is reported once (bind mounts and
+subvolumes share the numbers), under its first mount point.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sreagent.collector._common import (
+    Counters,
+    Interval,
+    capability,
+    read_bytes,
+    read_int,
+    read_optional,
+    sample,
+)
+from sreagent.collector._source import Roots, SourceOutput
+from sreagent.telemetry import Sample, SourceCapability
+
+SECTOR_BYTES = 512
+"""The stat files count 512-byte sectors whatever the device's block size (iostats.rst)."""
+SKIPPED_PREFIXES = ("loop", "ram", "fd", "sr")
+"""Loop, RAM disks, floppies and optical drives tell nothing about storage health."""
+
+
+@dataclass(frozen=True)
+class DiskStat:
+    reads: int
+    read_sectors: int
+    read_ticks_ms: int
+    writes: int
+    write_sectors: int
+    write_ticks_ms: int
+    in_flight: int
+    io_ticks_ms: int
+
+
+def parse_block_stat(raw: bytes) -> DiskStat:
+    """One ``/sys/block/<dev>/stat`` line (11, 15 or 17 fields)."""
+    f = raw.split()
+    if len(f) < 11:
+        raise ValueError(f"expected at least 11 fields, got {len(f)}")
+    return DiskStat(
+        reads=int(f[0]),
+        read_sectors=int(f[2]),
+        read_ticks_ms=int(f[3]),
+        writes=int(f[4]),
+        write_sectors=int(f[6]),
+        write_ticks_ms=int(f[7]),
+        in_flight=int(f[8]),
+        io_ticks_ms=int(f[9]),
+    )
+
+
+def parse_diskstats(raw: bytes) -> dict[str, DiskStat]:
+    """/proc/diskstats: ``major minor name`` then the same fields as the sysfs stat file."""
+    out = {}
+    for line in raw.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4:
+            out[parts[2].decode()] = parse_block_stat(parts[3])
+    return out
+
+
+def whole_disks(names: list[str]) -> list[str]:
+    """Drop partitions from a diskstats name list when sysfs is not there to say which is which.
+
+    ``sda1`` is a partition of ``sda`` and ``nvme0n1p2`` of ``nvme0n1``: a name equal to
+    another name plus digits (optionally after ``p``) is a partition.
+    """
+    present = set(names)
+    keep = []
+    for name in names:
+        stem = name.rstrip("0123456789")
+        if stem != name and (stem in present or (stem.endswith("p") and stem[:-1] in present)):
+            continue
+        keep.append(name)
+    return keep
+
+
+def unescape_mount(field: bytes) -> str:
+    r"""Mount fields escape space, tab, newline and backslash as octal (``\040``)."""
+    if b"\\" not in field:
+        return field.decode("utf-8", "replace")
+    out = bytearray()
+    i = 0
+    while i < len(field):
+        if field[i : i + 1] == b"\\" and field[i + 1 : i + 4].isdigit():
+            out.append(int(field[i + 1 : i + 4], 8))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def parse_nodev_types(raw: bytes) -> set[str]:
+    """Filesystem types /proc/filesystems marks ``nodev`` (not backed by a block device)."""
+    return {
+        line.split()[-1].decode()
+        for line in raw.splitlines()
+        if line.startswith(b"nodev") and line.split()
+    }
+
+
+def real_mounts(mounts: bytes, nodev_types: set[str]) -> list[tuple[str, str, str]]:
+    """(device, mount point, type) of block-device mounts, one per device."""
+    seen: set[str] = set()
+    out = []
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        device, mount_point, fstype = (unescape_mount(p) for p in parts[:3])
+        if not device.startswith("/") or fstype in nodev_types or device in seen:
+            continue
+        seen.add(device)
+        out.append((device, mount_point, fstype))
+    return out
+
+
+def fs_usage(st: os.statvfs_result) -> tuple[float, int, float | None]:
+    """(used ratio, bytes free to unprivileged users, inode used ratio) like ``df``.
+
+    df's Use% divides by used + available, not by the size: blocks reserved for root are
+    neither, and a filesystem at 100 % for users must read 100 %.
+    """
+    used = st.f_blocks - st.f_bfree
+    denominator = used + st.f_bavail
+    used_ratio = used / denominator if denominator > 0 else 0.0
+    inode_ratio = (st.f_files - st.f_ffree) / st.f_files if st.f_files > 0 else None
+    return used_ratio, st.f_bavail * st.f_frsize, inode_ratio
+
+
+class DiskSource:
+    """``disk``: IOPS, throughput, await, utilisation, queue depth; filesystem space."""
+
+    name = "disk"
+    optional = False
+
+    def __init__(
+        self, roots: Roots, *, statvfs: Callable[[str], os.statvfs_result] = os.statvfs
+    ) -> None:
+        self._block = roots.sys / "block"
+        self._diskstats = roots.proc / "diskstats"
+        self._mounts = roots.proc / "self/mounts"
+        self._filesystems = roots.proc / "filesystems"
+        self._statvfs = statvfs
+        self._counters = Counters()
+        self._interval = Interval()
+        self._use_sysfs = self._block.is_dir()
+        self._nodev: set[str] | None = None
+
+    def capability(self) -> SourceCapability:
+        if self._use_sysfs:
+            return capability(self.name, "kernel", f"{self._block}/*/stat, statvfs")
+        if read_optional(self._diskstats) is not None:
+            return capability(self.name, "fallback", f"{self._block} missing; {self._diskstats}")
+        return capability(self.name, "off", f"neither {self._block} nor {self._diskstats}")
+
+    def _read_stats(self) -> dict[str, DiskStat]:
+        if self._use_sysfs:
+            stats = {}
+            for name in os.listdir(self._block):
+                if name.startswith(SKIPPED_PREFIXES):
+                    continue
+                raw = read_optional(self._block / name / "stat")
+                if raw is not None:
+                    stats[name] = parse_block_stat(raw)
+            return stats
+        all_stats = parse_diskstats(read_bytes(self._diskstats))
+        names = [k for k in all_stats if not k.startswith(SKIPPED_PREFIXES)]
+        return {k: all_stats[k] for k in whole_disks(names)}
+
+    def read(self, now_ns: int) -> SourceOutput:
+        seconds = self._interval.advance(now_ns)
+        out: list[Sample] = []
+        stats = self._read_stats()
+        delta = self._counters.delta
+        for dev, s in stats.items():
+            entity = f"disk/{dev}"
+            out.append(sample(now_ns, "disk_in_flight", entity, s.in_flight))
+            reads = delta((dev, "r"), s.reads, 64)
+            writes = delta((dev, "w"), s.writes, 64)
+            rsect = delta((dev, "rs"), s.read_sectors, 64)
+            wsect = delta((dev, "ws"), s.write_sectors, 64)
+            rticks = delta((dev, "rt"), s.read_ticks_ms, 32)
+            wticks = delta((dev, "wt"), s.write_ticks_ms, 32)
+            busy = delta((dev, "io"), s.io_ticks_ms, 32)
+            if not seconds:
+                continue
+            if reads is not None:
+                out.append(sample(now_ns, "disk_reads_per_second", entity, reads / seconds))
+            if writes is not None:
+                out.append(sample(now_ns, "disk_writes_per_second", entity, writes / seconds))
+            if rsect is not None:
+                out.append(
+                    sample(
+                        now_ns, "disk_read_bytes_per_second", entity, rsect * SECTOR_BYTES / seconds
+                    )
+                )
+            if wsect is not None:
+                out.append(
+                    sample(
+                        now_ns,
+                        "disk_write_bytes_per_second",
+                        entity,
+                        wsect * SECTOR_BYTES / seconds,
+                    )
+                )
+            if None not in (reads, writes, rticks, wticks):
+                ios = reads + writes  # type: ignore[operator]
+                # No completed IO means no await, not an await of zero.
+                if ios > 0:
+                    ticks = rticks + wticks  # type: ignore[operator]
+                    out.append(sample(now_ns, "disk_await_seconds", entity, ticks / ios / 1000))
+            if busy is not None:
+                out.append(
+                    sample(
+                        now_ns, "disk_utilisation_ratio", entity, min(1.0, busy / 1000 / seconds)
+                    )
+                )
+        if self._use_sysfs:
+            for dev in stats:
+                # SCSI devices count failed commands; virtio and NVMe have no such file.
+                errors = read_optional(self._block / dev / "device/ioerr_cnt")
+                if errors is not None:
+                    out.append(
+                        sample(
+                            now_ns, "disk_io_errors_total", f"disk/{dev}", int(errors.strip(), 16)
+                        )
+                    )
+        self._counters.forget_unless(lambda key: key[0] in stats)
+        out.extend(self._filesystem_samples(now_ns))
+        return SourceOutput(samples=out)
+
+    def _filesystem_samples(self, now_ns: int) -> list[Sample]:
+        if self._nodev is None:
+            raw = read_optional(self._filesystems)
+            self._nodev = parse_nodev_types(raw) if raw is not None else set()
+        raw_mounts = read_optional(self._mounts)
+        if raw_mounts is None:
+            return []
+        out = []
+        for _device, mount_point, _fstype in real_mounts(raw_mounts, self._nodev):
+            try:
+                st = self._statvfs(mount_point)
+            except OSError:
+                continue  # unmounted between the two reads, or a stale mount
+            used_ratio, free_bytes, inode_ratio = fs_usage(st)
+            entity = f"fs/{mount_point}"
+            out.append(sample(now_ns, "filesystem_used_ratio", entity, used_ratio))
+            out.append(sample(now_ns, "filesystem_free_bytes", entity, free_bytes))
+            if inode_ratio is not None:
+                out.append(sample(now_ns, "filesystem_inodes_used_ratio", entity, inode_ratio))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def block_device_size(block: Path, name: str) -> int:
+    """Size in bytes of a block device from sysfs (``size`` is in 512-byte sectors)."""
+    sectors = read_int(block / name / "size")
+    return (sectors or 0) * SECTOR_BYTES

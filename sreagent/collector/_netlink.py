@@ -1,0 +1,207 @@
+"""Network interface source: rtnetlink RTM_GETLINK (IFLA_STATS64), fallback ``/proc/net/dev``.
+
+rtnetlink gives 64-bit counters, the carrier state and the kernel's count of carrier changes
+in one dump; /proc/net/dev has the counters only (carrier then comes from sysfs). Carrier
+transitions between two reads become ``link_down`` / ``link_up`` events.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from sreagent.collector._common import (
+    Counters,
+    Interval,
+    capability,
+    os_reason,
+    read_bytes,
+    read_int,
+    sample,
+)
+from sreagent.collector._nl import NLM_F_DUMP, NetlinkSocket, attributes
+from sreagent.collector._source import Roots, SourceOutput
+from sreagent.telemetry import Event, Sample, SourceCapability
+
+# include/uapi/linux/rtnetlink.h, if_link.h
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+IFLA_IFNAME = 3
+IFLA_OPERSTATE = 16
+IFLA_STATS64 = 23
+IFLA_CARRIER = 33
+IFLA_CARRIER_CHANGES = 35
+IFINFOMSG = struct.Struct("=BxHiII")
+STATS64_HEAD = struct.Struct("=8Q")
+"""rx/tx packets, rx/tx bytes, rx/tx errors, rx/tx dropped: the first eight u64 fields."""
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    name: str
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+    rx_errors: int
+    tx_errors: int
+    rx_dropped: int
+    tx_dropped: int
+    carrier: bool | None = None
+    carrier_changes: int | None = None
+
+
+def parse_link_dump(replies: list[tuple[int, memoryview]]) -> list[LinkStats]:
+    """RTM_NEWLINK messages of a dump as link statistics (links without IFLA_STATS64 skipped)."""
+    links = []
+    for msg_type, payload in replies:
+        if msg_type != RTM_NEWLINK:
+            continue
+        name = None
+        stats = None
+        carrier = None
+        changes = None
+        for attr_type, value in attributes(payload, IFINFOMSG.size):
+            if attr_type == IFLA_IFNAME:
+                name = bytes(value).rstrip(b"\0").decode()
+            elif attr_type == IFLA_STATS64:
+                stats = STATS64_HEAD.unpack_from(value, 0)
+            elif attr_type == IFLA_CARRIER:
+                carrier = value[0] == 1
+            elif attr_type == IFLA_CARRIER_CHANGES:
+                (changes,) = struct.unpack_from("=I", value, 0)
+        if name is None or stats is None:
+            continue
+        rxp, txp, rxb, txb, rxe, txe, rxd, txd = stats
+        links.append(LinkStats(name, rxb, txb, rxp, txp, rxe, txe, rxd, txd, carrier, changes))
+    return links
+
+
+def link_dump_request() -> bytes:
+    """The RTM_GETLINK dump request body (an all-zero ifinfomsg, any family)."""
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+
+
+def parse_net_dev(raw: bytes) -> list[LinkStats]:
+    """/proc/net/dev: two header lines, then ``name: 8 receive and 8 transmit columns``."""
+    links = []
+    for line in raw.splitlines()[2:]:
+        name, _, rest = line.partition(b":")
+        f = rest.split()
+        if len(f) < 16:
+            continue
+        links.append(
+            LinkStats(
+                name=name.strip().decode(),
+                rx_bytes=int(f[0]),
+                rx_packets=int(f[1]),
+                rx_errors=int(f[2]),
+                rx_dropped=int(f[3]),
+                tx_bytes=int(f[8]),
+                tx_packets=int(f[9]),
+                tx_errors=int(f[10]),
+                tx_dropped=int(f[11]),
+            )
+        )
+    return links
+
+
+class NetlinkSource:
+    """``netlink``: per-interface rates, errors, drops, carrier state and changes."""
+
+    name = "netlink"
+    optional = False
+
+    def __init__(self, roots: Roots, *, use_netlink: bool = True) -> None:
+        self._net_dev = roots.proc / "net/dev"
+        self._class_net = roots.sys / "class/net"
+        self._counters = Counters()
+        self._interval = Interval()
+        self._carrier: dict[str, bool] = {}
+        self._sock: NetlinkSocket | None = None
+        self._reason = "disabled by configuration; /proc/net/dev"
+        if use_netlink:
+            try:
+                self._sock = NetlinkSocket(socket.NETLINK_ROUTE)
+                self._sock.request(RTM_GETLINK, NLM_F_DUMP, link_dump_request())
+                self._reason = "rtnetlink RTM_GETLINK IFLA_STATS64"
+            except OSError as err:
+                self.close()
+                self._reason = f"rtnetlink: {os_reason(err)}; /proc/net/dev"
+
+    def capability(self) -> SourceCapability:
+        return capability(self.name, "kernel" if self._sock else "fallback", self._reason)
+
+    def _links(self) -> list[LinkStats]:
+        if self._sock is not None:
+            return parse_link_dump(self._sock.request(RTM_GETLINK, NLM_F_DUMP, link_dump_request()))
+        links = parse_net_dev(read_bytes(self._net_dev))
+        out = []
+        for link in links:
+            carrier = read_int(self._class_net / link.name / "carrier")
+            changes = read_int(self._class_net / link.name / "carrier_changes")
+            out.append(
+                LinkStats(
+                    **{
+                        **link.__dict__,
+                        "carrier": None if carrier is None else carrier == 1,
+                        "carrier_changes": changes,
+                    }
+                )
+            )
+        return out
+
+    def read(self, now_ns: int) -> SourceOutput:
+        seconds = self._interval.advance(now_ns)
+        samples: list[Sample] = []
+        events: list[Event] = []
+        links = self._links()
+        delta = self._counters.delta
+        for link in links:
+            entity = f"nic/{link.name}"
+            name = link.name
+            rates = (
+                ("network_receive_bytes_per_second", "rxb", link.rx_bytes, None),
+                ("network_transmit_bytes_per_second", "txb", link.tx_bytes, None),
+                ("network_receive_packets_per_second", "rxp", link.rx_packets, None),
+                ("network_transmit_packets_per_second", "txp", link.tx_packets, None),
+                ("network_errors_per_second", "rxe", link.rx_errors, {"direction": "receive"}),
+                ("network_errors_per_second", "txe", link.tx_errors, {"direction": "transmit"}),
+                ("network_drops_per_second", "rxd", link.rx_dropped, {"direction": "receive"}),
+                ("network_drops_per_second", "txd", link.tx_dropped, {"direction": "transmit"}),
+            )
+            for metric, key, value, labels in rates:
+                d = delta((name, key), value, 64)
+                if d is not None and seconds:
+                    samples.append(sample(now_ns, metric, entity, d / seconds, labels))
+            if link.carrier_changes is not None:
+                samples.append(
+                    sample(now_ns, "network_carrier_changes_total", entity, link.carrier_changes)
+                )
+            if link.carrier is not None:
+                samples.append(
+                    sample(now_ns, "network_link_up", entity, 1.0 if link.carrier else 0.0)
+                )
+                before = self._carrier.get(name)
+                self._carrier[name] = link.carrier
+                if before is not None and before != link.carrier:
+                    events.append(
+                        Event.model_construct(
+                            ts_ns=now_ns,
+                            kind="link_up" if link.carrier else "link_down",
+                            entity=entity,
+                            source=self.name,
+                            severity="info" if link.carrier else "warning",
+                            message=f"{name} carrier {'up' if link.carrier else 'down'}",
+                            attributes={},
+                        )
+                    )
+        present = {link.name for link in links}
+        self._counters.forget_unless(lambda key: key[0] in present)
+        return SourceOutput(samples=samples, events=events)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,269 @@
+"""Process source: a full scan of ``/proc/<pid>`` on its own, slower interval.
+
+Every process gets a row from ``/proc/<pid>/stat`` (one read: state, parent, CPU ticks,
+threads, RSS) and, where readable, ``/proc/<pid>/io``. The processes at the top by CPU, by
+RSS and by IO rate are then enriched: command line, cgroup, open fds against their
+RLIMIT_NOFILE, delay accounting from taskstats, and on request (``pss_top``) PSS from
+``smaps_rollup`` for the largest processes by RSS: the kernel walks every page table of the
+process for it, measured at 3-10 ms of CPU for one large process here, so it is off by default.
+
+Field positions of /proc/<pid>/stat: proc(5), counted after the closing parenthesis of
+``comm`` because the name itself may contain spaces and parentheses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sreagent.collector._common import Interval, capability, read_optional, sample
+from sreagent.collector._source import Roots, SourceOutput
+from sreagent.collector._taskstats import TaskstatsSource
+from sreagent.telemetry import ProcessRow, Sample, SourceCapability
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MAX_CMDLINE = 1024
+
+
+@dataclass(frozen=True)
+class PidStat:
+    """The fields of /proc/<pid>/stat the scan uses."""
+
+    comm: str
+    state: str
+    ppid: int
+    cpu_ticks: int
+    """utime + stime, in clock ticks."""
+    threads: int
+    start_ticks: int
+    """Start time after boot; with the pid it identifies a process across pid reuse."""
+    rss_pages: int
+
+
+def parse_pid_stat(raw: bytes) -> PidStat:
+    close = raw.rfind(b")")
+    comm = raw[raw.find(b"(") + 1 : close].decode("utf-8", "replace")
+    f = raw[close + 2 :].split()
+    return PidStat(
+        comm=comm[:64],
+        state=f[0].decode()[:1],
+        ppid=int(f[1]),
+        cpu_ticks=int(f[11]) + int(f[12]),
+        threads=int(f[17]),
+        start_ticks=int(f[19]),
+        rss_pages=int(f[21]),
+    )
+
+
+def parse_pid_io(raw: bytes) -> tuple[int, int]:
+    """(read_bytes, write_bytes) that reached the storage layer, from /proc/<pid>/io."""
+    values = {}
+    for line in raw.splitlines():
+        key, _, value = line.partition(b": ")
+        values[key] = value
+    return int(values[b"read_bytes"]), int(values[b"write_bytes"])
+
+
+def parse_cmdline(raw: bytes) -> str:
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")[:MAX_CMDLINE]
+
+
+def parse_nofile_limit(raw: bytes) -> int | None:
+    """Soft RLIMIT_NOFILE from /proc/<pid>/limits (None when unlimited)."""
+    for line in raw.splitlines():
+        if line.startswith(b"Max open files"):
+            soft = line[len(b"Max open files") :].split()[0]
+            return None if soft == b"unlimited" else int(soft)
+    return None
+
+
+def parse_smaps_rollup_pss(raw: bytes) -> int | None:
+    for line in raw.splitlines():
+        if line.startswith(b"Pss:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def pick_cgroup(raw: bytes) -> str:
+    """The cgroup path that names the workload: v1 ``memory``/``cpu`` hierarchy, else v2.
+
+    On hybrid hosts the v2 line (``0::``) often stays at ``/`` while the v1 controllers carry
+    the container's path.
+    """
+    by_controller: dict[str, str] = {}
+    for line in raw.splitlines():
+        parts = line.split(b":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(b","):
+            by_controller[controller.decode()] = parts[2].decode("utf-8", "replace")
+    for key in ("memory", "cpu", ""):
+        path = by_controller.get(key)
+        if path and path != "/":
+            return path[:512]
+    return by_controller.get("", by_controller.get("memory", ""))[:512]
+
+
+@dataclass
+class _Prev:
+    start_ticks: int
+    cpu_ticks: int
+    io: tuple[int, int] | None
+
+
+class ProcessSource:
+    """``processes``: process rows for the whole host, details for the top ones."""
+
+    name = "processes"
+    optional = True
+
+    def __init__(
+        self,
+        roots: Roots,
+        *,
+        top_n: int = 10,
+        pss_top: int = 0,
+        taskstats: TaskstatsSource | None = None,
+    ) -> None:
+        self._proc = roots.proc
+        self._proc_s = str(roots.proc)
+        self._top_n = top_n
+        self._pss_top = pss_top
+        self._taskstats = taskstats
+        self._prev: dict[int, _Prev] = {}
+        self._interval = Interval()
+        self._io_denied = 0
+        self._io_seen = 0
+
+    def capability(self) -> SourceCapability:
+        if not (self._proc / "self/stat").exists():
+            return capability(self.name, "off", f"{self._proc} is not a mounted procfs")
+        if self._io_denied:
+            return capability(
+                self.name,
+                "fallback",
+                f"/proc/<pid>/io unreadable for {self._io_denied} of {self._io_seen} processes "
+                "(needs CAP_SYS_PTRACE or the same user): no IO ranking for them",
+            )
+        return capability(
+            self.name, "kernel", f"{self._proc}/<pid>/{{stat,io,status,smaps_rollup}}"
+        )
+
+    def read(self, now_ns: int) -> SourceOutput:
+        seconds = self._interval.advance(now_ns)
+        proc = self._proc_s
+        rows: dict[int, dict[str, Any]] = {}
+        rank_cpu: list[tuple[float, int]] = []
+        rank_rss: list[tuple[int, int]] = []
+        rank_io: list[tuple[float, int]] = []
+        prev_all = self._prev
+        new_prev: dict[int, _Prev] = {}
+        io_denied = 0
+        for entry in os.listdir(proc):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            # String paths: pathlib costs more than the read itself at this rate.
+            raw = read_optional(f"{proc}/{entry}/stat")
+            if raw is None:
+                continue  # exited during the scan
+            st = parse_pid_stat(raw)
+            raw_io = read_optional(f"{proc}/{entry}/io")
+            io = parse_pid_io(raw_io) if raw_io else None
+            if io is None:
+                io_denied += 1
+            prev = prev_all.get(pid)
+            if prev is not None and prev.start_ticks != st.start_ticks:
+                prev = None  # the pid was reused by a new process
+            cpu_ratio = 0.0
+            read_rate = write_rate = None
+            if prev is not None and seconds:
+                cpu_ratio = max(0, st.cpu_ticks - prev.cpu_ticks) / CLOCK_TICKS / seconds
+                if io is not None and prev.io is not None:
+                    read_rate = max(0, io[0] - prev.io[0]) / seconds
+                    write_rate = max(0, io[1] - prev.io[1]) / seconds
+                    rank_io.append((read_rate + write_rate, pid))
+            new_prev[pid] = _Prev(st.start_ticks, st.cpu_ticks, io)
+            rss = st.rss_pages * PAGE_SIZE
+            rank_cpu.append((cpu_ratio, pid))
+            rank_rss.append((rss, pid))
+            rows[pid] = {
+                "ts_ns": now_ns,
+                "pid": pid,
+                "ppid": st.ppid,
+                "comm": st.comm,
+                "state": st.state,
+                "threads": st.threads,
+                "cpu_seconds_total": st.cpu_ticks / CLOCK_TICKS,
+                "cpu_ratio": cpu_ratio,
+                "rss_bytes": rss,
+                "read_bytes_per_second": read_rate,
+                "write_bytes_per_second": write_rate,
+            }
+        self._prev = new_prev
+        self._io_denied, self._io_seen = io_denied, len(rows)
+        n = self._top_n
+        top_cpu = [pid for _, pid in sorted(rank_cpu, reverse=True)[:n]]
+        top_rss = [pid for _, pid in sorted(rank_rss, reverse=True)[:n]]
+        top_io = [pid for _, pid in sorted(rank_io, reverse=True)[:n]]
+        top = list(dict.fromkeys(top_cpu + top_rss + top_io))
+        samples: list[Sample] = [sample(now_ns, "processes_total", "host", len(rows))]
+        for pid in top:
+            self._enrich(pid, rows[pid], samples, now_ns, pss=pid in top_rss[: self._pss_top])
+        if self._taskstats is not None and self._taskstats.active:
+            for pid, d in self._taskstats.delays(top, CLOCK_TICKS).items():
+                rows[pid]["cpu_delay_seconds_total"] = d.cpu
+                rows[pid]["blkio_delay_seconds_total"] = d.blkio
+                rows[pid]["swapin_delay_seconds_total"] = d.swapin
+        processes = [ProcessRow.model_construct(**_defaults(r)) for r in rows.values()]
+        return SourceOutput(samples=samples, processes=processes)
+
+    def _enrich(
+        self, pid: int, row: dict[str, Any], samples: list[Sample], now_ns: int, *, pss: bool
+    ) -> None:
+        base = f"{self._proc_s}/{pid}"
+        entity = f"process/{pid}"
+        raw = read_optional(f"{base}/cmdline")
+        if raw:
+            row["cmdline"] = parse_cmdline(raw)
+        raw = read_optional(f"{base}/cgroup")
+        if raw:
+            row["cgroup"] = pick_cgroup(raw)
+        try:
+            row["uid"] = os.stat(base).st_uid
+            row["fds"] = len(os.listdir(f"{base}/fd"))
+        except OSError:
+            pass  # exited, or another user's fds without CAP_SYS_PTRACE
+        samples.append(sample(now_ns, "process_cpu_ratio", entity, float(row["cpu_ratio"])))
+        samples.append(sample(now_ns, "process_rss_bytes", entity, float(row["rss_bytes"])))
+        fds = row.get("fds")
+        if isinstance(fds, int):
+            raw = read_optional(f"{base}/limits")
+            limit = parse_nofile_limit(raw) if raw else None
+            if limit:
+                samples.append(sample(now_ns, "process_fds_used_ratio", entity, fds / limit))
+        if pss:
+            raw = read_optional(f"{base}/smaps_rollup")
+            value = parse_smaps_rollup_pss(raw) if raw else None
+            if value is not None:
+                samples.append(sample(now_ns, "process_pss_bytes", entity, value))
+
+    def close(self) -> None:
+        pass
+
+
+_ROW_DEFAULTS: dict[str, Any] = {
+    "cmdline": "",
+    "uid": 0,
+    "cgroup": "",
+    "fds": None,
+    "cpu_delay_seconds_total": None,
+    "blkio_delay_seconds_total": None,
+    "swapin_delay_seconds_total": None,
+}
+
+
+def _defaults(row: dict[str, Any]) -> dict[str, Any]:
+    return {**_ROW_DEFAULTS, **row}

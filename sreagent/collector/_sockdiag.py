@@ -1,0 +1,190 @@
+"""TCP sockets: states and listen queues through sock_diag, fallback ``/proc/net/tcp{,6}``.
+
+sock_diag (NETLINK_SOCK_DIAG, include/uapi/linux/inet_diag.h) reports, for a listening
+socket, the current accept-queue length in ``idiag_rqueue`` and the configured backlog in
+``idiag_wqueue`` (net/ipv4/tcp_diag.c), so the fill ratio of every listen queue is exact. The
+/proc/net/tcp fallback has the queue length (``rx_queue`` of a LISTEN row) but not the
+backlog, so it reports the length only.
+
+Cost: a dump that asks for any non-LISTEN state makes the kernel walk the whole established
+hash table (inet_diag_dump_icsk), whose size scales with RAM, not with the number of sockets:
+measured here at about 3.5 ms of kernel CPU for two empty tables, against 0.15 ms for a
+LISTEN-only dump. So listen queues are read every interval and the per-state census every
+``states_every`` intervals (the established count itself comes every interval from
+/proc/net/snmp ``CurrEstab`` through the ``tcp`` source).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+from sreagent.collector._common import capability, os_reason, read_optional, sample
+from sreagent.collector._nl import NLM_F_DUMP, NetlinkSocket
+from sreagent.collector._source import Roots, SourceOutput
+from sreagent.telemetry import Sample, SourceCapability
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+INET_DIAG_REQ_V2 = struct.Struct("=BBBxI48x")
+"""family, protocol, extensions, pad, state mask, inet_diag_sockid (zero: match all)."""
+INET_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sIQIIIII")
+"""family, state, timer, retrans, sport, dport, src, dst, if, cookie, expires, rqueue,
+wqueue, uid, inode."""
+
+STATES = {
+    1: "established",
+    2: "syn_sent",
+    3: "syn_recv",
+    4: "fin_wait1",
+    5: "fin_wait2",
+    6: "time_wait",
+    7: "close",
+    8: "close_wait",
+    9: "last_ack",
+    10: "listen",
+    11: "closing",
+    12: "syn_recv",
+}
+"""include/net/tcp_states.h; NEW_SYN_RECV request sockets count as syn_recv, as in ss."""
+TCP_LISTEN = 10
+MAX_LISTEN_PORTS = 64
+"""Listen queues reported per interval, fullest first (a host with thousands of listeners
+still sends a bounded number of samples)."""
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    state: int
+    local_port: int
+    rqueue: int
+    """Accept-queue length for a listener, unread bytes otherwise."""
+    wqueue: int | None
+    """Backlog for a listener (sock_diag only), unsent bytes otherwise."""
+
+
+ALL_STATES = 0xFFFFFFFF
+LISTEN_ONLY = 1 << TCP_LISTEN
+
+
+def diag_request(family: int, states: int = ALL_STATES) -> bytes:
+    return INET_DIAG_REQ_V2.pack(family, socket.IPPROTO_TCP, 0, states)
+
+
+def parse_diag_dump(replies: list[tuple[int, memoryview]]) -> list[TcpSocket]:
+    out = []
+    for msg_type, payload in replies:
+        if msg_type != SOCK_DIAG_BY_FAMILY or len(payload) < INET_DIAG_MSG.size:
+            continue
+        fields = INET_DIAG_MSG.unpack_from(payload, 0)
+        state, sport, rqueue, wqueue = fields[1], fields[4], fields[11], fields[12]
+        out.append(TcpSocket(state, int.from_bytes(sport, "big"), rqueue, wqueue))
+    return out
+
+
+def parse_proc_net_tcp(raw: bytes) -> list[TcpSocket]:
+    """/proc/net/tcp or tcp6: ``sl local rem st tx_queue:rx_queue ...`` in hex."""
+    out = []
+    for line in raw.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 5:
+            continue
+        port = int(f[1].rsplit(b":", 1)[1], 16)
+        _tx, _, rx = f[4].partition(b":")
+        out.append(TcpSocket(int(f[3], 16), port, int(rx, 16), None))
+    return out
+
+
+def state_samples(now_ns: int, sockets: list[TcpSocket]) -> list[Sample]:
+    """Sockets per state (every state, zeros included, so a state that empties reads 0)."""
+    counts = Counter(STATES.get(s.state, "unknown") for s in sockets)
+    return [
+        sample(now_ns, "tcp_sockets", "host", counts.get(state, 0), {"state": state})
+        for state in sorted(set(STATES.values()))
+    ]
+
+
+def listen_samples(now_ns: int, sockets: list[TcpSocket]) -> list[Sample]:
+    """Accept-queue length and fill of the fullest listener per port, fullest ports first."""
+    out: list[Sample] = []
+    # Per port, the fullest listener (SO_REUSEPORT groups and v4/v6 twins share a port).
+    fullest: dict[int, tuple[float, int, int | None]] = {}
+    for s in sockets:
+        if s.state != TCP_LISTEN:
+            continue
+        ratio = s.rqueue / s.wqueue if s.wqueue else 0.0
+        if s.local_port not in fullest or (ratio, s.rqueue) > fullest[s.local_port][:2]:
+            fullest[s.local_port] = (ratio, s.rqueue, s.wqueue)
+    ranked = sorted(fullest.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    for port, (ratio, length, backlog) in ranked[:MAX_LISTEN_PORTS]:
+        labels = {"port": str(port)}
+        out.append(sample(now_ns, "tcp_listen_queue_length", "host", length, labels))
+        if backlog:
+            out.append(sample(now_ns, "tcp_listen_backlog_ratio", "host", ratio, labels))
+    return out
+
+
+class SockDiagSource:
+    """``sock_diag``: TCP sockets per state, accept-queue length and fill per listening port."""
+
+    name = "sock_diag"
+    optional = True
+
+    def __init__(self, roots: Roots, *, use_netlink: bool = True, states_every: int = 10) -> None:
+        self._states_every = states_every
+        self._reads = 0
+        self._proc_tcp = (roots.proc / "net/tcp", roots.proc / "net/tcp6")
+        self._sock: NetlinkSocket | None = None
+        self._reason = "disabled by configuration; /proc/net/tcp{,6}"
+        if use_netlink:
+            try:
+                self._sock = NetlinkSocket(NETLINK_SOCK_DIAG)
+                self._sock.request(
+                    SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, diag_request(socket.AF_INET, LISTEN_ONLY)
+                )
+                self._reason = "sock_diag inet_diag dump, IPv4 and IPv6"
+            except OSError as err:
+                self.close()
+                self._reason = (
+                    f"sock_diag: {os_reason(err)}; /proc/net/tcp{{,6}} (no backlog sizes)"
+                )
+
+    def capability(self) -> SourceCapability:
+        return capability(self.name, "kernel" if self._sock else "fallback", self._reason)
+
+    def sockets(self, states: int = ALL_STATES) -> list[TcpSocket]:
+        if self._sock is not None:
+            out = []
+            for family in (socket.AF_INET, socket.AF_INET6):
+                out += parse_diag_dump(
+                    self._sock.request(
+                        SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, diag_request(family, states)
+                    )
+                )
+            return out
+        out = []
+        for path in self._proc_tcp:
+            raw = read_optional(path)
+            if raw is not None:
+                out += parse_proc_net_tcp(raw)
+        return out
+
+    def read(self, now_ns: int) -> SourceOutput:
+        census = self._reads % self._states_every == 0
+        self._reads += 1
+        if census or self._sock is None:
+            # /proc/net/tcp has no cheap LISTEN-only form: the fallback always reads everything.
+            sockets = self.sockets()
+            out = listen_samples(now_ns, sockets)
+            if census:
+                out += state_samples(now_ns, sockets)
+        else:
+            out = listen_samples(now_ns, self.sockets(LISTEN_ONLY))
+        return SourceOutput(samples=out)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
