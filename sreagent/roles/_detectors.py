@@ -1,0 +1,326 @@
+"""Detectors: per-series hot masks from static, hardware-aware and robust-baseline rules.
+
+Every series the rule table knows gets a baseline from the leading part of the window
+(median and MAD, so a burst inside the baseline does not inflate it), and a per-sample score:
+
+* a static threshold (``warn`` / ``crit``), some of them hardware-aware (disk latency by
+  device kind from the batch inventory, run queue by CPU count, GPU power by its limit);
+* a robust z-score: ``z >= z_open`` and a move of at least ``min_relative_change`` of the
+  baseline (and at least the rule's ``floor``), so a noiseless baseline cannot make a tiny
+  wiggle look huge;
+* counters become per-sample increments first, with resets (a restart) handled.
+
+A sample only counts once its run of hot samples is ``open_samples`` long (persistence), and
+deviation-only runs of a series that already had ``recurring_min_bursts`` similar, finished
+bursts earlier in the window are scored as routine (cron jobs, backups, checkpoints).
+Events (OOM kills, Xids, link flaps...) are definitive: one is enough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sreagent.roles._stats import Baseline, baseline, counter_increments, runs
+from sreagent.runtime._config import ChainConfig
+from sreagent.runtime._view import EvidenceView, Series
+
+Direction = Literal["up", "down"]
+
+SCORE_CRIT = 1.0
+SCORE_WARN = 0.75
+SCORE_DEVIATION = 0.3
+SCORE_ROUTINE = 0.1
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    family: str
+    direction: Direction = "up"
+    counter: bool = False
+    warn: float | None = None
+    crit: float | None = None
+    floor: float = 0.0
+    """Smallest absolute move (in the metric's unit) a deviation must make."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Only series carrying these labels."""
+    deviation: bool = True
+
+
+def _r(metric: str, family: str, **kw: object) -> Rule:
+    return Rule(metric, family, **kw)  # type: ignore[arg-type]
+
+
+RULES: tuple[Rule, ...] = (
+    _r("cpu_utilisation_ratio", "cpu", warn=0.92, crit=0.98, floor=0.15),
+    _r("procs_running", "cpu", floor=2.0),
+    _r("load_average_1m", "cpu", floor=2.0),
+    _r("pressure_some_ratio", "cpu", labels=(("resource", "cpu"),), warn=0.3, crit=0.6,
+       floor=0.1),
+    _r("pressure_some_ratio", "memory", labels=(("resource", "memory"),), warn=0.2, crit=0.5,
+       floor=0.05),
+    _r("pressure_full_ratio", "memory", labels=(("resource", "memory"),), warn=0.1, crit=0.3,
+       floor=0.03),
+    _r("pressure_some_ratio", "io", labels=(("resource", "io"),), warn=0.3, crit=0.6,
+       floor=0.1),
+    _r("pressure_full_ratio", "io", labels=(("resource", "io"),), warn=0.2, crit=0.5,
+       floor=0.05),
+    _r("memory_used_ratio", "memory", warn=0.92, crit=0.97, floor=0.1),
+    _r("swap_in_pages_per_second", "swap", warn=500.0, floor=100.0),
+    _r("swap_out_pages_per_second", "swap", warn=500.0, floor=100.0),
+    _r("major_page_faults_per_second", "swap", floor=100.0),
+    _r("oom_kills_total", "oom", counter=True, floor=1.0),
+    _r("cpu_iowait_ratio", "io", floor=0.1),
+    _r("disk_utilisation_ratio", "io", warn=0.95, floor=0.3),
+    _r("disk_await_seconds", "io", floor=0.005),
+    _r("disk_in_flight", "io", floor=4.0),
+    _r("disk_io_errors_total", "io_errors", counter=True, floor=1.0),
+    _r("filesystem_used_ratio", "fs", warn=0.95, crit=0.99, floor=0.05),
+    _r("filesystem_inodes_used_ratio", "fs_inodes", warn=0.95, crit=0.99, floor=0.05),
+    _r("fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1),
+    _r("process_fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1),
+    _r("process_cpu_ratio", "process_cpu", floor=0.5),
+    _r("process_rss_bytes", "process_memory", floor=256 * 2**20),
+    _r("tcp_retransmit_ratio", "net", warn=0.02, crit=0.08, floor=0.005),
+    _r("tcp_retransmits_per_second", "net", floor=20.0),
+    _r("network_drops_per_second", "net", floor=5.0),
+    _r("network_errors_per_second", "net", floor=5.0),
+    _r("network_link_up", "link", direction="down", warn=0.5, deviation=False),
+    _r("network_carrier_changes_total", "link", counter=True, floor=1.0),
+    _r("tcp_listen_overflows_per_second", "listen", warn=1.0, floor=1.0),
+    _r("tcp_listen_drops_per_second", "listen", warn=1.0, floor=1.0),
+    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2),
+    _r("cgroup_cpu_throttled_ratio", "cgroup_cpu", warn=0.25, crit=0.6, floor=0.1),
+    _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1),
+    _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5),
+    _r("cgroup_io_bytes_per_second", "cgroup_usage", floor=20 * 2**20),
+    _r("cgroup_pressure_some_ratio", "cgroup_pressure", warn=0.3, crit=0.6, floor=0.1),
+    _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1),
+    _r("cgroup_oom_kills_total", "oom", counter=True, floor=1.0),
+    _r("gpu_temperature_celsius", "gpu_thermal", warn=87.0, crit=92.0, floor=8.0),
+    _r("gpu_throttled", "gpu_throttle", warn=0.5, deviation=False),
+    _r("gpu_sm_clock_hertz", "gpu_throttle", direction="down", floor=150e6),
+    _r("gpu_power_watts", "gpu_throttle", floor=50.0),
+    _r("gpu_utilisation_ratio", "gpu_util", direction="down", floor=0.3),
+    _r("gpu_memory_used_ratio", "gpu_memory", warn=0.97, crit=0.995, floor=0.1),
+    _r("gpu_ecc_errors_total", "gpu_ecc", counter=True, floor=1.0),
+    _r("gpu_remapped_rows_total", "gpu_ecc", counter=True, floor=1.0),
+    _r("gpu_nvlink_errors_total", "gpu_link", counter=True, floor=1.0),
+    _r("gpu_nvlink_active_links", "gpu_link", direction="down", floor=1.0),
+    _r("gpu_pcie_link_width", "gpu_link", direction="down", floor=1.0),
+    _r("gpu_pcie_link_generation", "gpu_link", direction="down", floor=1.0),
+    _r("ib_port_errors_total", "rdma", counter=True, floor=1.0),
+    _r("ib_port_up", "rdma", direction="down", warn=0.5, deviation=False),
+)
+
+EVENT_FAMILIES: dict[str, str] = {
+    "oom_kill": "oom", "gpu_xid": "gpu_xid", "gpu_ecc_dbe": "gpu_ecc", "pcie_aer": "gpu_link",
+    "nvlink_error": "gpu_link", "link_down": "link", "io_error": "io_errors",
+    "fs_readonly": "fs", "hung_task": "io",
+}
+EVENT_SCORES = {"critical": 1.0, "error": 0.9, "warning": 0.6, "info": 0.3}
+ATTRIBUTION_FAMILIES = frozenset({"process_cpu", "process_memory", "cgroup_usage"})
+"""Families that say *who* uses a resource, not that it is in trouble: they localise a
+hypothesis but add no risk on their own (a busy process on an idle host is no incident)."""
+
+_BY_METRIC: dict[str, list[Rule]] = {}
+for _rule in RULES:
+    _BY_METRIC.setdefault(_rule.metric, []).append(_rule)
+
+
+def rule_for(series: Series) -> Rule | None:
+    for rule in _BY_METRIC.get(series.metric, ()):
+        if all(series.label(k) == v for k, v in rule.labels):
+            return rule
+    return None
+
+
+@dataclass
+class SeriesDetection:
+    """What the detectors concluded about one series."""
+
+    series: Series
+    rule: Rule
+    values: np.ndarray
+    """The analysed values (increments for counters)."""
+    base: Baseline
+    z: np.ndarray
+    score: np.ndarray
+    """Per-sample score on the series' own time axis, persistence applied."""
+    static_level: np.ndarray
+    """0 none, 1 warn, 2 crit, per sample."""
+    warn: float | None
+    routine: bool = False
+    detector: str = ""
+
+    @property
+    def fired(self) -> bool:
+        return bool(self.score.max(initial=0.0) > 0.0)
+
+    def first_index(self) -> int | None:
+        hit = np.nonzero(self.score > 0)[0]
+        return int(hit[0]) if hit.shape[0] else None
+
+
+def _static_warn(view: EvidenceView, config: ChainConfig, series: Series,
+                 rule: Rule) -> float | None:
+    """Hardware-aware thresholds override the table's static ones."""
+    if series.metric == "disk_await_seconds":
+        kind = view.disk_kind(series.entity.split("/", 1)[-1])
+        return float(getattr(config.disk_await_s, kind, config.disk_await_s.unknown))
+    if series.metric in ("procs_running", "load_average_1m") and view.cpu_count:
+        return 2.0 * view.cpu_count
+    if series.metric == "gpu_power_watts":
+        limit = view.get("gpu_power_limit_watts", series.entity)
+        if limit is not None and len(limit):
+            return 0.98 * float(np.median(limit.values))
+    return rule.warn
+
+
+def baseline_end(view: EvidenceView, config: ChainConfig) -> int:
+    span = view.end_ns - view.start_ns
+    length = min(config.detection.baseline_seconds * 1e9, config.detection.baseline_fraction * span)
+    return view.start_ns + int(length)
+
+
+def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
+                  base_end_ns: int) -> SeriesDetection:
+    det = config.detection
+    values = counter_increments(series.values.copy()) if rule.counter else series.values
+    in_base = series.ts <= base_end_ns
+    after = ~in_base
+    base = baseline(values[in_base], floor=max(rule.floor / 4.0, 1e-9))
+    sign = 1.0 if rule.direction == "up" else -1.0
+    move = sign * (values - base.median)
+    z = move / base.sigma
+    warn = _static_warn(view, config, series, rule)
+    crit = rule.crit if warn == rule.warn else None
+    static_level = np.zeros(values.shape[0], dtype=np.int8)
+    if warn is not None:
+        static_level = np.where(sign * values >= sign * warn, 1, 0).astype(np.int8)
+        if crit is not None:
+            static_level[sign * values >= sign * crit] = 2
+    dev_hot = np.zeros(values.shape[0], dtype=bool)
+    if rule.counter:
+        # Errors that appear where there were none are definitive; a counter that always
+        # moves must also move faster than usual.
+        quiet = base.n > 0 and float(np.max(values[in_base], initial=0.0)) == 0.0
+        if quiet:
+            dev_hot = after & (values >= rule.floor)
+        else:
+            dev_hot = after & (z >= det.z_open) & (move >= rule.floor)
+    elif rule.deviation and base.n >= 5:
+        needed = np.maximum(rule.floor, det.min_relative_change * abs(base.median))
+        dev_hot = after & (z >= det.z_open) & (move >= needed)
+    hot = dev_hot | (static_level > 0)
+    persist = 1 if rule.counter else det.open_samples
+    score = np.zeros(values.shape[0], dtype=np.float64)
+    routine = False
+    earlier: list[int] = []
+    for start, end in runs(hot):
+        if end - start < persist:
+            continue
+        sl = slice(start + persist - 1, end)
+        static_run = static_level[start:end].max() > 0
+        run_score = np.where(static_level[sl] == 2, SCORE_CRIT,
+                             np.where(static_level[sl] == 1, SCORE_WARN, SCORE_DEVIATION))
+        if rule.counter:
+            run_score = np.maximum(run_score, SCORE_WARN)
+        if not static_run and not rule.counter:
+            longest = max(earlier, default=0)
+            if len(earlier) >= det.recurring_min_bursts and (end - start) <= 2 * longest:
+                run_score = np.full(run_score.shape, SCORE_ROUTINE)
+                routine = True
+            earlier.append(end - start)
+        score[sl] = run_score
+    detector = ("counter_increase" if rule.counter else
+                "static_threshold" if static_level.max(initial=0) > 0 else
+                "recurring_burst" if routine else "robust_zscore")
+    return SeriesDetection(series, rule, values, base, z, score, static_level, warn,
+                           routine=routine and not (static_level.max(initial=0) > 0),
+                           detector=detector)
+
+
+@dataclass
+class EventHit:
+    ts_ns: int
+    kind: str
+    entity: str
+    family: str
+    score: float
+    attributes: dict[str, str]
+    batch_id: str
+    message: str
+
+
+@dataclass
+class Detection:
+    """Everything the detectors saw in one window."""
+
+    grid: np.ndarray
+    base_end_ns: int
+    series: list[SeriesDetection]
+    events: list[EventHit]
+    risk: np.ndarray
+    family_risk: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def by_metric(self, metric: str) -> list[SeriesDetection]:
+        return [d for d in self.series if d.series.metric == metric]
+
+    def get(self, metric: str, entity: str = "host", **labels: str) -> SeriesDetection | None:
+        want = tuple(sorted(labels.items()))
+        for d in self.series:
+            if d.series.metric == metric and d.series.entity == entity and \
+                    (not labels or d.series.labels == want):
+                return d
+        return None
+
+
+def detect(view: EvidenceView, config: ChainConfig) -> Detection:
+    """Run every detector over the window and combine them into a per-sample joint risk.
+
+    Joint risk per sample: within a family (signals of one resource) the strongest counts,
+    across families they combine as independent risks, ``1 - prod(1 - r_family)``; so a
+    second, independent resource going wrong raises the risk, but four views of one CPU
+    spike do not add up to four problems.
+    """
+    grid = np.unique(np.concatenate([s.ts for s in view.series.values()]))
+    base_end = baseline_end(view, config)
+    dets: list[SeriesDetection] = []
+    family_risk: dict[str, np.ndarray] = {}
+    for key in sorted(view.series):
+        series = view.series[key]
+        rule = rule_for(series)
+        if rule is None or len(series) == 0:
+            continue
+        d = detect_series(view, config, series, rule, base_end)
+        dets.append(d)
+        if d.fired and rule.family not in ATTRIBUTION_FAMILIES:
+            idx = np.clip(np.searchsorted(grid, series.ts), 0, grid.shape[0] - 1)
+            fam = family_risk.setdefault(rule.family, np.zeros(grid.shape[0]))
+            np.maximum.at(fam, idx, d.score)
+    events: list[EventHit] = []
+    for e in view.events:
+        family = EVENT_FAMILIES.get(e.kind)
+        if family is None:
+            continue
+        score = EVENT_SCORES.get(e.severity, 0.6)
+        if e.kind in ("oom_kill", "gpu_xid", "gpu_ecc_dbe", "link_down"):
+            score = max(score, 0.9)
+        events.append(EventHit(e.ts_ns, e.kind, e.entity, family, score, e.attributes,
+                               e.batch_id, e.message))
+        i = int(np.clip(np.searchsorted(grid, e.ts_ns), 0, grid.shape[0] - 1))
+        fam = family_risk.setdefault(family, np.zeros(grid.shape[0]))
+        # An event keeps its family risky for a while: a flap or an Xid is not over when
+        # its line is written.
+        hold = max(1, config.detection.close_samples // 2)
+        fam[i:i + hold] = np.maximum(fam[i:i + hold], score)
+    risk = np.zeros(grid.shape[0])
+    keep = np.ones(grid.shape[0])
+    for name in sorted(family_risk):
+        keep *= 1.0 - family_risk[name]
+    risk = 1.0 - keep
+    return Detection(grid, base_end, dets, events, risk, family_risk)

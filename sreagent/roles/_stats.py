@@ -1,0 +1,157 @@
+"""Small, pure statistics the detectors and the verifier share (numpy only)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAD_TO_SIGMA = 1.4826
+"""Scale of the median absolute deviation to a normal standard deviation."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    median: float
+    sigma: float
+    """Robust spread (1.4826 * MAD), floored so a flat baseline does not divide by zero."""
+    n: int
+
+
+def baseline(values: np.ndarray, floor: float) -> Baseline:
+    """Median and robust sigma of ``values``; ``floor`` is the smallest sigma allowed."""
+    if values.shape[0] == 0:
+        return Baseline(0.0, floor, 0)
+    med = float(np.median(values))
+    mad = float(np.median(np.abs(values - med))) * MAD_TO_SIGMA
+    return Baseline(med, max(mad, floor), int(values.shape[0]))
+
+
+def counter_increments(values: np.ndarray) -> np.ndarray:
+    """Per-sample increments of a counter, with resets handled.
+
+    A drop means the counter restarted (a reboot, a driver reload): the increment over that
+    interval is the new value itself, never a negative number. The first sample has none.
+    """
+    if values.shape[0] == 0:
+        return values
+    diff = np.diff(values, prepend=values[0])
+    reset = diff < 0
+    diff[reset] = values[reset]
+    return diff
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open index ranges [start, end) where ``mask`` is true."""
+    if mask.shape[0] == 0:
+        return []
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.diff(padded)
+    starts = np.nonzero(edges == 1)[0]
+    ends = np.nonzero(edges == -1)[0]
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def hysteresis(hot: np.ndarray, cool: np.ndarray, open_after: int, close_after: int) -> np.ndarray:
+    """The active mask of a detector with hysteresis.
+
+    It opens at the ``open_after``-th consecutive ``hot`` sample and stays open until
+    ``close_after`` consecutive ``cool`` samples (cool is a lower bar than not hot).
+    """
+    n = hot.shape[0]
+    active = np.zeros(n, dtype=bool)
+    state = False
+    streak_hot = streak_cool = 0
+    for i in range(n):  # n is a window of samples; this loop is cheap and obviously right
+        if hot[i]:
+            streak_hot += 1
+        else:
+            streak_hot = 0
+        if cool[i]:
+            streak_cool += 1
+        else:
+            streak_cool = 0
+        if not state and streak_hot >= open_after:
+            state = True
+        elif state and streak_cool >= close_after:
+            state = False
+        active[i] = state
+    return active
+
+
+def first_sustained(mask: np.ndarray, length: int) -> int | None:
+    """Index where ``mask`` has been true for ``length`` consecutive samples, or None."""
+    for start, end in runs(mask):
+        if end - start >= length:
+            return start + length - 1
+    return None
+
+
+# --- Mann-Whitney U ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankTest:
+    statistic: float
+    """U of the ``after`` sample."""
+    p_value: float
+    """One-sided: the probability of an effect at least this large in the wanted direction."""
+    effect: float
+    """Rank-biserial correlation in [-1, 1]; positive means ``after`` moved the wanted way."""
+    method: str
+
+
+def _ranks(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Average ranks (1-based) and the tie-correction term sum(t^3 - t)."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    ranks = np.empty(x.shape[0], dtype=np.float64)
+    boundaries = np.nonzero(np.diff(sorted_x))[0] + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [x.shape[0]]))
+    tie_term = 0.0
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e + 1) / 2.0
+        t = e - s
+        tie_term += t**3 - t
+    return ranks, tie_term
+
+
+def _u_after(before: np.ndarray, after: np.ndarray, want_down: bool) -> tuple[float, float]:
+    both = np.concatenate((before, after))
+    ranks, ties = _ranks(-both if want_down else both)
+    n1 = after.shape[0]
+    r_after = float(ranks[before.shape[0]:].sum())
+    return r_after - n1 * (n1 + 1) / 2.0, ties
+
+
+def mann_whitney(before: np.ndarray, after: np.ndarray, *, want_down: bool,
+                 rng: np.random.Generator, permutations: int, exact_below: int) -> RankTest:
+    """One-sided Mann-Whitney U test that ``after`` moved the wanted way from ``before``.
+
+    Large samples use the normal approximation with tie correction and continuity
+    correction; small ones a permutation test over the pooled values, drawn from the run's
+    seeded generator (so the p-value is the same in every replay).
+    """
+    n0, n1 = before.shape[0], after.shape[0]
+    u, ties = _u_after(before, after, want_down)
+    effect = 2.0 * u / (n0 * n1) - 1.0
+    if min(n0, n1) < exact_below:
+        pooled = np.concatenate((before, after))
+        hits = 0
+        for _ in range(permutations):
+            perm = rng.permutation(pooled)
+            u_perm, _ = _u_after(perm[:n0], perm[n0:], want_down)
+            if u_perm >= u:
+                hits += 1
+        p = (hits + 1) / (permutations + 1)
+        return RankTest(u, p, effect, "mann_whitney_u_permutation")
+    n = n0 + n1
+    mean = n0 * n1 / 2.0
+    var = n0 * n1 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
+    if var <= 0:
+        return RankTest(u, 1.0, effect, "mann_whitney_u_normal")
+    z = (u - mean - 0.5) / math.sqrt(var)
+    p = 0.5 * math.erfc(z / math.sqrt(2.0))
+    return RankTest(u, min(max(p, 0.0), 1.0), effect, "mann_whitney_u_normal")

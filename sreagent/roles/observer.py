@@ -1,0 +1,66 @@
+"""Observer: the window summary of one host (signals, events, data quality)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from sreagent.artifacts import (
+    Artifact,
+    ArtifactKind,
+    ArtifactStatus,
+    DataQuality,
+    ObservationSummary,
+    SignalSummary,
+    make_artifact,
+)
+from sreagent.runtime._context import RoleContext
+from sreagent.runtime._view import EvidenceView
+
+NO_INCIDENT = "none"
+"""The incident id of artifacts made before (or without) an incident."""
+
+
+def _rounded(x: float) -> float:
+    return float(round(x, 9))
+
+
+def observe(view: EvidenceView, ctx: RoleContext) -> Artifact:
+    """Summarise the window: one line per series, event counts and the data's quality."""
+    signals = []
+    for key in sorted(view.series):
+        s = view.series[key]
+        if len(s) == 0:
+            continue
+        v = s.values
+        label = ",".join(f"{k}={val}" for k, val in s.labels)
+        signals.append(SignalSummary(
+            metric=s.metric if not label else f"{s.metric}{{{label}}}", entity=s.entity,
+            count=int(v.shape[0]), last=_rounded(v[-1]), mean=_rounded(v.mean()),
+            minimum=_rounded(v.min()), maximum=_rounded(v.max()),
+            p95=_rounded(np.percentile(v, 95))))
+    grid = np.unique(np.concatenate([s.ts for s in view.series.values()]))
+    res_ns = view.resolution_s * 1e9
+    gaps = int(np.sum(np.diff(grid) > 1.5 * res_ns)) if grid.shape[0] > 1 else 0
+    slots = round((view.end_ns - view.start_ns) / res_ns) + 1
+    expected = slots * len(view.series)
+    staleness = max(0.0, (view.end_ns - int(grid[-1])) / 1e9)
+    modes = {k: v for k, v in sorted(view.source_modes.items())
+             if v in ("kernel", "fallback", "off")}
+    quality = DataQuality(
+        sample_count=view.sample_count, expected_samples=expected,
+        staleness_s=_rounded(staleness), gaps=gaps, source_modes=modes,
+        partial=gaps > 0 or any(m == "off" for m in modes.values()),
+    )
+    payload = ObservationSummary(
+        host=view.host, window_start_ns=view.start_ns, window_end_ns=view.end_ns,
+        resolution_s=_rounded(view.resolution_s), batch_count=len(view.batch_ids),
+        signals=signals, event_counts=dict(sorted(Counter(e.kind for e in view.events).items())),
+        quality=quality,
+    )
+    status = ArtifactStatus.DEGRADED if quality.partial else ArtifactStatus.OK
+    return make_artifact(
+        kind=ArtifactKind.OBSERVATION_SUMMARY, run_id=ctx.run_id, incident_id=NO_INCIDENT,
+        logical_time=view.end_ns, status=status, payload=payload,
+    )
