@@ -35,6 +35,7 @@ def _register() -> None:
         _demo,
         _eval,
         _evidence,
+        _import,
         _lab,
         _replay,
         _report,
