@@ -1,0 +1,489 @@
+"""The collector's loop: sample, build a self-contained batch, spool it, let the sender drain.
+
+One interval::
+
+    measure own CPU/RSS -> governor decides mode, interval, shed sources
+    -> sources sample (stamped now) -> Batch(collector_id, producer_epoch, seq, ..., self-metrics)
+    -> encode (Arrow IPC) -> spool.append -> wake the sender thread
+
+The sender thread (:class:`~sreagent.collector.transport.Sender`) drains the spool on its own
+schedule, so a slow or absent controller never delays sampling.
+
+Identity: ``collector_id`` is stable across restarts (configured, or generated once and kept
+in ``<state_dir>/collector_id``); ``producer_epoch`` is new on every start and sorts by start
+time; ``seq`` counts from 1 within an epoch. The controller deduplicates on the three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sreagent import __version__
+from sreagent.collector import (
+    BUILTIN_SOURCES,
+    Roots,
+    Sampler,
+    SamplerOptions,
+    ScrapeTarget,
+    Source,
+    SourceOutput,
+)
+from sreagent.collector.config import CollectorSettings
+from sreagent.collector.selfprotect import MODE_LEVEL, Decision, Governor, SelfMeter, SelfUsage
+from sreagent.collector.spool import Spool, SpoolStats, atomic_write_bytes
+from sreagent.collector.transport import (
+    BatchKey,
+    DeadLetters,
+    Sender,
+    SpooledBatch,
+    Transport,
+    TransportCounters,
+)
+from sreagent.errors import BadInput
+from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample, SourceCapability, encode_batch
+from sreagent.telemetry.batch import (
+    ID_PATTERN,
+    MAX_EVENTS,
+    MAX_ID_LEN,
+    MAX_PROCESSES,
+    MAX_SAMPLES,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTOR_ID_FILE = "collector_id"
+SELF_ENTITY = "collector"
+
+
+# --------------------------------------------------------------------------- what gets sampled
+
+
+def sampler_options(settings: CollectorSettings) -> SamplerOptions:
+    """The facade's options from the ``[sources]`` settings (seconds become sample counts)."""
+    cfg = settings.sources
+
+    def every(seconds: float | None) -> int:
+        return 1 if seconds is None else max(1, round(seconds / settings.interval_seconds))
+
+    unknown = set(cfg.disabled) - set(BUILTIN_SOURCES) - set(EXTRA_SOURCES)
+    if unknown:
+        raise BadInput(
+            f"unknown source(s) {sorted(unknown)}; known: "
+            f"{', '.join((*BUILTIN_SOURCES, *EXTRA_SOURCES))}",
+            field="sources.disabled",
+        )
+    return SamplerOptions(
+        process_every=every(cfg.process_interval_seconds),
+        cgroup_every=every(cfg.cgroup_interval_seconds),
+        inventory_every=every(cfg.inventory_interval_seconds),
+        top_n=cfg.top_n,
+        pss_top=cfg.pss_top,
+        cgroup_max=cfg.cgroup_max,
+        cgroup_depth=cfg.cgroup_depth,
+        enabled=frozenset(cfg.enabled) if cfg.enabled is not None else None,
+        disabled=frozenset(set(cfg.disabled) & set(BUILTIN_SOURCES)),
+        kernel_interfaces=cfg.kernel_interfaces,
+        scrape_targets=tuple(ScrapeTarget(t.name, t.url, t.timeout_seconds) for t in cfg.scrape),
+    )
+
+
+EXTRA_SOURCES = ("kmsg", "ebpf")
+"""Sources built outside the facade's built-in list and passed to it as extra sources."""
+
+
+def make_sampler(settings: CollectorSettings, *, persist_state: bool = True) -> Sampler:
+    """The facade with every configured source, including /dev/kmsg and eBPF when present.
+
+    ``persist_state`` False (``--once``) keeps sources from writing their cursors (the
+    kernel log's last sequence number) to the state directory.
+    """
+    options = sampler_options(settings)
+    extra: list[Source] = []
+    disabled = set(settings.sources.disabled)
+    if "kmsg" not in disabled:
+        try:
+            from sreagent.collector._kmsg import KmsgSource
+
+            extra.append(KmsgSource(Roots(), settings.state_dir if persist_state else None))
+        except ImportError as err:  # part of the tree that may not be installed
+            log.info("kmsg source unavailable: %s", err)
+    if "ebpf" not in disabled:
+        ebpf = _ebpf_source(settings)
+        if ebpf is not None:
+            extra.append(ebpf)
+    return Sampler(Roots(), options, extra_sources=extra)
+
+
+def _ebpf_source(settings: CollectorSettings) -> Source | None:
+    try:
+        from sreagent.collector import _ebpf
+    except ImportError as err:
+        log.info("eBPF source unavailable: %s", err)
+        return None
+    factory = getattr(_ebpf, "EbpfSource", None)
+    if factory is None:
+        return None
+    source: Source = factory()
+    return source
+
+
+def apply_shed(sampler: Sampler, wanted: Sequence[str]) -> None:
+    """Make the sampler's shed set equal ``wanted`` (restoring what is no longer wanted)."""
+    current = set(sampler.shed_sources)
+    restore = current - set(wanted)
+    if restore:
+        sampler.restore(restore)
+    shed = [name for name in wanted if name not in current]
+    if shed:
+        sampler.shed(shed)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def sanitise_id(text: str) -> str:
+    """Make ``text`` fit the batch contract's id pattern (letters, digits, ``._:@-``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._:@-]+", "-", text).strip("-._:@")
+    return (cleaned or "host")[: MAX_ID_LEN - 16]
+
+
+def load_collector_id(state_dir: Path, configured: str | None, host: str) -> tuple[str, bool]:
+    """The collector's stable id and whether it is persisted.
+
+    Configured wins; else the id kept in ``<state_dir>/collector_id``; else a new one
+    (``<host>-<12 hex>``) written there atomically. When the state directory is not writable
+    (``--once`` as an unprivileged user) the new id is used for this run only.
+    """
+    if configured:
+        if not re.match(ID_PATTERN, configured) or len(configured) > MAX_ID_LEN:
+            raise BadInput(
+                f"collector_id {configured!r} must match {ID_PATTERN} and be at most "
+                f"{MAX_ID_LEN} characters",
+                field="collector_id",
+            )
+        return configured, True
+    path = state_dir / COLLECTOR_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        stored = path.read_text().strip()
+        if re.match(ID_PATTERN, stored) and len(stored) <= MAX_ID_LEN:
+            return stored, True
+        raise BadInput(f"{stored!r} is not a valid collector id", path=str(path))
+    new_id = f"{sanitise_id(host)}-{secrets.token_hex(6)}"
+    try:
+        atomic_write_bytes(path, (new_id + "\n").encode())
+    except OSError as err:
+        log.warning(
+            "cannot keep the collector id in %s (%s); using %s for this run",
+            path,
+            err.strerror,
+            new_id,
+        )
+        return new_id, False
+    return new_id, True
+
+
+def new_producer_epoch(clock_ns: Callable[[], int] = time.time_ns) -> str:
+    """A new epoch: start time in hex (so epochs sort by start) plus randomness."""
+    return f"{clock_ns():016x}-{secrets.token_hex(3)}"
+
+
+# --------------------------------------------------------------------------- self-metrics
+
+
+@dataclass
+class SelfState:
+    """What the collector knows about itself when it builds a batch."""
+
+    usage: SelfUsage | None = None
+    spool: SpoolStats | None = None
+    transport: TransportCounters | None = None
+    decision: Decision | None = None
+    sample_cpu_seconds: float | None = None
+    shed: tuple[str, ...] = field(default_factory=tuple)
+
+
+def self_metrics(now_ns: int, state: SelfState) -> list[Sample]:
+    """The collector_* samples every batch carries (names in sreagent.telemetry.names)."""
+    values: list[tuple[str, float]] = []
+    if state.usage is not None:
+        values += [
+            ("collector_cpu_seconds_per_second", state.usage.cpu_cores),
+            ("collector_rss_bytes", float(state.usage.rss_bytes)),
+        ]
+    if state.sample_cpu_seconds is not None:
+        values.append(("collector_sample_duration_seconds", state.sample_cpu_seconds))
+    if state.decision is not None:
+        values += [
+            ("collector_mode", float(MODE_LEVEL[state.decision.mode])),
+            ("collector_interval_seconds", state.decision.interval_s),
+            ("collector_sources_shed", float(len(state.decision.shed))),
+        ]
+    else:
+        values.append(("collector_mode", 0.0))
+    if state.spool is not None:
+        values += [
+            ("collector_spool_bytes", float(state.spool.bytes)),
+            ("collector_spool_records", float(state.spool.records)),
+            ("collector_spool_dropped_total", float(state.spool.dropped_total)),
+            ("collector_spool_corrupt_total", float(state.spool.corrupt_total)),
+        ]
+    if state.transport is not None:
+        values += [
+            ("collector_batches_delivered_total", float(state.transport.delivered_total)),
+            ("collector_transport_errors_total", float(state.transport.errors_total)),
+            ("collector_ack_mismatches_total", float(state.transport.ack_mismatch_total)),
+            ("collector_dead_letters_total", float(state.transport.dead_letter_total)),
+        ]
+    return [
+        Sample(ts_ns=now_ns, metric=metric, entity=SELF_ENTITY, value=value)
+        for metric, value in values
+    ]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class Identity:
+    collector_id: str
+    host: str
+    producer_epoch: str
+    labels: dict[str, str]
+
+
+def build_batch(
+    identity: Identity,
+    seq: int,
+    now_ns: int,
+    output: SourceOutput,
+    capabilities: list[SourceCapability],
+    extra_samples: list[Sample],
+) -> Batch:
+    """One self-contained batch; rows beyond the contract's limits are cut (and logged)."""
+    samples = output.samples + extra_samples
+    if len(samples) > MAX_SAMPLES:
+        log.warning("batch %d: %d samples, keeping %d", seq, len(samples), MAX_SAMPLES)
+        samples = extra_samples + output.samples[: MAX_SAMPLES - len(extra_samples)]
+    processes = output.processes[:MAX_PROCESSES]
+    events = output.events[:MAX_EVENTS]
+    if len(output.processes) > MAX_PROCESSES or len(output.events) > MAX_EVENTS:
+        log.warning("batch %d: processes or events cut to the contract's limits", seq)
+    return Batch(
+        collector_id=identity.collector_id,
+        host=identity.host,
+        producer_epoch=identity.producer_epoch,
+        seq=seq,
+        sent_at_ns=now_ns,
+        collector_version=__version__,
+        labels=identity.labels,
+        samples=samples,
+        processes=processes,
+        events=events,
+        capabilities=capabilities,
+        inventory=output.inventory,
+    )
+
+
+def make_identity(
+    settings: CollectorSettings, clock_ns: Callable[[], int] = time.time_ns
+) -> tuple[Identity, bool]:
+    host = settings.host or socket.gethostname()
+    collector_id, persisted = load_collector_id(settings.state_dir, settings.collector_id, host)
+    return Identity(
+        collector_id, host, new_producer_epoch(clock_ns), dict(settings.labels)
+    ), persisted
+
+
+def collect_once(
+    settings: CollectorSettings,
+    sampler: Sampler,
+    *,
+    window_s: float = 1.0,
+    clock_ns: Callable[[], int] = time.time_ns,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Batch:
+    """One batch without spool or controller (``sreagent collect --once``).
+
+    Rates need two readings, so with ``window_s > 0`` the sources are read once to prime
+    them, and the batch holds the second reading ``window_s`` later.
+    """
+    identity, _ = make_identity(settings, clock_ns)
+    meter = SelfMeter()
+    if window_s > 0:
+        sampler.prime(clock_ns())
+        sleep(window_s)
+    started = time.thread_time()
+    now_ns = clock_ns()
+    output = sampler.sample(now_ns, full=True)
+    state = SelfState(usage=meter.measure(), sample_cpu_seconds=time.thread_time() - started)
+    return build_batch(
+        identity, 1, now_ns, output, sampler.capabilities(), self_metrics(now_ns, state)
+    )
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+class CollectorDaemon:
+    """The long-running collector: owns the sampler, the spool, the sender and the governor."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        sampler: Sampler,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.sampler = sampler
+        self._clock_ns = clock_ns
+        self._monotonic = monotonic
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.identity, _ = make_identity(settings, clock_ns)
+        spool_cfg = settings.spool
+        self.spool = Spool(
+            settings.spool_dir,
+            max_bytes=spool_cfg.max_bytes,
+            max_age_s=spool_cfg.max_age_seconds,
+            segment_bytes=spool_cfg.segment_bytes,
+            fsync=spool_cfg.fsync,
+            fsync_interval_s=spool_cfg.fsync_interval_seconds,
+            clock_ns=clock_ns,
+        )
+        self.sender: Sender | None = None
+        transport_cfg = settings.transport
+        if transport_cfg.endpoints:
+            transport = Transport(
+                transport_cfg.endpoints,
+                token=transport_cfg.bearer_token(),
+                ca_file=transport_cfg.ca_file,
+                client_cert=transport_cfg.client_cert,
+                client_key=transport_cfg.client_key,
+                compression=transport_cfg.compression,
+                timeout_s=transport_cfg.timeout_seconds,
+                user_agent=f"sreagent-collector/{__version__}",
+            )
+            self.sender = Sender(
+                self.spool,
+                transport,
+                DeadLetters(settings.dead_letter_path, transport_cfg.dead_letter_max_bytes),
+                backoff_initial_s=transport_cfg.backoff_initial_seconds,
+                backoff_max_s=transport_cfg.backoff_max_seconds,
+                max_ack_mismatches=transport_cfg.max_ack_mismatches,
+            )
+        else:
+            log.warning("no controller endpoint configured: batches stay in the spool")
+        protection = settings.protection
+        self.meter = SelfMeter(monotonic=monotonic)
+        self.governor = Governor(
+            base_interval_s=settings.interval_seconds,
+            max_interval_s=protection.max_interval_seconds,
+            cpu_budget_cores=protection.cpu_budget_cores,
+            rss_budget_bytes=protection.rss_budget_bytes,
+            pressure_fill_ratio=protection.pressure_fill_ratio,
+            critical_fill_ratio=protection.critical_fill_ratio,
+            optional_sources=sampler.shed_order(),
+            shed_order=protection.shed_order or sampler.shed_order(),
+            recover_after=protection.recover_after_intervals,
+        )
+        self.seq = 0
+        self.last_decision: Decision | None = None
+
+    def step(self) -> tuple[Batch, Decision]:
+        """One interval's work: decide, sample, build, encode, spool. Returns what it built."""
+        usage = self.meter.measure()
+        spool_stats = self.spool.stats()
+        decision = self.governor.decide(usage, spool_stats.fill_ratio)
+        if self.last_decision is None or decision.shed != self.last_decision.shed:
+            apply_shed(self.sampler, decision.shed)
+            if decision.shed:
+                log.warning(
+                    "self-protection: shedding %s (%s)",
+                    ", ".join(decision.shed),
+                    "; ".join(decision.reasons),
+                )
+        self.last_decision = decision
+        started = time.thread_time()
+        now_ns = self._clock_ns()
+        output = self.sampler.sample(now_ns)
+        sample_cpu = time.thread_time() - started
+        state = SelfState(
+            usage=usage,
+            spool=spool_stats,
+            transport=self.sender.transport.counters if self.sender else None,
+            decision=decision,
+            sample_cpu_seconds=sample_cpu,
+        )
+        self.seq += 1
+        batch = build_batch(
+            self.identity,
+            self.seq,
+            now_ns,
+            output,
+            self.sampler.capabilities(),
+            self_metrics(now_ns, state),
+        )
+        key = BatchKey(batch.collector_id, batch.producer_epoch, batch.seq)
+        body = encode_batch(batch)
+        self.spool.append(SpooledBatch(key, ARROW_CONTENT_TYPE, body).to_bytes())
+        if self.sender is not None:
+            self.sender.wake()
+        return batch, decision
+
+    def run(self, stop: threading.Event, max_batches: int | None = None) -> None:
+        """Sample every interval until ``stop`` is set; then send what is left and close."""
+        sender_stop = threading.Event()
+        thread = None
+        if self.sender is not None:
+            thread = threading.Thread(
+                target=self.sender.run, args=(sender_stop,), name="sreagent-sender", daemon=True
+            )
+            thread.start()
+        log.info(
+            "collector %s epoch %s: sampling every %.3gs",
+            self.identity.collector_id,
+            self.identity.producer_epoch,
+            self.settings.interval_seconds,
+        )
+        try:
+            due = self._monotonic()
+            built = 0
+            while not stop.is_set():
+                try:
+                    _, decision = self.step()
+                except OSError as err:  # a full disk must not kill the collector
+                    log.error("interval failed: %s", err)
+                    decision = self.last_decision or Decision(
+                        "normal", self.settings.interval_seconds, (), ()
+                    )
+                built += 1
+                if max_batches is not None and built >= max_batches:
+                    break
+                due = max(due + decision.interval_s, self._monotonic())
+                stop.wait(max(0.0, due - self._monotonic()))
+        finally:
+            sender_stop.set()
+            if self.sender is not None and thread is not None:
+                self.sender.wake()
+                thread.join(timeout=self.settings.transport.timeout_seconds + 2)
+                grace = self.settings.transport.shutdown_grace_seconds
+                if grace > 0 and not thread.is_alive():
+                    with contextlib.suppress(Exception):
+                        self.sender.drain(deadline=time.monotonic() + grace)
+            self.close()
+
+    def close(self) -> None:
+        self.sampler.close()
+        self.spool.close()
+        if self.sender is not None:
+            self.sender.transport.close()
