@@ -114,7 +114,7 @@ BUILTIN: tuple[ActionSpec, ...] = (
     _a("inspect_gpu", "read_only", "gpu",
        ("nvidia-smi", "-q", "-i", "{gpu}", "-d", "TEMPERATURE,POWER,PERFORMANCE,ECC,"
         "ROW_REMAPPER,MEMORY"), "", "gpu_temperature_celsius", "down",
-       ("gpu_thermal_throttle", "gpu_power_throttle", "gpu_xid", "gpu_ecc_errors",
+       ("gpu_thermal_throttle", "gpu_power_throttle", "gpu_xid", "gpu_ecc_dbe",
         "gpu_memory_exhaustion", "collective_straggler", "nvlink_degradation",
         "pcie_degradation"), "The GPU's temperature, power, clocks, ECC and memory state."),
     _a("inspect_nvlink", "read_only", "gpu", ("nvidia-smi", "nvlink", "-s", "-i", "{gpu}"), "",
@@ -165,7 +165,7 @@ BUILTIN: tuple[ActionSpec, ...] = (
        "Set the GPU's power limit back to its default."),
     _a("cordon_gpu_node", "impacting", "gpu", ("kubectl", "cordon", "{node}"),
        "kubectl uncordon {node}", "gpu_utilisation_ratio", "down",
-       ("gpu_xid", "gpu_ecc_errors", "nvlink_degradation", "pcie_degradation",
+       ("gpu_xid", "gpu_ecc_dbe", "nvlink_degradation", "pcie_degradation",
         "collective_straggler", "rdma_link_errors"),
        "Stop scheduling new work on the node with the failing GPU or link."),
     # --- destructive: proposed for the record, never executed ---
@@ -174,7 +174,7 @@ BUILTIN: tuple[ActionSpec, ...] = (
        ("cpu_saturation", "memory_leak_oom", "fd_exhaustion"), "Terminate the process."),
     _a("reset_gpu", "destructive", "gpu", ("nvidia-smi", "-r", "-i", "{gpu}"),
        "none: running work on the GPU is lost", "gpu_ecc_errors_total", "down",
-       ("gpu_xid", "gpu_ecc_errors", "gpu_memory_exhaustion"), "Reset the GPU (kills its "
+       ("gpu_xid", "gpu_ecc_dbe", "gpu_memory_exhaustion"), "Reset the GPU (kills its "
        "processes; applies pending row remaps)."),
     _a("vacuum_journal", "destructive", "fs", ("journalctl", "--vacuum-size=500M"),
        "none: deleted logs are gone", "filesystem_used_ratio", "down", ("filesystem_full",),

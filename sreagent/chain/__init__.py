@@ -4,11 +4,13 @@ The controller's workflow engine and the replay engine use this interface (docs/
 "Calling the chain").
 """
 
+from sreagent.chain._engine import RoleChain
 from sreagent.chain._runner import (
     DEFAULT_RUNBOOKS,
     Chain,
     ChainResult,
     artifact_ids,
+    live_activities,
     load_runbooks,
     run_id_for,
 )
@@ -29,7 +31,9 @@ __all__ = [
     "EvidenceView",
     "LiveActivities",
     "ReplayActivities",
+    "RoleChain",
     "artifact_ids",
+    "live_activities",
     "load_runbooks",
     "run_id_for",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sreagent.actions import ApprovalBook, ExecutionLedger, execute_action_handler
 from sreagent.actions.catalogue import DEFAULT_CATALOGUE, Catalogue
 from sreagent.artifacts import AnomalyFinding, Artifact, ArtifactKind, RootCauseHypothesis
 from sreagent.canonical import canonical_digest
@@ -35,7 +36,7 @@ from sreagent.roles import (
     verify,
 )
 from sreagent.roles.knowledge import IncidentMemory, RunbookIndex
-from sreagent.runtime._activities import Activities, ReplayActivities
+from sreagent.runtime._activities import Activities, Handler, LiveActivities, ReplayActivities
 from sreagent.runtime._config import ChainConfig
 from sreagent.runtime._context import LogicalClock, RoleContext
 from sreagent.runtime._guard import forbid_effects
@@ -53,6 +54,19 @@ def load_runbooks(folder: Path | str) -> RunbookIndex:
     texts = {p.stem: p.read_text(encoding="utf-8") for p in sorted(root.glob("*.md"))
              if p.name.lower() != "readme.md"}
     return RunbookIndex.from_texts(texts)
+
+
+def live_activities(*, ledger: ExecutionLedger | None = None,
+                    approvals: ApprovalBook | None = None,
+                    llm: Handler | None = None) -> LiveActivities:
+    """Activities for a live run: actions through an idempotent ledger, approvals from a book,
+    and (optionally) a language model."""
+    acts = LiveActivities()
+    acts.register("execute_action", execute_action_handler(ledger or ExecutionLedger()))
+    acts.register("approval", approvals or ApprovalBook())
+    if llm is not None:
+        acts.register("llm_complete", llm)
+    return acts
 
 
 def run_id_for(view: EvidenceView, config: ChainConfig) -> str:

@@ -87,7 +87,7 @@ CATALOGUE: tuple[FaultClass, ...] = (
        ("journalctl -k | grep -i xid", "nvidia-smi -q", "look up the Xid code in the NVIDIA "
         "Xid catalogue"),
        ("gpu", "xid", "error", "driver")),
-    _f("gpu_ecc_errors", "gpu", "Uncorrectable ECC errors and row remapping on {entity}",
+    _f("gpu_ecc_dbe", "gpu", "Uncorrectable ECC errors and row remapping on {entity}",
        ("nvidia-smi -q -d ECC,ROW_REMAPPER", "check pending row remaps (needs a GPU reset)"),
        ("gpu", "ecc", "double", "bit", "remap", "memory")),
     _f("nvlink_degradation", "gpu", "NVLink degradation on {entity}",

@@ -522,7 +522,7 @@ def _gpu(scope: Scope) -> list[Candidate]:
             refs = [scope.ref(s) for s in view.metric("gpu_ecc_errors_total") + view.metric(
                 "gpu_remapped_rows_total") if s.entity == g]
             refs += [scope.event_ref("gpu_ecc_dbe", g, e.ts_ns, e.batch_id) for e in dbe][:3]
-            out.append(Candidate("gpu_ecc_errors", g,
+            out.append(Candidate("gpu_ecc_dbe", g,
                                  {"uncorrectable_ecc": level(ecc, 0.0, 2.0),
                                   "rows_remapped": level(remap, 0.0, 2.0),
                                   "dbe_events": 1.0 if dbe else 0.0},

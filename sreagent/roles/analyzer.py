@@ -35,7 +35,7 @@ from sreagent.roles._catalogue import BY_NAME
 from sreagent.roles._detectors import ATTRIBUTION_FAMILIES, Detection, SeriesDetection
 from sreagent.roles._detectors import detect as run_detectors
 from sreagent.roles._hypotheses import Candidate, Scope, candidates
-from sreagent.roles._stats import hysteresis
+from sreagent.roles._stats import hysteresis, runs
 from sreagent.roles.observer import NO_INCIDENT
 from sreagent.runtime._context import RoleContext
 from sreagent.runtime._view import EvidenceView
@@ -90,25 +90,27 @@ def _incident(det: Detection, view: EvidenceView, ctx: RoleContext,
         first_closed = np.nonzero(~lead)[0]
         stop = int(first_closed[0]) if first_closed.shape[0] else hot.shape[0]
         active[:stop] = True
-    opened = np.nonzero(active)[0]
-    if opened.shape[0] == 0:
+    spans = runs(active)
+    if not spans:
         if prior_open and prior_state is not None:
             return Incident(None, 0, "closed", prior_state.incident_id, prior_state.fingerprint,
                             {})
         return Incident(None, None, "none", NO_INCIDENT, "", {})
-    i0 = int(opened[0])
-    ends = np.nonzero(~active[i0:])[0]
-    closed = i0 + int(ends[0]) if ends.shape[0] else None
-    stop = closed if closed is not None else det.grid.shape[0]
+    # The most recent run is the incident this window speaks for; an earlier one in the same
+    # window has already closed again.
+    i0, stop = spans[-1]
+    closed = stop if stop < active.shape[0] else None
     signature = {name: float(round(fam[i0:stop].max(), 6))
                  for name, fam in sorted(det.family_risk.items())
                  if fam[i0:stop].max() >= 0.3}
     fingerprint = "+".join(signature) or "unknown"
     if prior_open and prior_state is not None and (
             prior_state.fingerprint == fingerprint or i0 == 0):
+        # Still the same run, or the same shape again: it joins the open incident.
         return Incident(i0, closed, "updated" if closed is None else "closed",
                         prior_state.incident_id, prior_state.fingerprint, signature)
-    incident_id = "inc-" + canonical_digest([view.host, fingerprint, int(det.grid[i0])])[:16]
+    incident_id = ctx.incident_id or "inc-" + canonical_digest(
+        [view.host, fingerprint, int(det.grid[i0])])[:16]
     return Incident(i0, closed, "opened" if closed is None else "closed", incident_id,
                     fingerprint, signature)
 

@@ -1,6 +1,7 @@
 """Executor: carries out the policy gate's decisions; runs commands only as activities.
 
-Only ``allowed`` decisions reach an actuator, and the executor re-checks the one rule that
+Only ``allowed`` decisions, and ``approval_required`` ones whose ``approval`` activity says
+``approved``, reach an actuator, and the executor re-checks the one rule that
 must never fail (destructive actions do not run) against the catalogue, so a hand-made or
 tampered plan cannot slip one through. Execution is the ``execute_action`` activity, keyed
 by the idempotency key: live, the actuator's ledger runs each key at most once; in replay the
@@ -35,7 +36,23 @@ def execute(plan: Artifact, proposal: Artifact, ctx: RoleContext) -> Artifact:
     results = []
     for d in plan.payload.decisions:
         action = by_id.get(d.action_id)
-        if d.decision != "allowed":
+        approved_by = ""
+        if d.decision == "approval_required":
+            # Approvals are human input: an activity, so a replay sees the same answer.
+            record = ctx.activity("approval", d.idempotency_key, {
+                "idempotency_key": d.idempotency_key, "action_id": d.action_id,
+                "action": action.action if action else "", "target": action.target
+                if action else ""})
+            state = record.result.get("state") if record.status == "ok" else None
+            if state == "approved":
+                approved_by = str(record.result.get("by", "an operator"))
+            elif state == "rejected":
+                results.append(ActionResult(
+                    action_id=d.action_id, idempotency_key=d.idempotency_key, outcome="skipped",
+                    command=d.command, output=f"rejected by "
+                    f"{record.result.get('by', 'an operator')}", activity_id=record.activity_id))
+                continue
+        if d.decision != "allowed" and not approved_by:
             results.append(ActionResult(action_id=d.action_id, idempotency_key=d.idempotency_key,
                                         outcome=_OUTCOME_OF_DECISION[d.decision],
                                         command=d.command,
@@ -53,6 +70,8 @@ def execute(plan: Artifact, proposal: Artifact, ctx: RoleContext) -> Artifact:
         r = record.result
         outcome = {"ok": "executed", "duplicate": "skipped"}.get(record.status, "failed")
         output = str(r.get("output", ""))
+        if approved_by:
+            output = f"[approved by {approved_by}] " + output
         if record.status == "duplicate":
             output = "already executed under this idempotency key; first result: " + output
         results.append(ActionResult(

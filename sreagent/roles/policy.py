@@ -7,13 +7,13 @@ Order of the rules (the first that applies decides):
 3. a state-changing action whose target matches no ``posture.target_allowlist`` pattern ->
    blocked.
 4. ``posture.dry_run`` -> dry_run (the exact command is recorded, nothing runs).
-5. a state-changing action with ``posture.require_approval`` and no recorded approval for its
-   idempotency key -> approval_required.
+5. a state-changing action with ``posture.require_approval`` -> approval_required (the
+   executor runs it only once an approval is recorded for its idempotency key).
 6. otherwise -> allowed.
 
 The idempotency key is a digest of (action, target, incident): the same action on the same
-target for the same incident is one execution, however often it is approved. Approvals are
-looked up as an ``approval`` activity, so a replay sees exactly the approvals the live run saw.
+target for the same incident is one execution, however often it is approved. The gate itself
+takes no human input: it is a pure function of the proposal and the posture.
 """
 
 from __future__ import annotations
@@ -75,15 +75,8 @@ def gate(proposal: Artifact, ctx: RoleContext) -> Artifact:
             decision = "dry_run"
             reasons.append("posture is dry-run: the command is recorded, not run")
         elif changes_state and posture.require_approval:
-            record = ctx.activity("approval", key, {"idempotency_key": key,
-                                                    "action": a.action, "target": a.target})
-            approved = record.status == "ok" and record.result.get("approved") is True
-            if approved:
-                decision = "allowed"
-                reasons.append(f"approved by {record.result.get('by', 'an operator')}")
-            else:
-                decision = "approval_required"
-                reasons.append("posture requires an approval; none recorded for this key")
+            decision = "approval_required"
+            reasons.append("posture requires an operator's approval before it runs")
         else:
             decision = "allowed"
             reasons.append("read-only" if not changes_state else "posture needs no approval")
@@ -98,5 +91,4 @@ def gate(proposal: Artifact, ctx: RoleContext) -> Artifact:
         logical_time=proposal.logical_time, status=status,
         payload=ExecutionPlan(posture=posture, decisions=decisions),
         input_artifact_ids=[proposal.artifact_id],
-        recorded_activity_ids=ctx.take_activity_ids(),
     )

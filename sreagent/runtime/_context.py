@@ -52,6 +52,9 @@ class RoleContext:
     catalogue: Catalogue | None = None
     runbooks: RunbookIndex | None = None
     memory: IncidentMemory | None = None
+    incident_id: str | None = None
+    """An incident id the caller already gave this run (the controller's); the analyzer
+    uses it for the incident it opens instead of deriving one."""
     rng: np.random.Generator = field(init=False)
     used_activities: list[ActivityRecord] = field(default_factory=list)
     _counter: int = 0

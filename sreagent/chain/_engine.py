@@ -1,0 +1,173 @@
+"""The role chain as the controller's workflow engine sees it: named steps.
+
+:class:`RoleChain` satisfies ``sreagent.controller.workflow.Chain``: eight steps, one per
+role output, each ``run(prior artifacts, evidence, step context) -> Artifact``. The engine
+stores each artifact before the next step runs (crash recovery), gates the executor step
+behind an operator approval when the plan asks for one, and performs every effect through
+its own idempotent activity store; this module only adapts those interfaces to the roles':
+
+* the engine's evidence (``table(name)`` over the journal) becomes an :class:`EvidenceView`,
+  built once per evidence object;
+* the engine's ``activity(kind, key, request, effect)`` becomes the roles' activities, keyed
+  ``<kind>/<key>`` so an approval and an execution of one action never share a record;
+* the engine's approval of the executor step is answered to the executor's ``approval``
+  activity (and so recorded, and fed back in replay).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sreagent.actions import DEFAULT_CATALOGUE, Catalogue, run_argv
+from sreagent.artifacts import Artifact, ArtifactKind, ExecutionPlan
+from sreagent.evidence import ActivityRecord
+from sreagent.roles import detect, execute, gate, hypothesise, observe, plan, remember, verify
+from sreagent.roles.knowledge import IncidentMemory, RunbookIndex
+from sreagent.runtime import (
+    ChainConfig,
+    EvidenceView,
+    LogicalClock,
+    RoleContext,
+    activity_id,
+    forbid_effects,
+)
+
+Handler = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def _last(inputs: Sequence[Artifact], kind: ArtifactKind) -> Artifact:
+    for a in reversed(inputs):
+        if a.kind == kind:
+            return a
+    raise ValueError(f"the chain needs a {kind.value} before this step")
+
+
+class _EngineActivities:
+    def __init__(self, step_ctx: Any, handlers: dict[str, Handler]):
+        self._ctx = step_ctx
+        self._handlers = handlers
+        self.records: list[ActivityRecord] = []
+
+    def perform(self, kind: str, key: str, request: dict[str, Any],
+                logical_time: int) -> ActivityRecord:
+        if kind == "approval":
+            state = self._ctx.approval or "pending"
+
+            def effect() -> dict[str, Any]:
+                return {"status": "ok", "state": state, "by": "operator"}
+        else:
+            handler = self._handlers.get(kind)
+
+            def effect() -> dict[str, Any]:
+                if handler is None:
+                    return {"status": "unavailable", "reason": f"no handler for {kind}"}
+                status, result = handler(request)
+                return {"status": status, **result}
+
+        result = dict(self._ctx.activity(kind, f"{kind}/{key}", request, effect))
+        result.pop("replayed_from_record", None)
+        status = str(result.pop("status", "ok"))
+        if status == "interrupted":
+            status = "failed"
+        record = ActivityRecord(activity_id=activity_id(kind, key, request), kind=kind, key=key,
+                                logical_time=logical_time, status=status, request=request,
+                                result=result)
+        self.records.append(record)
+        return record
+
+
+def _execute_handler(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    # The engine's activity store already runs each key at most once.
+    result = run_argv([str(a) for a in request["argv"]], float(request["timeout_s"]))
+    if result.get("timed_out"):
+        return "timeout", result
+    return ("ok" if result.get("exit_code") == 0 else "failed"), result
+
+
+@dataclass
+class _Step:
+    name: str
+    chain: RoleChain
+    fn: Callable[[Sequence[Artifact], EvidenceView, RoleContext], Artifact]
+    gated: bool = False
+
+    def needs_approval(self, inputs: Sequence[Artifact], ctx: Any) -> bool:
+        if not self.gated:
+            return False
+        plan_artifact = _last(inputs, ArtifactKind.EXECUTION_PLAN)
+        assert isinstance(plan_artifact.payload, ExecutionPlan)
+        return any(d.decision == "approval_required" for d in plan_artifact.payload.decisions)
+
+    def run(self, inputs: Sequence[Artifact], evidence: Any, ctx: Any) -> Artifact:
+        view = self.chain.view_of(evidence)
+        role_ctx = RoleContext(
+            config=self.chain.config, run_id=ctx.run_id, clock=LogicalClock(view.end_ns),
+            activities=_EngineActivities(ctx, self.chain.handlers),
+            catalogue=self.chain.catalogue, runbooks=self.chain.runbooks,
+            memory=self.chain.memory, incident_id=ctx.incident_id)
+        with forbid_effects():
+            return self.fn(inputs, view, role_ctx)
+
+
+@dataclass
+class RoleChain:
+    """The eight-step role chain for ``WorkflowEngine(chain=RoleChain(...))``."""
+
+    config: ChainConfig = field(default_factory=ChainConfig)
+    catalogue: Catalogue = DEFAULT_CATALOGUE
+    runbooks: RunbookIndex | None = None
+    memory: IncidentMemory = field(default_factory=IncidentMemory)
+    handlers: dict[str, Handler] = field(default_factory=lambda: {
+        "execute_action": _execute_handler})
+    """Activity handlers besides ``approval`` (add ``llm_complete`` to use a model)."""
+    name: str = "sreagent.roles/v1"
+    _views: weakref.WeakKeyDictionary[Any, EvidenceView] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False)
+
+    def view_of(self, evidence: Any) -> EvidenceView:
+        view = self._views.get(evidence)
+        if view is None:
+            tables = {n: evidence.table(n) for n in ("samples", "processes", "events",
+                                                     "batches")}
+            view = EvidenceView.from_tables(tables, host=evidence.host,
+                                            start_ns=evidence.start_ns, end_ns=evidence.end_ns)
+            self._views[evidence] = view
+        return view
+
+    @property
+    def steps(self) -> list[_Step]:
+        K = ArtifactKind
+
+        def observer(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return observe(v, c)
+
+        def analyzer(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return detect(_last(i, K.OBSERVATION_SUMMARY), v, c)
+
+        def hypotheses(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return hypothesise(_last(i, K.ANOMALY_FINDING), v, c)
+
+        def planner(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return plan(_last(i, K.ROOT_CAUSE_HYPOTHESIS), v, c)
+
+        def policy(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return gate(_last(i, K.REMEDIATION_PROPOSAL), c)
+
+        def executor(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return execute(_last(i, K.EXECUTION_PLAN), _last(i, K.REMEDIATION_PROPOSAL), c)
+
+        def verifier(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return verify(_last(i, K.EXECUTION_RESULT), _last(i, K.REMEDIATION_PROPOSAL), v, c)
+
+        def memory(i: Sequence[Artifact], v: EvidenceView, c: RoleContext) -> Artifact:
+            return remember(_last(i, K.ANOMALY_FINDING), _last(i, K.ROOT_CAUSE_HYPOTHESIS),
+                            _last(i, K.EXECUTION_PLAN), _last(i, K.EXECUTION_RESULT),
+                            _last(i, K.VERIFICATION_RESULT), c)
+
+        return [_Step("observer", self, observer), _Step("analyzer", self, analyzer),
+                _Step("hypotheses", self, hypotheses), _Step("planner", self, planner),
+                _Step("policy_gate", self, policy), _Step("executor", self, executor, True),
+                _Step("verifier", self, verifier), _Step("memory", self, memory)]
