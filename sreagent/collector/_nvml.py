@@ -178,7 +178,12 @@ class NvmlSource:
             i, "mem_clock", partial(nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_MEM)
         )
         put("gpu_memory_clock_hertz", memclk * 1e6 if memclk is not None else None)
-        mask = self._get(i, "throttle", partial(nvml.nvmlDeviceGetCurrentClocksThrottleReasons, h))
+        # "ClocksEventReasons" is the current name; older bindings only have "ThrottleReasons".
+        reasons = (
+            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
+        mask = self._get(i, "throttle", partial(reasons, h))
         if mask is not None:
             for reason, active in decode_throttle_reasons(int(mask)).items():
                 put("gpu_throttled", 1.0 if active else 0.0, {"reason": reason})
