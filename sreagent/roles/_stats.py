@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.random import Generator
 
 MAD_TO_SIGMA = 1.4826
 """Scale of the median absolute deviation to a normal standard deviation."""
@@ -127,7 +128,7 @@ def _u_after(before: np.ndarray, after: np.ndarray, want_down: bool) -> tuple[fl
 
 
 def mann_whitney(before: np.ndarray, after: np.ndarray, *, want_down: bool,
-                 rng: np.random.Generator, permutations: int, exact_below: int) -> RankTest:
+                 rng: Generator, permutations: int, exact_below: int) -> RankTest:
     """One-sided Mann-Whitney U test that ``after`` moved the wanted way from ``before``.
 
     Large samples use the normal approximation with tie correction and continuity
