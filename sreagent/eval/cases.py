@@ -305,9 +305,7 @@ def load_dataset(root: Path | str) -> Dataset:
     root = Path(root)
     cases_dir = root / "cases"
     if not cases_dir.is_dir():
-        raise BadInput(
-            f"not a {CASES_FORMAT} dataset directory: no cases/ folder", path=str(root)
-        )
+        raise BadInput(f"not a {CASES_FORMAT} dataset directory: no cases/ folder", path=str(root))
     case_dirs = sorted(p for p in cases_dir.iterdir() if p.is_dir())
     if not case_dirs:
         raise BadInput("cases/ holds no case directories", path=str(cases_dir))
@@ -348,11 +346,7 @@ def read_metrics(path: Path, *, case_id: str) -> pl.DataFrame:
     if frame.null_count().sum_horizontal().item() > 0:
         raise BadInput(f"case {case_id}: null values present", path=where)
     if not frame["value"].is_finite().all():
-        raise BadInput(
-            f"case {case_id}: non-finite values present", field="value", path=where
-        )
+        raise BadInput(f"case {case_id}: non-finite values present", field="value", path=where)
     if frame.select(pl.struct("ts", "entity", "metric").is_duplicated().any()).item():
-        raise BadInput(
-            f"case {case_id}: (ts, entity, metric) repeats", field="ts", path=where
-        )
+        raise BadInput(f"case {case_id}: (ts, entity, metric) repeats", field="ts", path=where)
     return frame.sort("ts", "entity", "metric")

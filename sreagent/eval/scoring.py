@@ -378,7 +378,9 @@ def _fill_false_positives(
     weights[lo:hi] = profile.a_fp * sigma
 
 
-def nab_case_score(alarms: BoolArray, spans: Sequence[IndexSpan], profile: NabProfile) -> NabCaseScore:
+def nab_case_score(
+    alarms: BoolArray, spans: Sequence[IndexSpan], profile: NabProfile
+) -> NabCaseScore:
     """The raw NAB score of one series for one profile.
 
     ``alarms`` is the detector's alarm mask over the series, ``spans`` its labelled windows as
