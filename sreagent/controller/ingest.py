@@ -20,7 +20,7 @@ from typing import Any
 
 from sreagent.controller.errors import BatchConflict
 from sreagent.controller.hotstate import HotState
-from sreagent.controller.journal import GroupCommitJournal, PendingBatch
+from sreagent.controller.journal import GroupCommitJournal, PendingBatch, recover_wal
 from sreagent.controller.store import RunStore
 from sreagent.evidence import Journal
 from sreagent.telemetry import batch_digest, decode_batch
@@ -88,7 +88,8 @@ class Ingest:
         frame = decode_batch(body, content_type, content_encoding)
         return frame, batch_digest(frame)
 
-    async def accept(self, frame: BatchFrame, digest: str, *, actor: str) -> dict[str, Any]:
+    async def accept(self, frame: BatchFrame, digest: str, *, actor: str, body: bytes,
+                     content_type: str, content_encoding: str | None) -> dict[str, Any]:
         """Deduplicate and make durable; return the acknowledgement body."""
         key = frame.batch_id
         while True:
@@ -106,7 +107,8 @@ class Ingest:
                 try:
                     known = await asyncio.to_thread(self.store.receipt_digest, key)
                     if known is None:
-                        await asyncio.wrap_future(self.group_commit.submit(frame, digest))
+                        item = PendingBatch(frame, digest, body, content_type, content_encoding)
+                        await asyncio.wrap_future(self.group_commit.submit(item))
                         done.set_result(True)
                         return self._ack(frame, "accepted", digest)
                     self._recent.put(key, known)
@@ -181,6 +183,13 @@ class Ingest:
                 log.exception("incident detection failed after a flush")
 
     # --- start-up ------------------------------------------------------------------------------
+
+    def recover(self, writer_id: str) -> int:
+        """Replay the WAL a crash left into Parquet, then reconcile receipts."""
+        recovered = recover_wal(self.journal.root, lambda: set(
+            self.journal.read("batches").column("batch_id").to_pylist()), writer_id=writer_id)
+        self.reconcile()
+        return recovered
 
     def reconcile(self) -> int:
         """Add receipts for journalled batches the store lacks; return how many were added."""

@@ -1,27 +1,40 @@
-"""Group commit into the evidence journal, and background compaction of its part files.
+"""The controller's side of the evidence journal: a write-ahead log for durable
+acknowledgements, buffered Parquet part files, and background compaction.
 
-Ingest requests hand their decoded batch to :class:`GroupCommitJournal` and wait. One flusher
-thread takes everything queued since its last flush, appends it to a
-:class:`~sreagent.evidence.JournalWriter`, flushes (atomic, fsynced part files), then runs the
-``on_durable`` callback (receipts, hot state, detection) and only then releases the waiting
-requests. Requests that arrive during a flush share the next one, so the flush rate adapts to
-load: one request alone is flushed at once, many are flushed together. Memory is bounded by
-``max_pending`` batches; beyond it ingest answers 503 (:class:`Overloaded`) instead of growing.
+Why a write-ahead log: the journal is partitioned by (table, date, host), so making each
+batch durable directly as Parquet costs two fsyncs per table and host. With hundreds of
+collectors that is hundreds of fsyncs per acknowledgement round. Instead:
+
+1. **Group commit to the WAL.** One flusher thread takes every batch queued since its last
+   round, appends their wire bodies to the current WAL segment (``<journal>/_wal/``, CRC'd
+   records) and fsyncs once. Only then are the waiting requests acknowledged. Requests that
+   arrive during a round share the next one.
+2. **Parquet on size or time.** Acknowledged batches stay buffered (bounded by
+   ``journal.buffer_rows``) and are written as Hive-partitioned part files every
+   ``journal.flush_interval_s`` or when the buffer is full, partitions in parallel. The WAL
+   segments a Parquet flush covers are deleted after it.
+3. **Recovery.** At start-up, WAL segments left by a crash are replayed into Parquet (batches
+   the Parquet journal already has are skipped) and then deleted, so the journal holds every
+   acknowledged batch exactly once. A torn last record (the crash hit mid-write) was never
+   fsynced, hence never acknowledged, and is ignored.
 
 Compaction merges a partition's small part files into one. The merged file lists the files it
 replaces in its Parquet metadata and is written (atomically) before they are deleted, so a
-crash in between is finished at the next start (:func:`finish_interrupted_compactions`): rows
-are never lost, and never counted twice once the controller has started.
+crash in between is finished at the next start (:func:`finish_interrupted_compactions`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import struct
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,55 +42,190 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sreagent.controller.errors import Overloaded
-from sreagent.evidence import JournalWriter, atomic_write_parquet
-from sreagent.evidence.journal import JOURNAL_TABLES
+from sreagent.evidence import atomic_write_parquet
+from sreagent.evidence._atomic import fsync_dir
+from sreagent.evidence.journal import JOURNAL_TABLES, partition_dir
+from sreagent.evidence.tables import BATCHES_SCHEMA, batch_rows, with_identity
+from sreagent.telemetry import decode_batch
 from sreagent.telemetry.arrow import BatchFrame
 
 log = logging.getLogger(__name__)
 COMPACTED_KEY = b"sreagent.compacted_from"
+WAL_DIR = "_wal"
+_RECORD = struct.Struct(">4sIII")  # magic, header length, body length, crc32
+_MAGIC = b"SRW1"
 
 
 @dataclass
 class PendingBatch:
     frame: BatchFrame
     digest: str
-    submitted_at: float
+    body: bytes
+    content_type: str
+    content_encoding: str | None
+    submitted_at: float = field(default_factory=time.monotonic)
     future: Future[None] = field(default_factory=Future)
 
 
+# --- write-ahead log -------------------------------------------------------------------------
+
+
+class Wal:
+    """Append-only segment files of CRC'd records: (header JSON, wire body)."""
+
+    def __init__(self, directory: Path, writer_id: str):
+        self.directory = directory
+        self.writer_id = writer_id
+        directory.mkdir(parents=True, exist_ok=True)
+        self._counter = 0
+        self._file: object | None = None
+        self._path: Path | None = None
+        self._closed: list[Path] = []
+
+    def _open(self) -> None:
+        self._counter += 1
+        self._path = self.directory / f"wal-{self.writer_id}-{self._counter:08d}.log"
+        self._file = open(self._path, "ab", buffering=0)  # noqa: SIM115 - kept open
+        fsync_dir(self.directory)
+
+    def append(self, items: list[PendingBatch]) -> None:
+        """Write records for ``items`` and fsync: after this they survive a crash."""
+        if self._file is None:
+            self._open()
+        chunks = []
+        for item in items:
+            header = json.dumps({"content_type": item.content_type,
+                                 "content_encoding": item.content_encoding,
+                                 "digest": item.digest, "batch_id": item.frame.batch_id},
+                                separators=(",", ":")).encode()
+            crc = zlib.crc32(item.body, zlib.crc32(header))
+            chunks += [_RECORD.pack(_MAGIC, len(header), len(item.body), crc), header, item.body]
+        fd = self._file.fileno()  # type: ignore[attr-defined]
+        os.write(fd, b"".join(chunks))
+        os.fsync(fd)
+
+    def rotate(self) -> list[Path]:
+        """Close the current segment; return every closed segment not yet released."""
+        if self._file is not None:
+            self._file.close()  # type: ignore[attr-defined]
+            assert self._path is not None
+            self._closed.append(self._path)
+            self._file = None
+        closed, self._closed = self._closed, []
+        return closed
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()  # type: ignore[attr-defined]
+            self._file = None
+
+    @staticmethod
+    def records(path: Path) -> Iterator[tuple[dict[str, str | None], bytes]]:
+        """The intact records of a segment; stops at a torn or corrupt tail."""
+        data = path.read_bytes()
+        offset = 0
+        while offset + _RECORD.size <= len(data):
+            magic, hlen, blen, crc = _RECORD.unpack_from(data, offset)
+            start = offset + _RECORD.size
+            end = start + hlen + blen
+            if magic != _MAGIC or end > len(data):
+                break
+            header, body = data[start : start + hlen], data[start + hlen : end]
+            if zlib.crc32(body, zlib.crc32(header)) != crc:
+                break
+            yield json.loads(header), body
+            offset = end
+        if offset != len(data):
+            log.warning("%s: ignoring %d bytes of torn WAL tail (never acknowledged)", path,
+                        len(data) - offset)
+
+
+# --- Parquet part files ------------------------------------------------------------------------
+
+
+def write_parts(root: Path, items: list[tuple[BatchFrame, str]], *, writer_id: str,
+                sequence: int, threads: int = 8) -> list[Path]:
+    """Write frames as one part file per (table, date, host), partitions in parallel."""
+    buckets: dict[tuple[str, Path], list[pa.Table]] = defaultdict(list)
+    for frame, digest in items:
+        header = frame.header
+        for table in JOURNAL_TABLES:
+            folder = partition_dir(root, table, header.sent_at_ns, header.host)
+            if table == "batches":
+                rows = pa.Table.from_pylist([batch_rows(frame, digest)], schema=BATCHES_SCHEMA)
+            else:
+                rows = with_identity(frame, table)
+                if rows.num_rows == 0:
+                    continue
+            buckets[(table, folder)].append(rows)
+    jobs = [(folder / f"part-{writer_id}-{sequence:08d}.parquet", pa.concat_tables(parts))
+            for (_table, folder), parts in sorted(buckets.items(), key=lambda kv: str(kv[0]))]
+    if len(jobs) <= 1:
+        for path, table in jobs:
+            atomic_write_parquet(path, table)
+    else:
+        # fsync-bound: threads overlap the waits (the GIL is released during fsync).
+        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+            list(pool.map(lambda job: atomic_write_parquet(*job), jobs))
+    return [path for path, _ in jobs]
+
+
+# --- the group-commit journal ----------------------------------------------------------------
+
+
 class GroupCommitJournal:
-    """Durable, batched appends to the journal. Thread-safe; one flusher thread."""
+    """Durable (WAL) acknowledgements and buffered Parquet. Thread-safe."""
 
     def __init__(self, root: Path, *, writer_id: str,
                  on_durable: Callable[[list[PendingBatch]], None], max_pending: int = 2000,
+                 buffer_rows: int = 500_000, flush_interval_s: float = 5.0,
                  on_flush: Callable[[int, float], None] | None = None):
         self.root = Path(root)
-        self._writer = JournalWriter(self.root, writer_id=writer_id)
+        self.writer_id = writer_id
+        self.wal = Wal(self.root / WAL_DIR, writer_id)
         self._on_durable = on_durable
         self._on_flush = on_flush
         self._max_pending = max_pending
+        self._buffer_rows = buffer_rows
+        self._interval = flush_interval_s
         self._queue: list[PendingBatch] = []
         self._cond = threading.Condition()
         self._stopping = False
-        self.flushes = 0
+        # Held across "append to the WAL + add to the Parquet buffer" and across "swap the
+        # buffer + rotate the WAL", so a WAL segment is released only with its batches.
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._buffer: list[tuple[BatchFrame, str]] = []
+        self.buffered_rows = 0
+        self._buffer_since = time.monotonic()
+        self._parquet_due = threading.Event()
+        self._sequence = 0
+        self.group_commits = 0
+        self.parquet_flushes = 0
         self.last_flush_at = 0.0
-        self._thread = threading.Thread(target=self._run, name="journal-flusher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._commit_loop, name="journal-wal", daemon=True),
+            threading.Thread(target=self._parquet_loop, name="journal-parquet", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def pending(self) -> int:
         return len(self._queue)
 
-    def submit(self, frame: BatchFrame, digest: str) -> Future[None]:
-        """Queue a batch; the future completes once it is durable (or with the flush error)."""
-        item = PendingBatch(frame, digest, time.monotonic())
+    @property
+    def flushes(self) -> int:
+        return self.group_commits
+
+    def submit(self, item: PendingBatch) -> Future[None]:
+        """Queue a batch; the future completes once it is durable (or with the error)."""
         with self._cond:
             if self._stopping:
                 raise Overloaded("the controller is shutting down; retry against another one")
             if len(self._queue) >= self._max_pending:
                 raise Overloaded(
-                    f"{len(self._queue)} batches are waiting for the journal; retry shortly"
-                )
+                    f"{len(self._queue)} batches are waiting for the journal; retry shortly")
             self._queue.append(item)
             self._cond.notify()
         return item.future
@@ -86,9 +234,15 @@ class GroupCommitJournal:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout=30)
+        self._threads[0].join(timeout=30)
+        self._parquet_due.set()
+        self._threads[1].join(timeout=60)
+        self.flush_parquet()
+        self.wal.close()
 
-    def _run(self) -> None:
+    # --- WAL rounds ----------------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -96,28 +250,92 @@ class GroupCommitJournal:
                 if not self._queue and self._stopping:
                     return
                 group, self._queue = self._queue, []
-            self._flush(group)
+            self._commit(group)
 
-    def _flush(self, group: list[PendingBatch]) -> None:
+    def _commit(self, group: list[PendingBatch]) -> None:
         started = time.monotonic()
         try:
-            for item in group:
-                self._writer.append(item.frame, item.digest)
-            self._writer.flush()
+            with self._lock:
+                self.wal.append(group)
+                if not self._buffer:
+                    self._buffer_since = time.monotonic()
+                self._buffer.extend((p.frame, p.digest) for p in group)
+                self.buffered_rows += sum(p.frame.row_count for p in group)
             self._on_durable(group)
         except BaseException as err:  # noqa: BLE001 - every waiter must hear about it
-            log.exception("journal flush of %d batches failed", len(group))
-            # Start from a clean buffer: nothing of this group was acknowledged.
-            self._writer = JournalWriter(self.root, writer_id=self._writer.writer_id + "r")
+            log.exception("journal commit of %d batches failed", len(group))
             for item in group:
-                item.future.set_exception(err)
+                if not item.future.done():
+                    item.future.set_exception(err)
             return
-        self.flushes += 1
-        self.last_flush_at = time.time()
+        self.group_commits += 1
         if self._on_flush is not None:
             self._on_flush(len(group), time.monotonic() - started)
         for item in group:
             item.future.set_result(None)
+        if self.buffered_rows >= self._buffer_rows:
+            self._parquet_due.set()
+
+    # --- Parquet -------------------------------------------------------------------------------
+
+    def _parquet_loop(self) -> None:
+        while not self._stopping:
+            self._parquet_due.wait(timeout=min(1.0, self._interval))
+            self._parquet_due.clear()
+            due = self.buffered_rows >= self._buffer_rows or (
+                self._buffer and time.monotonic() - self._buffer_since >= self._interval)
+            if due:
+                try:
+                    self.flush_parquet()
+                except Exception:  # the WAL still holds everything; retried next round
+                    log.exception("journal Parquet flush failed; will retry")
+
+    def flush_parquet(self) -> int:
+        """Write every buffered batch as Parquet now; return how many batches were written."""
+        with self._flush_lock:
+            with self._lock:
+                items, self._buffer = self._buffer, []
+                self.buffered_rows = 0
+                segments = self.wal.rotate()
+            if items:
+                self._sequence += 1
+                write_parts(self.root, items, writer_id=self.writer_id, sequence=self._sequence)
+                self.parquet_flushes += 1
+                self.last_flush_at = time.time()
+            for segment in segments:
+                segment.unlink(missing_ok=True)
+            if segments:
+                fsync_dir(self.wal.directory)
+            return len(items)
+
+
+def recover_wal(root: Path, known_batch_ids: Callable[[], set[str]], *, writer_id: str
+                ) -> int:
+    """Replay WAL segments a crash left into Parquet, skipping batches already there; delete
+    them; return how many batches were written. Segments of ``writer_id`` (this process's
+    live log) are left alone."""
+    directory = Path(root) / WAL_DIR
+    segments = sorted(p for p in directory.glob("wal-*.log")
+                      if not p.name.startswith(f"wal-{writer_id}-")) if directory.exists() else []
+    if not segments:
+        return 0
+    present = known_batch_ids()
+    items: list[tuple[BatchFrame, str]] = []
+    for segment in segments:
+        for header, body in Wal.records(segment):
+            if header["batch_id"] in present:
+                continue
+            frame = decode_batch(body, str(header["content_type"]), header["content_encoding"])
+            items.append((frame, str(header["digest"])))
+            present.add(frame.batch_id)
+    if items:
+        write_parts(Path(root), items, writer_id=f"{writer_id}-recovered", sequence=1)
+    for segment in segments:
+        segment.unlink()
+    fsync_dir(directory)
+    log.warning("journal recovery: %d batches replayed from %d WAL segments", len(items),
+                len(segments))
+    return len(items)
 
 
 # --- compaction ------------------------------------------------------------------------------
@@ -130,7 +348,7 @@ def _compacted_from(path: Path) -> list[str]:
 
 
 def finish_interrupted_compactions(root: Path) -> int:
-    """Delete part files that a compacted file already holds (left by a crash); return how many."""
+    """Delete part files a compacted file already holds (left by a crash); return how many."""
     removed = 0
     for table in JOURNAL_TABLES:
         for merged in (Path(root) / table).glob("*/*/compact-*.parquet"):
@@ -146,16 +364,16 @@ def compact(root: Path, *, min_files: int, writer_id: str,
             skip_newer_than_s: float = 5.0) -> int:
     """Merge partitions holding ``min_files`` or more part files; return files merged.
 
-    Files younger than ``skip_newer_than_s`` are left alone so compaction never races the
-    flusher on a file being renamed into place.
+    Files younger than ``skip_newer_than_s`` are left alone so compaction never races a
+    flush renaming a file into place.
     """
     merged_count = 0
     now = time.time()
     for table, schema in JOURNAL_TABLES.items():
         for folder in sorted((Path(root) / table).glob("*/*")):
             parts = sorted(p for p in folder.glob("*.parquet")
-                           if not p.name.startswith(".") and now - p.stat().st_mtime
-                           > skip_newer_than_s)
+                           if not p.name.startswith(".")
+                           and now - p.stat().st_mtime > skip_newer_than_s)
             if len(parts) < min_files:
                 continue
             merged = pa.concat_tables([pq.read_table(p, schema=schema) for p in parts])

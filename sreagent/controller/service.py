@@ -57,12 +57,14 @@ class Controller:
         self.flush_seconds: list[float] = []
         self._flush_observer: Callable[[int, float], None] | None = None
         writer_id = f"{self.node_id}-{secrets.token_hex(3)}".replace("/", "_")
+        self.writer_id = writer_id
         self.ingest = Ingest(
             store=self.store, journal=self.journal, hot=self.hot, clock=clock,
             make_group_commit=lambda on_durable: GroupCommitJournal(
                 settings.journal_root, writer_id=writer_id, on_durable=self._durable(on_durable),
                 max_pending=settings.journal.max_pending_batches,
-                on_flush=self._on_flush),
+                buffer_rows=settings.journal.buffer_rows,
+                flush_interval_s=settings.journal.flush_interval_s, on_flush=self._on_flush),
             on_accepted=self._detect,
         )
         wf = settings.workflow
@@ -74,6 +76,7 @@ class Controller:
             max_concurrent=wf.max_concurrent_runs, require_approval=wf.require_approval,
             hooks=EngineHooks(notify=self.notifier.notify, on_finished=self._run_finished),
             journal_lock=self.journal_lock, is_leader=lambda: self.leader.is_leader,
+            sync_journal=lambda: self.ingest.group_commit.flush_parquet(),
         )
         self._open_fingerprints: set[str] = set()
         self._stop = threading.Event()
@@ -90,7 +93,7 @@ class Controller:
         if removed or finished:
             log.warning("journal recovery: %d temporaries removed, %d compactions finished",
                         len(removed), finished)
-        self.ingest.reconcile()
+        self.ingest.recover(self.writer_id)
         self._rebuild_hot_state()
         self._open_fingerprints = self.store.open_fingerprints()
         self.notifier.start()
@@ -118,7 +121,7 @@ class Controller:
         if leader:
             # A new leader first makes sure every batch the old one journalled has a receipt,
             # then takes over the runs it left behind.
-            self.ingest.reconcile()
+            self.ingest.recover(self.writer_id)
             self._open_fingerprints = self.store.open_fingerprints()
             self.engine.recover()
 

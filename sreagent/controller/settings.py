@@ -62,6 +62,11 @@ class HotStateSettings(_Section):
 
 
 class JournalSettings(_Section):
+    buffer_rows: Annotated[int, Field(ge=1)] = 500_000
+    """Acknowledged rows kept in memory (they are in the write-ahead log) before a Parquet
+    flush is forced."""
+    flush_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    """Write buffered batches as Parquet part files at least this often."""
     compact_min_files: Annotated[int, Field(ge=2)] = 16
     """Compact a partition's part files into one once it holds this many small ones."""
     compact_interval_s: Annotated[float, Field(gt=0)] = 60.0

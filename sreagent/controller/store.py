@@ -66,9 +66,16 @@ class RunStore:
             # Take the write lock at BEGIN: two deferred transactions that both try to upgrade
             # to writing would otherwise fail with "database is locked" instead of waiting.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            # Reads use their own engine with plain deferred transactions: in WAL mode they
+            # never wait for the writer.
+            self.read_engine: Engine = create_engine(
+                url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.read_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+            self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -84,10 +91,16 @@ class RunStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        with self._read_sessions() as session, session.begin():
             yield session
 
     def _insert(self, model: type[Any]) -> Any:
@@ -96,7 +109,7 @@ class RunStore:
     # --- ingest receipts ---------------------------------------------------------------------
 
     def receipt_digest(self, batch_id: str) -> str | None:
-        with self._session() as s:
+        with self._reading() as s:
             return s.scalar(select(ReceiptRow.digest).where(ReceiptRow.batch_id == batch_id))
 
     def insert_receipts(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -109,7 +122,7 @@ class RunStore:
     def known_batch_ids(self, batch_ids: Iterable[str]) -> set[str]:
         ids = list(batch_ids)
         found: set[str] = set()
-        with self._session() as s:
+        with self._reading() as s:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 found.update(s.scalars(select(ReceiptRow.batch_id).where(
@@ -117,7 +130,7 @@ class RunStore:
         return found
 
     def receipt_stats(self) -> dict[str, int]:
-        with self._session() as s:
+        with self._reading() as s:
             count, samples = s.execute(
                 select(func.count(), func.coalesce(func.sum(ReceiptRow.samples), 0))
             ).one()
@@ -134,7 +147,7 @@ class RunStore:
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if action:
             query = query.where(AuditRow.action == action)
-        with self._session() as s:
+        with self._reading() as s:
             return [_row_dict(r) for r in s.scalars(query)]
 
     # --- runs --------------------------------------------------------------------------------
@@ -153,7 +166,7 @@ class RunStore:
         return _row_dict(row)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        with self._session() as s:
+        with self._reading() as s:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise NotFound(f"no run {run_id!r}", field="run_id")
@@ -166,11 +179,11 @@ class RunStore:
             query = query.where(RunRow.state == state)
         if host:
             query = query.where(RunRow.host == host)
-        with self._session() as s:
+        with self._reading() as s:
             return [_row_dict(r) for r in s.scalars(query.limit(limit))]
 
     def run_state_counts(self) -> dict[str, int]:
-        with self._session() as s:
+        with self._reading() as s:
             rows = s.execute(select(RunRow.state, func.count()).group_by(RunRow.state)).all()
         counts = dict.fromkeys(RUN_STATES, 0)
         counts.update({state: int(n) for state, n in rows})
@@ -203,7 +216,7 @@ class RunStore:
             s.add(RunEventRow(run_id=run_id, at_ns=self.clock(), type=type_, payload=payload or {}))
 
     def list_events(self, run_id: str) -> list[dict[str, Any]]:
-        with self._session() as s:
+        with self._reading() as s:
             rows = s.scalars(select(RunEventRow).where(RunEventRow.run_id == run_id)
                              .order_by(RunEventRow.id))
             return [_row_dict(r) for r in rows]
@@ -235,7 +248,7 @@ class RunStore:
         return True
 
     def list_artifacts(self, run_id: str) -> list[Artifact]:
-        with self._session() as s:
+        with self._reading() as s:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id == run_id)
                              .order_by(ArtifactRow.position))
             return [Artifact.model_validate(r.body) for r in rows]
@@ -247,7 +260,7 @@ class RunStore:
         query = select(ArtifactRow).join(
             newest, (ArtifactRow.host == newest.c.host) & (ArtifactRow.logical_time == newest.c.t)
         ).where(ArtifactRow.kind == kind).order_by(ArtifactRow.created_at_ns)
-        with self._session() as s:
+        with self._reading() as s:
             return {r.host: Artifact.model_validate(r.body) for r in s.scalars(query)}
 
     # --- idempotency keys (activities) ---------------------------------------------------------
@@ -273,7 +286,7 @@ class RunStore:
                       .values(status="completed", result=result, completed_at_ns=self.clock()))
 
     def list_activities(self, run_id: str) -> list[dict[str, Any]]:
-        with self._session() as s:
+        with self._reading() as s:
             rows = s.scalars(select(IdempotencyRow).where(IdempotencyRow.run_id == run_id)
                              .order_by(IdempotencyRow.started_at_ns))
             return [_row_dict(r) for r in rows]
@@ -287,12 +300,12 @@ class RunStore:
                                   requested_at_ns=self.clock()))
 
     def get_approval(self, run_id: str, step: int) -> dict[str, Any] | None:
-        with self._session() as s:
+        with self._reading() as s:
             row = s.get(ApprovalRow, (run_id, step))
             return _row_dict(row) if row else None
 
     def list_approvals(self, run_id: str) -> list[dict[str, Any]]:
-        with self._session() as s:
+        with self._reading() as s:
             rows = s.scalars(select(ApprovalRow).where(ApprovalRow.run_id == run_id)
                              .order_by(ApprovalRow.step))
             return [_row_dict(r) for r in rows]
@@ -365,12 +378,12 @@ class RunStore:
             return _row_dict(row)
 
     def open_fingerprints(self) -> set[str]:
-        with self._session() as s:
+        with self._reading() as s:
             return set(s.scalars(select(IncidentRow.fingerprint)
                                  .where(IncidentRow.state == "open")))
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
-        with self._session() as s:
+        with self._reading() as s:
             row = s.get(IncidentRow, incident_id)
             if row is None:
                 raise NotFound(f"no incident {incident_id!r}", field="incident_id")
@@ -380,7 +393,7 @@ class RunStore:
         query = select(IncidentRow).order_by(IncidentRow.updated_at_ns.desc()).limit(limit)
         if state:
             query = query.where(IncidentRow.state == state)
-        with self._session() as s:
+        with self._reading() as s:
             return [_row_dict(r) for r in s.scalars(query)]
 
     # --- leader lease --------------------------------------------------------------------------

@@ -155,6 +155,8 @@ class WorkflowEngine:
     hooks: EngineHooks = field(default_factory=EngineHooks)
     journal_lock: threading.Lock = field(default_factory=threading.Lock)
     is_leader: Callable[[], bool] = lambda: True
+    sync_journal: Callable[[], object] = lambda: None
+    """Makes every acknowledged batch visible as Parquet before a run reads evidence."""
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -274,6 +276,7 @@ class WorkflowEngine:
         run_id = run["run_id"]
         window = (int(run["window_start_ns"]), int(run["window_end_ns"]))
         artifacts = self.store.list_artifacts(run_id)
+        self.sync_journal()
         evidence = JournalEvidence(self.journal, run["host"], window, self.journal_lock)
         steps = list(self.chain.steps)
         for position in range(len(artifacts), len(steps)):

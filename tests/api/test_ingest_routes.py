@@ -15,6 +15,12 @@ from tests.controller.helpers import ARROW, auth, body, make_batch
 URL = "/api/v1/ingest/batches"
 
 
+def journal(client: TestClient) -> Journal:
+    """The journal with every acknowledged batch written as Parquet (not only in the WAL)."""
+    client.app.state.controller.ingest.group_commit.flush_parquet()
+    return Journal(client.app.state.settings.journal_root)
+
+
 def post(client: TestClient, data: bytes, headers: dict[str, str] | None = None,
          scope: str = "ingest"):
     return client.post(URL, content=data, headers={**ARROW, **auth(scope), **(headers or {})})
@@ -32,10 +38,8 @@ def test_accept_then_duplicate_then_journal_and_hot_state(client: TestClient) ->
     again = client.post(URL, content=body(batch, "application/json"),
                         headers={"Content-Type": "application/json", **auth("ingest")})
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
-    root = client.app.state.settings.journal_root
-    journal = Journal(root)
-    assert journal.read("batches").column("batch_id").to_pylist() == ["c1/e1/1"]
-    assert journal.read("samples").num_rows == 25
+    assert journal(client).read("batches").column("batch_id").to_pylist() == ["c1/e1/1"]
+    assert journal(client).read("samples").num_rows == 25
     status = client.get("/api/v1/ingest/status", headers=auth("read")).json()
     assert status["accepted"] == 1 and status["duplicates"] == 1
     assert status["hot_state"]["samples"] == 25 and status["hosts"]["node-1"]["batches"] == 1
@@ -50,7 +54,7 @@ def test_same_key_different_payload_is_409_and_audited(client: TestClient) -> No
     audit = client.get("/api/v1/audit", headers=auth("admin")).json()["entries"]
     assert audit[0]["action"] == "ingest_conflict" and audit[0]["target"] == "c1/e1/3"
     assert audit[0]["actor"] == "ingest-user"
-    assert Journal(client.app.state.settings.journal_root).read("samples").num_rows == 10
+    assert journal(client).read("samples").num_rows == 10
 
 
 @pytest.mark.parametrize(
@@ -90,7 +94,7 @@ def test_bad_input_is_named(client: TestClient, make_body, headers, status, code
         assert error["field"] == field
     rejected = client.get("/api/v1/ingest/status", headers=auth("read")).json()["rejected"]
     assert rejected == {code: 1}
-    assert Journal(client.app.state.settings.journal_root).read("batches").num_rows == 0
+    assert journal(client).read("batches").num_rows == 0
 
 
 def test_too_many_rows_names_the_table(client: TestClient) -> None:

@@ -63,10 +63,12 @@ async def post_batch(request: Request, controller: ControllerDep, who: IngestSco
     ingest = controller.ingest
     try:
         body = await _read_body(request)
-        frame, digest = await asyncio.to_thread(
-            ingest.decode, body, request.headers.get("content-type", ""),
-            request.headers.get("content-encoding"))
-        ack = await ingest.accept(frame, digest, actor=who.name)
+        content_type = request.headers.get("content-type", "")
+        content_encoding = request.headers.get("content-encoding")
+        frame, digest = await asyncio.to_thread(ingest.decode, body, content_type,
+                                                content_encoding)
+        ack = await ingest.accept(frame, digest, actor=who.name, body=body,
+                                  content_type=content_type, content_encoding=content_encoding)
     except BadInput as err:
         ingest.reject(err.code, str(err))
         raise
@@ -89,11 +91,17 @@ def ingest_status(controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
         "last_collector_id": c.last_collector_id, "last_accepted_at_ns": c.last_accepted_at_ns,
         "last_error": c.last_error,
         "receipts": controller.store.receipt_stats(),
-        "journal": {"pending_batches": controller.ingest.group_commit.pending,
-                    "flushes": controller.ingest.group_commit.flushes},
+        "journal": _journal_status(controller),
         "hot_state": controller.hot.stats(),
         "hosts": controller.hot.hosts(),
     }
+
+
+def _journal_status(controller: ControllerDep) -> dict[str, Any]:
+    journal = controller.ingest.group_commit
+    return {"pending_batches": journal.pending, "group_commits": journal.group_commits,
+            "buffered_rows": journal.buffered_rows, "parquet_flushes": journal.parquet_flushes,
+            "last_parquet_flush_at": journal.last_flush_at}
 
 
 @router.get("/schema")
