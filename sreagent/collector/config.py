@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,6 +90,16 @@ class TransportSettings(_Section):
     dead_letter_max_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024
     shutdown_grace_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
     """On SIGTERM, how long to keep sending what the spool holds before exiting."""
+
+    @field_validator("endpoints")
+    @classmethod
+    def _urls(cls, endpoints: list[str]) -> list[str]:
+        from sreagent.collector.transport import normalise_endpoint
+
+        try:
+            return [normalise_endpoint(endpoint) for endpoint in endpoints]
+        except BadInput as err:
+            raise ValueError(err.message) from None
 
     @model_validator(mode="after")
     def _one_token(self) -> TransportSettings:

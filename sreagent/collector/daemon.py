@@ -156,12 +156,14 @@ def sanitise_id(text: str) -> str:
     return (cleaned or "host")[: MAX_ID_LEN - 16]
 
 
-def load_collector_id(state_dir: Path, configured: str | None, host: str) -> tuple[str, bool]:
+def load_collector_id(
+    state_dir: Path, configured: str | None, host: str, *, persist: bool = True
+) -> tuple[str, bool]:
     """The collector's stable id and whether it is persisted.
 
     Configured wins; else the id kept in ``<state_dir>/collector_id``; else a new one
-    (``<host>-<12 hex>``) written there atomically. When the state directory is not writable
-    (``--once`` as an unprivileged user) the new id is used for this run only.
+    (``<host>-<12 hex>``) written there atomically. When the state directory is not writable,
+    or ``persist`` is False (``--once`` writes nothing), the new id is for this run only.
     """
     if configured:
         if not re.match(ID_PATTERN, configured) or len(configured) > MAX_ID_LEN:
@@ -172,12 +174,24 @@ def load_collector_id(state_dir: Path, configured: str | None, host: str) -> tup
             )
         return configured, True
     path = state_dir / COLLECTOR_ID_FILE
-    with contextlib.suppress(FileNotFoundError):
+    new_id = f"{sanitise_id(host)}-{secrets.token_hex(6)}"
+    try:
         stored = path.read_text().strip()
+    except FileNotFoundError:
+        stored = None
+    except OSError as err:
+        if persist:
+            raise BadInput(
+                f"cannot read the collector id: {err.strerror}", path=str(path)
+            ) from None
+        log.warning("cannot read %s (%s); using %s for this run", path, err.strerror, new_id)
+        return new_id, False
+    if stored is not None:
         if re.match(ID_PATTERN, stored) and len(stored) <= MAX_ID_LEN:
             return stored, True
         raise BadInput(f"{stored!r} is not a valid collector id", path=str(path))
-    new_id = f"{sanitise_id(host)}-{secrets.token_hex(6)}"
+    if not persist:
+        return new_id, False
     try:
         atomic_write_bytes(path, (new_id + "\n").encode())
     except OSError as err:
@@ -294,10 +308,15 @@ def build_batch(
 
 
 def make_identity(
-    settings: CollectorSettings, clock_ns: Callable[[], int] = time.time_ns
+    settings: CollectorSettings,
+    clock_ns: Callable[[], int] = time.time_ns,
+    *,
+    persist: bool = True,
 ) -> tuple[Identity, bool]:
     host = settings.host or socket.gethostname()
-    collector_id, persisted = load_collector_id(settings.state_dir, settings.collector_id, host)
+    collector_id, persisted = load_collector_id(
+        settings.state_dir, settings.collector_id, host, persist=persist
+    )
     return Identity(
         collector_id, host, new_producer_epoch(clock_ns), dict(settings.labels)
     ), persisted
@@ -316,7 +335,7 @@ def collect_once(
     Rates need two readings, so with ``window_s > 0`` the sources are read once to prime
     them, and the batch holds the second reading ``window_s`` later.
     """
-    identity, _ = make_identity(settings, clock_ns)
+    identity, _ = make_identity(settings, clock_ns, persist=False)
     meter = SelfMeter()
     if window_s > 0:
         sampler.prime(clock_ns())
@@ -403,10 +422,14 @@ class CollectorDaemon:
         """One interval's work: decide, sample, build, encode, spool. Returns what it built."""
         usage = self.meter.measure()
         spool_stats = self.spool.stats()
-        decision = self.governor.decide(usage, spool_stats.fill_ratio)
-        if self.last_decision is None or decision.shed != self.last_decision.shed:
+        # The first measurement spans start-up (opening sources, the first full reads) over a
+        # short wall time; judging the budget on it would shed everything at once.
+        judged = usage if self.seq > 0 else SelfUsage(0.0, 0.0, usage.wall_seconds, 0)
+        decision = self.governor.decide(judged, spool_stats.fill_ratio)
+        previous = self.last_decision.shed if self.last_decision else ()
+        if decision.shed != previous:
             apply_shed(self.sampler, decision.shed)
-            if decision.shed:
+            if len(decision.shed) > len(previous):
                 log.warning(
                     "self-protection: shedding %s (%s)",
                     ", ".join(decision.shed),
