@@ -1,0 +1,307 @@
+"""Sources against the live kernel of this machine.
+
+As root every kernel interface must answer (`kernel` mode); the raw netlink readers are
+checked against pyroute2, an independent implementation, by sandwiching its reading between
+two of ours. As the unprivileged user ``nobody`` the sampler must stay up and name its
+fallbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sreagent.collector import Roots, Sampler, SamplerOptions
+from sreagent.collector._cgroup import CgroupSource
+from sreagent.collector._netlink import NetlinkSource
+from sreagent.collector._perf import PerfSource
+from sreagent.collector._procs import ProcessSource
+from sreagent.collector._psi import PsiSource
+from sreagent.collector._sockdiag import LISTEN_ONLY, SockDiagSource
+from sreagent.collector._taskstats import TaskstatsSource
+from tests.conftest import REPO, requires_root
+
+pytestmark = requires_root
+
+
+@pytest.fixture
+def delay_accounting() -> Iterator[None]:
+    """Turn kernel.task_delayacct on for one test and put the old value back."""
+    path = Path("/proc/sys/kernel/task_delayacct")
+    if not path.exists():
+        yield  # kernels before 5.14 account delays unconditionally
+        return
+    before = path.read_text().strip()
+    path.write_text("1\n")
+    try:
+        yield
+    finally:
+        path.write_text(before + "\n")
+
+
+def test_kernel_interfaces_answer_as_root() -> None:
+    with Sampler(options=SamplerOptions(disabled=frozenset({"nvml", "scrape"}))) as sampler:
+        modes = {c.source: (c.mode, c.reason) for c in sampler.capabilities()}
+    for name in (
+        "netlink",
+        "sock_diag",
+        "taskstats",
+        "perf",
+        "psi",
+        "cgroup",
+        "cpu",
+        "memory",
+        "disk",
+        "tcp",
+        "processes",
+    ):
+        assert modes[name][0] == "kernel", (name, modes[name])
+
+
+def test_rtnetlink_counters_agree_with_pyroute2() -> None:
+    from pyroute2 import IPRoute
+
+    source = NetlinkSource(Roots())
+    try:
+        before = {x.name: x for x in source._links()}
+        with IPRoute() as ipr:
+            theirs = {
+                link.get_attr("IFLA_IFNAME"): link.get_attr("IFLA_STATS64")
+                for link in ipr.get_links()
+            }
+        after = {x.name: x for x in source._links()}
+    finally:
+        source.close()
+    assert set(before) == set(theirs) == set(after)
+    for name, stats in theirs.items():
+        for field in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped"):
+            assert getattr(before[name], field) <= stats[field] <= getattr(after[name], field), (
+                name,
+                field,
+            )
+
+
+def test_sock_diag_sees_an_exact_accept_queue() -> None:
+    """Three connections wait on a listener with backlog 5: queue length 3, fill 3/5."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    clients = []
+    source = SockDiagSource(Roots())
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            clients.append(client)
+        deadline = time.monotonic() + 5
+        while True:
+            mine = [s for s in source.sockets(LISTEN_ONLY) if s.local_port == port]
+            if (mine and mine[0].rqueue == 3) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert [(s.rqueue, s.wqueue) for s in mine] == [(3, 5)]
+        samples = source.read(time.time_ns()).samples
+        got = {(s.metric, s.labels.get("port")): s.value for s in samples}
+        assert got[("tcp_listen_queue_length", str(port))] == 3
+        assert got[("tcp_listen_backlog_ratio", str(port))] == pytest.approx(3 / 5)
+        states = {s.labels["state"]: s.value for s in samples if s.metric == "tcp_sockets"}
+        assert states["established"] >= 6  # both ends of the three connections
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+        source.close()
+
+
+def test_taskstats_agrees_with_pyroute2_and_accounts_block_io(delay_accounting: None) -> None:
+    from pyroute2 import TaskStats
+
+    source = TaskstatsSource(Roots())
+    try:
+        assert source.capability().mode == "kernel"
+        assert "task_delayacct=0" not in source.capability().reason
+        pid = os.getpid()
+        before = source.delays([pid], 100)[pid]
+        with TaskStats() as ts:
+            ts.bind()
+            msg = ts.get_pid_stat(pid)[0]
+            stats = msg.get_attr("TASKSTATS_TYPE_AGGR_PID").get_attr("TASKSTATS_TYPE_STATS")
+        after = source.delays([pid], 100)[pid]
+    finally:
+        source.close()
+    assert before.cpu is not None and after.cpu is not None
+    assert before.cpu <= stats["cpu_delay_total"] / 1e9 <= after.cpu
+    assert before.blkio is not None  # accounted now that the sysctl is on
+    assert before.blkio <= stats["blkio_delay_total"] / 1e9 <= (after.blkio or 0)
+
+
+def test_perf_counts_context_switches_like_proc_stat() -> None:
+    """perf's system-wide software counter and /proc/stat ctxt count the same switches."""
+    source = PerfSource(Roots())
+    assert source.capability().mode == "kernel"
+    try:
+        assert source._perf is not None
+
+        def ctxt() -> int:
+            for line in Path("/proc/stat").read_text().splitlines():
+                if line.startswith("ctxt "):
+                    return int(line.split()[1])
+            raise AssertionError("no ctxt line")
+
+        perf0, proc0 = source._perf.read()["context_switches_per_second"], ctxt()
+        # Ping-pong over a pipe: thousands of switches in a fraction of a second.
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os\nr,w=os.pipe()\nr2,w2=os.pipe()\n"
+                "if os.fork()==0:\n"
+                "    for _ in range(3000): os.read(r,1); os.write(w2,b'x')\n"
+                "    os._exit(0)\n"
+                "for _ in range(3000): os.write(w,b'x'); os.read(r2,1)\n"
+                "os.wait()\n",
+            ],
+            check=True,
+            timeout=60,
+        )
+        perf1, proc1 = source._perf.read()["context_switches_per_second"], ctxt()
+    finally:
+        source.close()
+    perf_delta, proc_delta = perf1 - perf0, proc1 - proc0
+    assert proc_delta >= 6000
+    # Stated tolerance: 10 % (the two reads are not simultaneous).
+    assert perf_delta == pytest.approx(proc_delta, rel=0.10)
+
+
+def test_psi_is_read_from_the_kernel() -> None:
+    source = PsiSource(Roots())
+    assert source.capability().mode == "kernel"
+    resources = {s.labels["resource"] for s in source.read(time.time_ns()).samples}
+    assert resources == {"cpu", "memory", "io"}
+
+
+def test_cgroup_v1_throttling_of_a_real_cgroup() -> None:
+    """A busy loop in a 0.2-core cgroup is throttled and its limits read back exactly."""
+    name = f"sreagent-test-{os.getpid()}"
+    cpu = Path("/sys/fs/cgroup/cpu") / name
+    memory = Path("/sys/fs/cgroup/memory") / name
+    cpuacct = Path("/sys/fs/cgroup/cpuacct") / name  # usage lives in its own hierarchy here
+    if not Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists():
+        pytest.skip("no cgroup v1 cpu controller on this host")
+    # On hosts that co-mount cpu,cpuacct both names lead to one directory.
+    dirs = list(dict.fromkeys(p.parent.resolve() / name for p in (cpu, memory, cpuacct)))
+    for d in dirs:
+        d.mkdir()
+    busy = None
+    source = CgroupSource(Roots(), max_depth=1)
+    try:
+        (cpu / "cpu.cfs_period_us").write_text("100000")
+        (cpu / "cpu.cfs_quota_us").write_text("20000")
+        (memory / "memory.limit_in_bytes").write_text(str(96 * 1024 * 1024))
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for d in dirs:
+            (d / "cgroup.procs").write_text(str(busy.pid))
+        t0 = time.time_ns()
+        source.read(t0)
+        time.sleep(1.0)
+        samples = source.read(time.time_ns()).samples
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+        for d in dirs:
+            d.rmdir()
+    got = {s.metric: s.value for s in samples if s.entity == f"cgroup/{name}"}
+    assert got["cgroup_cpu_limit_cores"] == pytest.approx(0.2)
+    assert got["cgroup_memory_limit_bytes"] == 96 * 1024 * 1024
+    # A loop that always wants a CPU exhausts its 20 ms per 100 ms period and is throttled;
+    # how long it waits depends on how busy the two CPUs are, so the bounds are loose.
+    assert got["cgroup_cpu_throttled_ratio"] > 0.3
+    assert got["cgroup_cpu_throttled_seconds_per_second"] > 0.05
+    # Stated tolerance: usage may not exceed the 0.2-core quota by more than 0.1 core.
+    assert 0 < got["cgroup_cpu_usage_ratio"] <= 0.3
+
+
+def test_process_scan_finds_a_known_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "marker-7321"])
+    try:
+        source = ProcessSource(Roots(), top_n=500)
+        rows = {r.pid: r for r in source.read(time.time_ns()).processes}
+    finally:
+        child.kill()
+        child.wait()
+    row = rows[child.pid]
+    assert row.ppid == os.getpid()
+    assert row.cmdline.endswith("marker-7321")
+    assert row.fds is not None and row.fds >= 3
+    assert row.rss_bytes > 1024 * 1024
+
+
+UNPRIVILEGED = """
+import json, time
+from sreagent.collector import Sampler, SamplerOptions
+s = Sampler(options=SamplerOptions(process_every=1, disabled=frozenset({"nvml", "scrape"})))
+first = s.sample(time.time_ns())
+time.sleep(0.2)
+second = s.sample(time.time_ns())
+print(json.dumps({
+    "caps": {c.source: [c.mode, c.reason] for c in s.capabilities()},
+    "metrics": sorted({x.metric for x in second.samples}),
+    "processes": len(second.processes),
+}))
+s.close()
+"""
+
+
+@pytest.mark.slow
+def test_unprivileged_sampler_stays_up_and_names_its_fallbacks() -> None:
+    setpriv = "/usr/bin/setpriv"
+    if not Path(setpriv).exists():
+        pytest.skip("setpriv (util-linux) not installed")
+    result = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            UNPRIVILEGED,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    caps = report["caps"]
+    # perf_event_paranoid >= 1 forbids system-wide counters without CAP_PERFMON.
+    paranoid = int(Path("/proc/sys/kernel/perf_event_paranoid").read_text())
+    if paranoid >= 1:
+        assert caps["perf"][0] == "fallback"
+        assert "perf_event_open: EACCES" in caps["perf"][1] or "EPERM" in caps["perf"][1]
+    # TASKSTATS_CMD_GET needs CAP_NET_ADMIN.
+    assert caps["taskstats"][0] == "fallback"
+    assert "EPERM" in caps["taskstats"][1]
+    # Other users' /proc/<pid>/io is unreadable: the scan says so.
+    assert caps["processes"][0] == "fallback"
+    assert "unreadable" in caps["processes"][1]
+    assert report["processes"] > 10
+    for metric in (
+        "cpu_utilisation_ratio",
+        "memory_used_bytes",
+        "context_switches_per_second",
+        "network_receive_bytes_per_second",
+        "disk_in_flight",
+    ):
+        assert metric in report["metrics"]
