@@ -93,7 +93,9 @@ def baseline_rca(case: Case, method: str) -> RcaResult:
     (RCAEval's protocol: RCA methods are handed the detection time); the chain is handed the
     same instant. Only pod metrics are ranked (nodes, SLOs and call edges are not services).
     """
-    scaler: bl.Scaler = {"baro": "robust", "nsigma": "standard"}[method]  # type: ignore[assignment]
+    if method not in RCA_BASELINES:
+        raise BadInput(f"unknown rca baseline {method!r}; known: {RCA_BASELINES}")
+    scaler: bl.Scaler = "robust" if method == "baro" else "standard"
     ranked = bl.rank_metrics(
         case.metrics(),
         case.spec.rca.inject_time,
@@ -229,7 +231,25 @@ def _timeline(frame: Any) -> npt.NDArray[np.datetime64]:
     return np.asarray(frame["ts"].unique().sort().to_numpy().astype("datetime64[ms]"))
 
 
-def baseline_detection(case: Case, method: str) -> DetectionResult:
+@dataclass(frozen=True)
+class PreparedCase:
+    """A detection case's telemetry pivoted once, shared by every baseline that runs on it."""
+
+    case: Case
+    test: bl.Wide
+    train: bl.Wide | None
+
+
+def prepare_detection_case(case: Case) -> PreparedCase:
+    """Read and pivot a detection case's test part and (when present) its training part."""
+    wide = bl.to_wide(case.metrics())
+    train = case.baseline()
+    return PreparedCase(case, wide, None if train is None else bl.to_wide(train, wide.columns))
+
+
+def baseline_detection(
+    case: Case, method: str, *, prepared: PreparedCase | None = None
+) -> DetectionResult:
     """Run one detection baseline on one case.
 
     With a training part (``baseline.parquet``): per-metric statistics are fitted on it
@@ -238,28 +258,28 @@ def baseline_detection(case: Case, method: str) -> DetectionResult:
     99.9th percentile of the scores over the training part. Culprit segments rank metrics by
     their largest |z| inside the segment. Without a training part (NAB), scores are streaming
     (windowed Gaussian; expanding N-sigma) and are thresholded later by NAB's protocol.
+    ``prepared`` reuses telemetry already read for another baseline.
     """
-    test = case.metrics()
-    train = case.baseline()
-    wide = bl.to_wide(test)
+    if method not in DETECTION_BASELINES:
+        raise BadInput(f"unknown detection baseline {method!r}; known: {DETECTION_BASELINES}")
+    data = prepared if prepared is not None else prepare_detection_case(case)
+    wide = data.test
     timeline = wide.times
     names = [f"{e}/{m}" if e != case.case_id else m for e, m in wide.columns]
-    if train is None:
-        if method not in ("windowed_gaussian", "nsigma") or wide.values.shape[1] != 1:
+    if data.train is None:
+        if method == "baro" or wide.values.shape[1] != 1:
             raise BadInput(
                 f"case {case.case_id}: baseline {method!r} needs a training part "
                 "(baseline.parquet) or a single series",
             )
         series = wide.values[:, 0]
-        if np.isnan(series).any():
-            raise BadInput(f"case {case.case_id}: single series has gaps on its own timeline")
         if method == "windowed_gaussian":
             scores = bl.nab_anomaly_score(bl.windowed_gaussian_z(series))
         else:
             scores = bl.expanding_nsigma_z(series)
         return DetectionResult(case, timeline, np.zeros(len(series), dtype=bool), scores)
 
-    train_wide = bl.to_wide(train, wide.columns)
+    train_wide = data.train
     if method == "windowed_gaussian":
         both = np.vstack([train_wide.values, wide.values])
         z_all = np.column_stack([bl.windowed_gaussian_z(both[:, j]) for j in range(both.shape[1])])
@@ -370,12 +390,14 @@ def evaluate_baselines(
     chosen = list(methods or DETECTION_BASELINES)
     if streaming:
         chosen = [m for m in chosen if m != "baro"]  # BARO needs a normal part to scale by
-    for method in chosen:
-        det = []
-        for case in dataset:
+    per_method: dict[str, list[DetectionResult]] = {m: [] for m in chosen}
+    for case in dataset:
+        prepared = prepare_detection_case(case)
+        for method in chosen:
             if progress:
                 progress(f"{method} {case.case_id}")
-            det.append(baseline_detection(case, method))
+            per_method[method].append(baseline_detection(case, method, prepared=prepared))
+    for method, det in per_method.items():
         summaries[method] = summarise_detection(
             det, nab_thresholds="optimised" if streaming else "fixed"
         )

@@ -262,3 +262,22 @@ def test_report_puts_chain_results_beside_the_baselines(datasets: Path) -> None:
     assert out["metrics"] == chain["metrics"] and "ac@1_entity" not in out["metrics"]
     assert out["baselines"]["baro"]["cases"] == 6
     assert set(out["baselines"]["baro"]) >= {"ac@1", "ac@3", "avg@5", "by_fault_type"}
+
+
+def test_unknown_baseline_is_refused_by_name(datasets: Path) -> None:
+    case = load_dataset(datasets / "asd").cases[0]
+    with pytest.raises(BadInput, match="unknown detection baseline 'isolation_forest'"):
+        ev.baseline_detection(case, "isolation_forest")
+    nezha = load_dataset(datasets / "nezha").cases[0]
+    with pytest.raises(BadInput, match="unknown rca baseline"):
+        ev.baseline_rca(nezha, "windowed_gaussian")
+
+
+def test_evaluate_baselines_reports_progress_per_method_and_case(datasets: Path) -> None:
+    seen: list[str] = []
+    out = ev.evaluate_baselines(
+        datasets / "nab", "detection", methods=["nsigma"], progress=seen.append
+    )
+    assert seen == [f"nsigma {c.case_id}" for c in load_dataset(datasets / "nab")]
+    assert set(out["baselines"]) == {"nsigma"}
+    assert out["baselines"]["nsigma"]["nab_standard_threshold"] > 0
