@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import secrets
 import shutil
@@ -157,12 +158,7 @@ def test_block_request_latency_quantiles(bcc_source: EbpfSource) -> None:
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
         try:
-            block = bytearray(4096)
-            view = memoryview(block)
-            import mmap  # O_DIRECT wants an aligned buffer; an anonymous map is page-aligned
-
-            buf = mmap.mmap(-1, 4096)
-            buf.write(bytes(view))
+            buf = mmap.mmap(-1, 4096)  # O_DIRECT wants an aligned buffer; a map is page-aligned
             for _ in range(32):
                 os.write(fd, buf)
             os.fsync(fd)
@@ -388,7 +384,7 @@ def test_done_when_exec_and_retransmits_across_a_lossy_veth(
 
 
 @pytest.mark.slow
-def test_bpftrace_backend_sees_the_same_kinds(tmp_path: Path) -> None:
+def test_bpftrace_backend_sees_the_same_kinds(tmp_path: Path, small_memory_cgroup: Path) -> None:
     require_binary("bpftrace")
     source = EbpfSource(backends=["bpftrace"])
     try:
@@ -416,6 +412,11 @@ def test_bpftrace_backend_sees_the_same_kinds(tmp_path: Path) -> None:
         }
         assert ("SYN_SENT", "ESTABLISHED") in pairs
         assert any(s.metric == "runqueue_latency_seconds" for s in out.samples)
+        _oom_kill_a_hog(small_memory_cgroup)
+        out = _collect(source, seconds=0.5)
+        victims = [e.attributes for e in out.events if e.kind == "oom_kill"]
+        assert len(victims) == 1 and victims[0]["comm"] == Path(sys.executable).name[:15]
+        assert int(victims[0]["anon_rss_kb"]) > 0
     finally:
         source.close()
 
@@ -443,3 +444,73 @@ def test_unprivileged_user_gets_off_with_each_backends_error(tmp_path: Path) -> 
     if Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text().strip() != "0":
         # The kernel's own answer to bpf(2), not a guess.
         assert "bpf(BPF_MAP_CREATE): [Errno 1] Operation not permitted" in reason
+
+
+# ------------------------------------------------------------------- a real OOM kill
+
+
+@pytest.fixture
+def small_memory_cgroup() -> Iterator[Path]:
+    """A cgroup (v1 memory controller, or v2 with memory enabled) limited to 64 MiB."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    v2 = Path("/sys/fs/cgroup")
+    name = f"sreagent-oom-{secrets.token_hex(3)}"
+    if (v1 / "memory.limit_in_bytes").exists():
+        group, limit_file = v1 / name, "memory.limit_in_bytes"
+    elif "memory" in (v2 / "cgroup.subtree_control").read_text(errors="replace").split():
+        group, limit_file = v2 / name, "memory.max"
+    else:
+        pytest.skip("no memory cgroup controller to confine a test OOM kill")
+    group.mkdir()
+    try:
+        (group / limit_file).write_text(str(64 << 20))
+        swap_limit = group / (
+            "memory.memsw.limit_in_bytes"
+            if limit_file.startswith("memory.limit")
+            else "memory.swap.max"
+        )
+        if swap_limit.exists():
+            swap_limit.write_text(str(64 << 20) if limit_file.startswith("memory.limit") else "0")
+        yield group
+    finally:
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)  # the killed task leaves the group a moment after it dies
+
+
+def _oom_kill_a_hog(cgroup: Path) -> None:
+    hog = subprocess.run(
+        ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$0" -c "$1"', sys.executable,
+         "b = b'x' * (512 << 20)"],
+        timeout=60, check=False, capture_output=True,
+    )  # fmt: skip
+    assert hog.returncode == -9, hog.stderr  # SIGKILL from the OOM killer
+
+
+def test_a_real_oom_kill_is_seen_by_ebpf_and_kmsg(
+    bcc_source: EbpfSource, small_memory_cgroup: Path, tmp_path: Path
+) -> None:
+    from sreagent.collector._kmsg import KmsgSource  # the two sources must agree on one kill
+
+    kmsg = KmsgSource(state_dir=tmp_path)
+    try:
+        kmsg.read(time.time_ns())
+        bcc_source.read(time.time_ns())
+        _oom_kill_a_hog(small_memory_cgroup)
+        out = _collect(bcc_source)
+        kernel_lines = kmsg.read(time.time_ns())
+    finally:
+        kmsg.close()
+    from_ebpf = [e for e in out.events if e.kind == "oom_kill"]
+    from_kmsg = [e for e in kernel_lines.events if e.kind == "oom_kill"]
+    assert len(from_ebpf) == 1 and len(from_kmsg) == 1, (from_ebpf, from_kmsg)
+    assert from_ebpf[0].entity == from_kmsg[0].entity
+    assert from_ebpf[0].attributes["comm"] == from_kmsg[0].attributes["comm"]
+    # The tracepoint and the kernel line report the same victim numbers (kB).
+    assert from_ebpf[0].attributes["total_vm_kb"] == from_kmsg[0].attributes["total_vm_kb"]
+    assert from_ebpf[0].attributes["anon_rss_kb"] == from_kmsg[0].attributes["anon_rss_kb"]
+    assert from_kmsg[0].attributes["constraint"] == "CONSTRAINT_MEMCG"
+    assert from_kmsg[0].attributes["cgroup"].endswith(small_memory_cgroup.name)

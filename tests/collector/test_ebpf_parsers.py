@@ -87,6 +87,7 @@ def test_parse_format_fields_and_symbol_tables() -> None:
     assert fmt.symbols == {
         "reason": {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 12: "NETFILTER_DROP", 128: "MAX"}
     }
+    assert fmt.offsets["reason"] == (36, 4)
     victim = parse_format(MARK_VICTIM)
     assert victim.fields["comm"] == "__data_loc char[]"
     assert victim.fields["uid"] == "uid_t"
@@ -109,6 +110,7 @@ def _all_formats() -> dict[str, TracepointFormat | None]:
         fields = {f: "int" for _, name, needed, _ in PROBES if name == tp for f in needed}
         formats[tp] = TracepointFormat(name=tp.split(":")[1], fields=fields, symbols={})
     formats["oom:mark_victim"] = parse_format(MARK_VICTIM)
+    formats["skb:kfree_skb"] = parse_format(KFREE_SKB)
     return formats
 
 
@@ -126,6 +128,8 @@ def test_plan_program_uses_what_the_kernel_has() -> None:
     ]
     assert left_out == []
     assert "#define OOM_DETAILS 1" in program
+    # The drop reason is read at the offset this kernel's format file gives.
+    assert "(char *)ctx + 36)" in program
     # Tracepoint arguments and helpers only: no kernel struct is dereferenced.
     for forbidden in (
         "struct task_struct",
@@ -162,6 +166,7 @@ BPFTRACE_LINES = [
     '{"type": "printf", "data": "E\\t2142212380209\\t21329\\t0\\tsleep\\t/bin/sleep\\n"}',
     '{"type": "printf", "data": "X\\t2142223548900\\t21329\\tsleep\\n"}',
     '{"type": "printf", "data": "O\\t2142223548901\\t4242\\n"}',
+    '{"type": "printf", "data": "O\\t2142223548902\\t4243\\t538316\\t65280\\t0\\tpython\\n"}',
     '{"type": "map", "data": {"@execs": 5}}',
     '{"type": "map", "data": {"@retrans": {"2,198.18.7.1,51944,198.18.7.2,38883,1": 100}}}',
     '{"type": "map", "data": {"@transitions": {"7,2": 8, "2,1": 8}}}',
@@ -178,7 +183,10 @@ def test_bpftrace_records_fold_into_interval_data() -> None:
         assert apply_record(data, json.loads(line), max_events=10) is None
     assert data.execs == [ExecRecord(2142212380209, 21329, 0, "sleep", "/bin/sleep")]
     assert data.exits == [ExitRecord(2142223548900, 21329, "sleep")]
-    assert data.ooms == [OomRecord(2142223548901, 4242, "")]
+    assert data.ooms == [
+        OomRecord(2142223548901, 4242, ""),
+        OomRecord(2142223548902, 4243, "python", 538316, 65280, 0),
+    ]
     assert data.exec_count == 5
     conn = Connection(AF_INET, bytes([198, 18, 7, 1]), 51944, bytes([198, 18, 7, 2]), 38883, 1)
     assert data.retransmits == {conn: 100}

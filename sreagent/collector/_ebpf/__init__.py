@@ -127,7 +127,12 @@ class EbpfSource:
                     if problems and not available:
                         # bpftrace reads tracefs itself; let it report its own error too.
                         available = set(tracepoints_needed())
-                    script, used, left_out = build_script(available)
+                    victim = formats.get("oom:mark_victim")
+                    details = (
+                        victim is not None
+                        and {"total_vm", "anon_rss", "uid", "comm"} <= victim.fields.keys()
+                    )
+                    script, used, left_out = build_script(available, oom_details=details)
                     backend = BpftraceBackend(script, used, max_events=max_events)
                     detail = f"bpftrace {backend.version} (BTF, no headers)"
             except (RuntimeError, OSError) as err:

@@ -128,6 +128,13 @@ tracepoint:sched:sched_switch {
 }
 # The interval probe comes last and says "R" each time: bpftrace's "attached_probes" record
 # is printed BEFORE attaching, so the first "R" is the sign that the probes above are live.
+# Kernels since 6.2 give mark_victim the victim's sizes (in kB), uid and comm.
+_OOM_DETAILED = r"""
+tracepoint:oom:mark_victim {
+  printf("O\t%llu\t%d\t%lu\t%lu\t%u\t%s\n", nsecs, args->pid, args->total_vm, args->anon_rss,
+         args->uid, str(args->comm));
+}
+"""
 _FLUSH = """
 interval:ms:{ms} {{
 {prints}
@@ -141,8 +148,13 @@ _MAPS = {
 }  # fmt: skip
 
 
-def build_script(available: set[str]) -> tuple[str, list[str], list[str]]:
-    """The bpftrace script for the probes whose tracepoints all exist in ``available``."""
+def build_script(
+    available: set[str], *, oom_details: bool = False
+) -> tuple[str, list[str], list[str]]:
+    """The bpftrace script for the probes whose tracepoints all exist in ``available``.
+
+    ``oom_details``: the running kernel's ``oom:mark_victim`` has total_vm, anon_rss, uid, comm.
+    """
     parts = [_HEADER]
     used: list[str] = []
     left_out: list[str] = []
@@ -151,7 +163,7 @@ def build_script(available: set[str]) -> tuple[str, list[str], list[str]]:
         if missing:
             left_out.append(f"{name}: no tracepoint {', '.join(missing)}")
             continue
-        parts.append(text)
+        parts.append(_OOM_DETAILED if name == "oom" and oom_details else text)
         used.append(name)
     prints = "\n".join(f"  print({m}); clear({m});" for n in used for m in _MAPS.get(n, []))
     parts.append(_FLUSH.format(ms=FLUSH_MS, prints=prints))
@@ -200,6 +212,17 @@ def _apply_printf(data: IntervalData, line: str, *, max_events: int) -> None:
             data.exits.append(ExitRecord(int(parts[1]), int(parts[2]), "\t".join(parts[3:])))
         else:
             data.lost += 1
+    elif parts[0] == "O" and len(parts) >= 7:
+        data.ooms.append(
+            OomRecord(
+                int(parts[1]),
+                int(parts[2]),
+                "\t".join(parts[6:]),
+                int(parts[3]),
+                int(parts[4]),
+                int(parts[5]),
+            )
+        )
     elif parts[0] == "O" and len(parts) >= 3:
         data.ooms.append(OomRecord(int(parts[1]), int(parts[2]), ""))
 

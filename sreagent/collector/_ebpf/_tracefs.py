@@ -17,7 +17,7 @@ import ctypes
 import ctypes.util
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sreagent.errors import BadInput
@@ -35,9 +35,11 @@ class TracepointFormat:
     """Field name -> C declaration type (``__data_loc char[]``, ``pid_t``...), common_* left out."""
     symbols: dict[str, dict[int, str]]
     """Field name -> value -> symbol, from the print format's ``__print_symbolic`` tables."""
+    offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Field name -> (offset, size) in bytes within the tracepoint's record."""
 
 
-_FIELD = re.compile(r"^\s*field:(?P<decl>[^;]+);\s*offset:\d+;\s*size:\d+;")
+_FIELD = re.compile(r"^\s*field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);")
 _SYMBOLIC = re.compile(r"__print_symbolic\(REC->(?P<field>\w+),(?P<table>(?:\s*\{[^}]*\},?)+)\s*\)")
 _PAIR = re.compile(r"\{\s*(?P<value>-?(?:0x[0-9a-fA-F]+|\d+))\s*,\s*\"(?P<name>[^\"]*)\"\s*\}")
 
@@ -49,24 +51,28 @@ def parse_format(raw: bytes) -> TracepointFormat:
     if name_match is None:
         raise BadInput(f"tracepoint format has no 'name:' line: {text[:80]!r}")
     fields: dict[str, str] = {}
+    offsets: dict[str, tuple[int, int]] = {}
     for line in text.splitlines():
         m = _FIELD.match(line)
         if not m:
             continue
         decl = m["decl"].strip()
         # "unsigned long total_vm", "__u8 saddr[4]", "__data_loc char[] comm"
-        field = re.search(r"(\w+)(?:\[\d*\])?$", decl)
-        if field is None:
+        named = re.search(r"(\w+)(?:\[\d*\])?$", decl)
+        if named is None:
             raise BadInput(f"tracepoint field declaration not understood: {decl!r}")
-        fname = field.group(1)
+        fname = named.group(1)
         if not fname.startswith("common_"):
-            fields[fname] = decl[: field.start()].strip() or decl
+            fields[fname] = decl[: named.start()].strip() or decl
+            offsets[fname] = (int(m["offset"]), int(m["size"]))
     symbols: dict[str, dict[int, str]] = {}
     fmt = text.split("print fmt:", 1)[1] if "print fmt:" in text else ""
     for m in _SYMBOLIC.finditer(fmt):
         table = {int(p["value"], 0): p["name"] for p in _PAIR.finditer(m["table"])}
         symbols.setdefault(m["field"], {}).update(table)
-    return TracepointFormat(name=name_match.group(1), fields=fields, symbols=symbols)
+    return TracepointFormat(
+        name=name_match.group(1), fields=fields, symbols=symbols, offsets=offsets
+    )
 
 
 def tracefs_dir(sys_root: Path) -> Path:
