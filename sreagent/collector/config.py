@@ -126,7 +126,9 @@ class ProtectionSettings(_Section):
 
     cpu_budget_cores: Annotated[float, Field(gt=0, le=64, allow_inf_nan=False)] = 0.05
     """Collector CPU allowed on average (0.05 = 5 % of one core)."""
-    rss_budget_bytes: Annotated[int, Field(ge=16 * 1024 * 1024)] = 256 * 1024 * 1024
+    rss_budget_bytes: Annotated[int, Field(ge=16 * 1024 * 1024)] = 512 * 1024 * 1024
+    """Resident memory above which the mode is ``pressure`` (reported; nothing is shed for it).
+    The eBPF source through BCC maps LLVM, some 150 MiB; see docs/benchmarks.md."""
     pressure_fill_ratio: Ratio = 0.5
     """Spool fill from which the mode is ``pressure``."""
     critical_fill_ratio: Ratio = 0.8

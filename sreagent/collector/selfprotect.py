@@ -6,7 +6,9 @@ too) and resident memory, and the :class:`Governor` turns that and the spool's f
 
 * **mode** -- ``normal``, ``pressure`` or ``critical``: the worse of the spool's fill
   (``pressure_fill_ratio``, ``critical_fill_ratio``) and the resource use (over the CPU or RSS
-  budget is ``pressure``; twice the CPU budget or 1.5 times the RSS budget is ``critical``).
+  budget is ``pressure``; twice the CPU budget is ``critical``). Memory over budget is
+  reported but sheds nothing: a shed source does not give its memory back (BCC's LLVM stays
+  mapped), so shedding for RSS would only lose telemetry.
 * **interval** -- over the CPU budget the interval is stretched by 1.5 each interval (up to
   ``max_interval_seconds``); it eases back by the same factor after
   ``recover_after_intervals`` intervals under budget. A filling spool stretches it too (x2 in
@@ -148,7 +150,7 @@ class Governor:
         use_mode: Mode = "normal"
         if over_cpu or over_rss:
             use_mode = "pressure"
-        if usage.cpu_cores >= 2 * self.cpu_budget or usage.rss_bytes >= 1.5 * self.rss_budget:
+        if usage.cpu_cores >= 2 * self.cpu_budget:
             use_mode = "critical"
         if over_cpu:
             reasons.append(
@@ -159,10 +161,9 @@ class Governor:
         mode = _LEVEL_MODE[max(MODE_LEVEL[fill_mode], MODE_LEVEL[use_mode])]
 
         max_stretch = self.max_interval_s / self.base_interval_s
-        if over_cpu or over_rss:
+        if over_cpu:
             self.calm = 0
-            if over_cpu:
-                self.stretch = min(max_stretch, self.stretch * STRETCH_STEP)
+            self.stretch = min(max_stretch, self.stretch * STRETCH_STEP)
             self._shed_one()
         else:
             self.calm += 1
