@@ -1,20 +1,186 @@
-"""``sreagent lab``: the scenario library (issue 5)."""
+"""``sreagent lab``: the scenario library (issue 5).
+
+``list`` shows the scenarios, ``generate`` writes one (or ``--all``) as batches plus an evidence
+package, ``run`` generates and hands the result to the role chain through
+:func:`run_role_chain`, the single hook the role chain (issue 6) plugs into.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from sreagent.cli import app
-from sreagent.errors import NotLanded
-
-
-@app.command(
-    "lab",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+from sreagent.errors import BadInput, NotLanded
+from sreagent.scenarios import (
+    GeneratedOutput,
+    GeneratedScenario,
+    ScenarioDefinition,
+    fleet_schedule,
+    generate,
+    load_all,
+    load_scenario,
+    write_generated,
 )
-def lab_command(ctx: typer.Context) -> None:
-    """the scenario library (not built yet)."""
-    raise NotLanded(
-        "`sreagent lab` is the scenario library, which is not built yet (issue 5); "
-        "nothing was done"
+
+lab_app = typer.Typer(
+    name="lab",
+    help="The scenario library: seeded synthetic incidents with ground truth.",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+console = Console()
+
+ScenariosOption = typer.Option(
+    None, "--scenarios", help="Scenario folder (default: $SREAGENT_SCENARIOS or fixtures/scenarios)."
+)
+
+
+def run_role_chain(scenario: GeneratedScenario, output: GeneratedOutput) -> dict[str, Any]:
+    """Run the role chain on a generated scenario and return its verdict.
+
+    This is the one hook between the lab and the role chain. The role chain (issue 6) provides
+    ``sreagent.roles.lab_verdict(scenario, output) -> dict`` returning the per-scenario object
+    of ``sreagent lab run --all --json`` (``id``, ``expected``, ``top``, ``top_entity``,
+    ``correct``, ``detection_delay_samples``). Until it exists this raises
+    :class:`~sreagent.errors.NotLanded` (exit 2), after the scenario has been written.
+    """
+    try:
+        from sreagent.roles import lab_verdict  # type: ignore[attr-defined]
+    except ImportError:
+        raise NotLanded(
+            f"generated {scenario.definition.id} into {output.root} (journal, evidence package "
+            f"{output.package}, truth.json), but the role chain is not built yet (issue 6), so "
+            "there is no verdict against the ground truth"
+        ) from None
+    verdict: dict[str, Any] = lab_verdict(scenario, output)
+    return verdict
+
+
+def _select(scenario: str | None, all_: bool, root: Path | None) -> list[ScenarioDefinition]:
+    if all_ and scenario:
+        raise BadInput("give a SCENARIO or --all, not both", field="scenario")
+    if all_:
+        return load_all(root)
+    if not scenario:
+        raise BadInput("name a SCENARIO (see `sreagent lab list`) or pass --all", field="scenario")
+    return [load_scenario(scenario, root)]
+
+
+def _with_seed(definition: ScenarioDefinition, seed: int | None) -> ScenarioDefinition:
+    if seed is None:
+        return definition
+    return ScenarioDefinition.model_validate(
+        {**definition.model_dump(by_alias=True), "seed": seed}
     )
+
+
+def _summary(definition: ScenarioDefinition) -> dict[str, Any]:
+    truth = definition.ground_truth
+    return {
+        "id": definition.id,
+        "title": definition.title,
+        "profile": definition.profile if isinstance(definition.profile, str) else definition.profile.name,
+        "tags": definition.tags,
+        "seed": definition.seed,
+        "duration_s": definition.duration_s,
+        "resolution_s": definition.resolution_s,
+        "incident": truth.incident,
+        "causes": [
+            {"entity": c.entity, "fault_class": str(c.fault_class),
+             "remediation": str(c.remediation), "cited_metrics": c.cited_metrics}
+            for c in truth.causes
+        ],
+    }
+
+
+@lab_app.command("list")
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on standard output."),
+    scenarios: Path | None = ScenariosOption,
+) -> None:
+    """List every scenario with its ground truth."""
+    definitions = load_all(scenarios)
+    if as_json:
+        print(json.dumps({"scenarios": [_summary(d) for d in definitions]}, indent=2))
+        return
+    table = Table("id", "profile", "steps", "fault class", "root cause", "remediation")
+    for d in definitions:
+        s = _summary(d)
+        causes = s["causes"] or [{"fault_class": "(control: no incident)", "entity": "",
+                                  "remediation": ""}]
+        table.add_row(d.id, s["profile"], f"{d.steps} x {d.resolution_s}s",
+                      "\n".join(c["fault_class"] for c in causes),
+                      "\n".join(c["entity"] for c in causes),
+                      "\n".join(c["remediation"] for c in causes))
+    console.print(table)
+
+
+def _generate_into(definition: ScenarioDefinition, out: Path, wire: bool) -> tuple[GeneratedScenario, GeneratedOutput]:
+    scenario = generate(definition)
+    output = write_generated(scenario, out, wire=wire)
+    return scenario, output
+
+
+@lab_app.command("generate")
+def generate_command(
+    scenario: str | None = typer.Argument(None, help="Scenario id, unique prefix or path."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (with --all: one subfolder per scenario)."),
+    all_: bool = typer.Option(False, "--all", help="Generate every scenario."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the definition's seed."),
+    wire: bool = typer.Option(False, "--wire", help="Also write each batch's Arrow IPC wire body."),
+    scenarios: Path | None = ScenariosOption,
+) -> None:
+    """Generate a scenario's batches (journal) and evidence package."""
+    definitions = [_with_seed(d, seed) for d in _select(scenario, all_, scenarios)]
+    for definition in definitions:
+        target = out / definition.id if all_ else out
+        generated, output = _generate_into(definition, target, wire)
+        rows = generated.samples.num_rows
+        console.print(f"{definition.id}: {len(generated.frames)} batches, {rows} samples -> "
+                      f"{output.package}", highlight=False)
+
+
+@lab_app.command("run")
+def run_command(
+    scenario: str | None = typer.Argument(None, help="Scenario id, unique prefix or path."),
+    out: Path = typer.Option(Path("out/lab"), "-o", "--out", help="Where the generated scenarios go."),
+    all_: bool = typer.Option(False, "--all", help="Run every scenario."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on standard output."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the definition's seed."),
+    scenarios: Path | None = ScenariosOption,
+) -> None:
+    """Generate a scenario and run the role chain on it; print the verdict."""
+    definitions = [_with_seed(d, seed) for d in _select(scenario, all_, scenarios)]
+    results = []
+    for definition in definitions:
+        target = out / f"{definition.id}-seed{definition.seed}"
+        if (target / "truth.json").exists():
+            import shutil
+
+            shutil.rmtree(target)  # a rerun replaces its own earlier output
+        generated, output = _generate_into(definition, target, wire=False)
+        results.append(run_role_chain(generated, output))
+    if as_json:
+        print(json.dumps({"scenarios": results}, indent=2))
+    else:
+        for r in results:
+            console.print(r)
+
+
+@lab_app.command("fleet")
+def fleet_command(
+    servers: int = typer.Option(64, "--servers", min=1, help="GPU servers in the fleet."),
+    days: float = typer.Option(30.0, "--days", min=0.01, help="Length of the schedule."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the schedule."),
+) -> None:
+    """Print a seeded GPU fleet fault schedule calibrated on the InfiniteHBD trace (JSON)."""
+    episodes = fleet_schedule(seed, servers, days)
+    print(json.dumps({"servers": servers, "days": days, "seed": seed, "episodes": [
+        {"server": e.server, "fault_class": str(e.fault_class), "start_s": e.start_s,
+         "duration_s": e.duration_s} for e in episodes]}, indent=2))

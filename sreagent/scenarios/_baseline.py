@@ -26,6 +26,8 @@ def apply_bursts(world: World) -> None:
             if not procs:
                 raise BadInput(f"a {burst.kind} burst needs a process with role cron in the "
                                "profile", field="baseline.bursts")
+            # A cron run forks a shell pipeline: a few dozen execs.
+            world.execs_extra = world.execs_extra + mask * 30.0
             for p in procs:
                 p.cpu = p.cpu + mask * (0.9 if burst.kind == "cron" else 1.0)
                 if burst.kind == "logrotate":
@@ -72,6 +74,8 @@ def apply_restarts(world: World) -> None:
                            field="baseline.restarts")
         for proc in targets:
             proc.alive[step:] = False
+            if world.process_exits is not None:
+                world.process_exits[step] += 1
             world.event(step, "process_exit", proc.entity, "ebpf", "info",
                         f"{proc.comm}[{proc.pid}] exited: planned restart", pid=proc.pid,
                         comm=proc.comm)

@@ -108,6 +108,7 @@ _CPU_MOVES = {
     "procs_running", "context_switches_per_second", "cpu_migrations_per_second",
     "pressure_some_ratio", "pressure_stall_seconds_total", "process_cpu_ratio",
     "cgroup_cpu_usage_ratio", "cgroup_pressure_some_ratio", "page_faults_per_second",
+    "runqueue_latency_seconds", "process_execs_per_second", "process_exits_per_second",
 }
 _MEM_MOVES = {
     "memory_used_bytes", "memory_available_bytes", "memory_used_ratio", "memory_cached_bytes",
@@ -120,9 +121,11 @@ _IO_MOVES = {
     "disk_in_flight", "pressure_some_ratio", "pressure_full_ratio",
     "pressure_stall_seconds_total", "procs_blocked", "cpu_iowait_ratio", "cpu_mode_ratio",
     "cgroup_io_bytes_per_second", "cgroup_pressure_some_ratio", "load_average_1m",
+    "disk_request_latency_seconds", "runqueue_latency_seconds",
     "cpu_utilisation_ratio", "cpu_core_utilisation_ratio",
 }
 _NET_MOVES = {
+    "packet_drops_per_second", "network_drops_per_second", "tcp_sockets",
     "network_receive_bytes_per_second", "network_transmit_bytes_per_second",
     "network_receive_packets_per_second", "network_transmit_packets_per_second",
 }
@@ -140,7 +143,21 @@ _GPU_JOB_MOVES = _GPU_PERF_MOVES | {
     # a job that stops also stops reading its training data
     "disk_reads_per_second", "disk_read_bytes_per_second", "disk_writes_per_second",
     "disk_write_bytes_per_second", "disk_utilisation_ratio", "disk_in_flight",
-    "cgroup_io_bytes_per_second",
+    "cgroup_io_bytes_per_second", "gpu_process_memory_bytes", "gpu_bar1_used_bytes",
+    "gpu_memory_clock_hertz", "process_exits_per_second", "process_pss_bytes",
+}
+
+
+# Metrics that always move together: a 'some' stall comes with its 'full' share, PSS with RSS,
+# a queue's length with its fill ratio, a per-state socket count with the established count.
+_COMPANIONS = {
+    "cgroup_pressure_some_ratio": ("cgroup_pressure_full_ratio",),
+    "pressure_some_ratio": ("pressure_full_ratio",),
+    "process_rss_bytes": ("process_pss_bytes", "page_faults_per_second"),
+    "tcp_listen_backlog_ratio": ("tcp_listen_queue_length", "tcp_sockets"),
+    "tcp_established": ("tcp_sockets",),
+    "disk_await_seconds": ("disk_request_latency_seconds",),
+    "processes_total": ("process_exits_per_second",),
 }
 
 
@@ -152,9 +169,10 @@ def _entry(
     moves: set[str],
     events: tuple[str, ...] = (),
 ) -> CatalogueEntry:
-    return CatalogueEntry(
-        fault_class, entity_kind, remediation, cited, frozenset(moves | set(cited)), events
-    )
+    moved = moves | set(cited)
+    for metric in sorted(moved):
+        moved |= set(_COMPANIONS.get(metric, ()))
+    return CatalogueEntry(fault_class, entity_kind, remediation, cited, frozenset(moved), events)
 
 
 F, R = FaultClass, RemediationFamily
@@ -174,7 +192,8 @@ CATALOGUE: dict[FaultClass, CatalogueEntry] = {
                _MEM_MOVES | {"cgroup_memory_failcnt_total", "cgroup_oom_kills_total",
                              "cgroup_pressure_some_ratio",
                              "pressure_some_ratio", "pressure_full_ratio",
-                             "pressure_stall_seconds_total", "processes_total"},
+                             "pressure_stall_seconds_total", "processes_total",
+                             "process_exits_per_second"},
                ("oom_kill", "process_exit", "process_restart")),
         _entry(F.SWAP_THRASH, "process", R.REDUCE_MEMORY_PRESSURE,
                ("swap_in_pages_per_second", "swap_out_pages_per_second",
@@ -226,7 +245,8 @@ CATALOGUE: dict[FaultClass, CatalogueEntry] = {
                _GPU_JOB_MOVES | {m.name for m in METRICS if m.entity == "gpu"}, ("gpu_xid", "process_exit")),
         _entry(F.GPU_ECC_DBE, "gpu", R.DRAIN_AND_REPLACE_GPU,
                ("gpu_ecc_errors_total", "gpu_remapped_rows_total"),
-               _GPU_JOB_MOVES, ("gpu_ecc_dbe", "gpu_xid", "process_exit")),
+               _GPU_JOB_MOVES | {"gpu_remapped_rows_pending"},
+               ("gpu_ecc_dbe", "gpu_xid", "process_exit")),
         _entry(F.NVLINK_DEGRADATION, "gpu", R.DRAIN_NODE_FOR_REPAIR,
                ("gpu_nvlink_errors_total", "gpu_nvlink_active_links"),
                _GPU_PERF_MOVES, ("nvlink_error", "gpu_xid")),

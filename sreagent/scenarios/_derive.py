@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sreagent.collector._ib import ERROR_COUNTERS as IB_COUNTERS
+from sreagent.collector._ib import HW_ERROR_COUNTERS as IB_HW_COUNTERS
+from sreagent.collector._nvml import THROTTLE_REASONS
+from sreagent.collector._sockdiag import STATES as TCP_STATES
 from sreagent.scenarios._world import (
-    GPU_THROTTLE_REASONS,
     IB_ERROR_COUNTERS,
     NVLINK_ERROR_TYPES,
     Proc,
@@ -36,6 +39,13 @@ _WHOLE_NUMBERS = {
     "gpu_pcie_link_generation", "gpu_nvlink_errors_total", "gpu_nvlink_active_links",
     "ib_port_errors_total", "ib_port_up", "collector_rss_bytes", "collector_spool_bytes",
     "collector_spool_dropped_total", "collector_spool_corrupt_total", "collector_mode",
+    "tcp_listen_queue_length", "tcp_sockets", "process_pss_bytes", "gpu_memory_clock_hertz",
+    "gpu_bar1_used_bytes", "gpu_process_memory_bytes", "gpu_retired_pages_total",
+    "gpu_remapped_rows_pending", "collector_kmsg_lost_records_total",
+    "collector_ebpf_lost_events_total", "collector_spool_records", "collector_sources_shed",
+    "collector_batches_delivered_total", "collector_transport_errors_total",
+    "collector_ack_mismatches_total", "collector_dead_letters_total",
+    "collector_source_errors_total",
 }
 """Metrics a collector reads as integers (kernel counters, byte counts, NVML integers)."""
 
@@ -84,6 +94,10 @@ class ProcessColumns:
 
 def _cum(rate: np.ndarray, dt: float, start: float = 0.0) -> np.ndarray:
     return start + np.cumsum(rate * dt, axis=-1)
+
+
+LISTEN_BACKLOG = 4096
+"""Accept-queue size of the listeners (net.core.somaxconn's default since Linux 5.4)."""
 
 
 def _counter_with_resets(increments: np.ndarray, resets: list[int], start: float) -> np.ndarray:
@@ -242,6 +256,13 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
     book.add("page_faults_per_second", "host",
              (2_500 + 12_000 * busy) * (1 + 0.05 * cn) + rss_growth / 4096)
     book.add("major_page_faults_per_second", "host", swap_in * 0.9 + 0.3 * np.abs(cn))
+    # eBPF run-queue latency: microseconds on an idle host, milliseconds once CPU-bound.
+    runq = 4e-6 * (1 + 0.2 * np.abs(cn)) + psi_cpu * 4e-3
+    for q, factor in (("0.5", 1.0), ("0.9", 3.0), ("0.99", 9.0)):
+        book.add("runqueue_latency_seconds", "host", runq * factor, quantile=q)
+    exits = world.process_exits if world.process_exits is not None else np.zeros(n)
+    book.add("process_execs_per_second", "host", 1.5 + 0.5 * np.abs(cn) + world.execs_extra)
+    book.add("process_exits_per_second", "host", 1.5 + 0.5 * np.abs(cn) + world.execs_extra + exits / dt)
 
     # ---- memory
     cached = np.maximum(total - resident, 0) * 0.55 * (1 + 0.002 * mem_noise)
@@ -264,7 +285,7 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
         book.add("pressure_some_ratio", "host", np.clip(some, 0, 1), resource=resource)
         book.add("pressure_stall_seconds_total", "host", _cum(np.clip(some, 0, 1), dt, 1_000.0),
                  resource=resource, kind="some")
-    for resource, full in (("memory", psi_mem * 0.6), ("io", psi_io * 0.6)):
+    for resource, full in (("cpu", np.zeros(n)), ("memory", psi_mem * 0.6), ("io", psi_io * 0.6)):
         book.add("pressure_full_ratio", "host", np.clip(full, 0, 1), resource=resource)
         book.add("pressure_stall_seconds_total", "host", _cum(np.clip(full, 0, 1), dt, 400.0),
                  resource=resource, kind="full")
@@ -280,6 +301,8 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
         book.add("disk_utilisation_ratio", ent, s["util"])
         book.add("disk_in_flight", ent, s["in_flight"])
         book.add("disk_io_errors_total", ent, np.cumsum(world.disk_errors[disk.name]))
+        for q, factor in (("0.5", 0.7), ("0.9", 2.0), ("0.99", 5.0)):
+            book.add("disk_request_latency_seconds", ent, s["await"] * factor, quantile=q)
     for fs in prof.filesystems:
         used = fs.used_ratio * fs.size_bytes + world.fs_extra_bytes[fs.mount]
         avail = np.clip(0.95 * fs.size_bytes - used, 0, None)
@@ -315,8 +338,19 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
     established = 40 + 160 * world.load * (1 + 0.05 * tn) * links_up * (1 - 0.4 * np.clip(fill - 0.5, 0, 1))
     book.add("tcp_established", "host", established)
     for port, port_fill in sorted(world.listen_fill.items()):
-        book.add("tcp_listen_backlog_ratio", "host",
-                 np.clip(0.01 + 0.02 * world.load * np.abs(tn) + port_fill, 0, 1), port=str(port))
+        ratio = np.clip(0.01 + 0.02 * world.load * np.abs(tn) + port_fill, 0, 1)
+        book.add("tcp_listen_backlog_ratio", "host", ratio, port=str(port))
+        book.add("tcp_listen_queue_length", "host", np.rint(ratio * LISTEN_BACKLOG), port=str(port))
+    listeners = len(world.listen_fill) + 3
+    by_state = {"established": established, "listen": np.full(n, float(listeners)),
+                "time_wait": established * 0.6, "close_wait": np.rint(np.abs(tn)),
+                "syn_recv": np.rint(2 * np.abs(tn)) + 20 * np.clip(fill - 0.9, 0, 1) * 10}
+    for state in sorted(set(TCP_STATES.values())):
+        book.add("tcp_sockets", "host", by_state.get(state, np.zeros(n)), state=state)
+    # eBPF skb:kfree_skb by reason: a trickle of unmatched packets, plus what the NICs lose.
+    lost = sum(s["drops"] for s in nic_stats.values())
+    book.add("packet_drops_per_second", "host", 0.4 + 0.3 * np.abs(tn), reason="NO_SOCKET")
+    book.add("packet_drops_per_second", "host", 0.1 * np.abs(tn) + lost, reason="NOT_SPECIFIED")
 
     # ---- file descriptors and processes
     fds = np.array([p.fds for p in procs]) * alive
@@ -329,6 +363,7 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
             continue
         book.add("process_cpu_ratio", p.entity, cpu[i], present=p.alive)
         book.add("process_rss_bytes", p.entity, rss[i], present=p.alive)
+        book.add("process_pss_bytes", p.entity, rss[i] * 0.93, present=p.alive)
         book.add("process_fds_used_ratio", p.entity, fds[i] / p.fd_limit, present=p.alive)
 
     # ---- cgroups
@@ -370,6 +405,8 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
             cg_psi_mem = np.maximum(cg_psi_mem, np.clip((mem / cg.memory_limit_bytes - 0.92) * 8, 0, 1) * 0.7)
         for resource, value in (("cpu", cg_psi_cpu), ("memory", cg_psi_mem), ("io", cg_psi_io)):
             book.add("cgroup_pressure_some_ratio", ent, np.clip(value, 0, 1), resource=resource)
+            book.add("cgroup_pressure_full_ratio", ent, np.clip(value * 0.5, 0, 1),
+                     resource=resource)
 
     if prof.gpus:
         _derive_gpus(world, book, procs)
@@ -381,9 +418,19 @@ def derive(world: World) -> tuple[SeriesBook, ProcessColumns]:
     book.add("collector_spool_bytes", "collector", 0.0)
     book.add("collector_spool_dropped_total", "collector", 0.0)
     book.add("collector_spool_corrupt_total", "collector", 0.0)
+    book.add("collector_spool_records", "collector", 0.0)
     book.add("collector_mode", "collector", 0.0)
+    book.add("collector_interval_seconds", "collector", dt)
+    book.add("collector_sources_shed", "collector", 0.0)
     book.add("collector_sample_duration_seconds", "collector",
              np.clip(0.004 + 0.0005 * kn, 0.0001, None))
+    book.add("collector_kmsg_lost_records_total", "collector", 0.0)
+    book.add("collector_ebpf_lost_events_total", "collector", 0.0)
+    # Every batch before this one was acknowledged: one delivery per interval.
+    book.add("collector_batches_delivered_total", "collector", 1000.0 + np.arange(n))
+    book.add("collector_transport_errors_total", "collector", 0.0)
+    book.add("collector_ack_mismatches_total", "collector", 0.0)
+    book.add("collector_dead_letters_total", "collector", 0.0)
 
     # ---- process columns
     io_psi_per_proc = np.array([disk_psi[d] if d else np.zeros(n) for d in proc_disk])
@@ -443,7 +490,8 @@ def _derive_gpus(world: World, book: SeriesBook, procs: list[Proc]) -> None:
     sm_clock = spec.max_sm_clock_hertz * np.where(util > 0.02, clock, 0.175)
     mem_used = np.where(rank_alive, g["mem_ratio"], 0.006) * spec.memory_bytes
     pcie_bytes = 6e9 * computing * np.minimum(pcie_factor, 1.0)
-    reasons = {
+    never = np.zeros((count, n), bool)
+    active = {
         "gpu_idle": util < 0.05,
         "sw_power_cap": power_factor < 0.99,
         "hw_slowdown": (g["brake"] > 0) | (temp > spec.slowdown_celsius + 5),
@@ -451,7 +499,9 @@ def _derive_gpus(world: World, book: SeriesBook, procs: list[Proc]) -> None:
         "hw_thermal_slowdown": temp > spec.slowdown_celsius + 3,
         "hw_power_brake_slowdown": g["brake"] > 0,
     }
-    assert tuple(reasons) == GPU_THROTTLE_REASONS
+    # Every reason the collector decodes is reported each interval, 0 or 1 (as NVML does).
+    reasons = {name: active.get(name, never) for name in (*THROTTLE_REASONS.values(), "other")}
+    rank_pid = {p.gpu: p for p in procs if p.gpu is not None}
     links = spec.nvlink_links
     for i in range(count):
         ent, present = entity("gpu", i), g["present"][i]
@@ -462,12 +512,21 @@ def _derive_gpus(world: World, book: SeriesBook, procs: list[Proc]) -> None:
         book.add("gpu_power_watts", ent, np.round(power[i], 3), present)
         book.add("gpu_power_limit_watts", ent, g["power_limit"][i], present)
         book.add("gpu_sm_clock_hertz", ent, np.round(sm_clock[i] / 15e6) * 15e6, present)
+        book.add("gpu_memory_clock_hertz", ent, np.where(util[i] > 0.02, 2.619e9, 1.593e9), present)
+        book.add("gpu_bar1_used_bytes", ent, np.where(rank_alive[i], 2**30, 2**22), present)
+        rank = rank_pid.get(i)
+        if rank is not None:
+            book.add("gpu_process_memory_bytes", ent, mem_used[i] - 5 * 2**20,
+                     present & rank.alive, pid=str(rank.pid))
         for reason, active in reasons.items():
             book.add("gpu_throttled", ent, active[i].astype(float), present, reason=reason)
         book.add("gpu_ecc_errors_total", ent, g["ecc_corrected"][i], present, type="corrected")
         book.add("gpu_ecc_errors_total", ent, g["ecc_uncorrected"][i], present, type="uncorrected")
-        book.add("gpu_remapped_rows_total", ent, g["remap_correctable"][i], present, cause="correctable")
-        book.add("gpu_remapped_rows_total", ent, g["remap_uncorrectable"][i], present, cause="uncorrectable")
+        book.add("gpu_retired_pages_total", ent, 0.0, present, cause="multiple_single_bit")
+        book.add("gpu_retired_pages_total", ent, 0.0, present, cause="double_bit")
+        book.add("gpu_remapped_rows_total", ent, g["remap_correctable"][i], present, cause="corrected")
+        book.add("gpu_remapped_rows_total", ent, g["remap_uncorrectable"][i], present, cause="uncorrected")
+        book.add("gpu_remapped_rows_pending", ent, g["remap_pending"][i], present)
         book.add("gpu_pcie_link_width", ent, g["pcie_width"][i], present)
         book.add("gpu_pcie_link_generation", ent, g["pcie_gen"][i], present)
         book.add("gpu_pcie_bytes_per_second", ent, pcie_bytes[i] * 0.8, present, direction="receive")
@@ -486,5 +545,7 @@ def _derive_gpus(world: World, book: SeriesBook, procs: list[Proc]) -> None:
         book.add("ib_port_bytes_per_second", port.entity, rate, direction="receive")
         book.add("ib_port_bytes_per_second", port.entity, rate, direction="transmit")
         book.add("ib_port_up", port.entity, world.ib["up"][j])
-        for k, counter in enumerate(IB_ERROR_COUNTERS):
-            book.add("ib_port_errors_total", port.entity, world.ib_errors[j, k], counter=counter)
+        for counter in (*IB_COUNTERS, *IB_HW_COUNTERS):
+            driven = counter in IB_ERROR_COUNTERS
+            values = world.ib_errors[j, IB_ERROR_COUNTERS.index(counter)] if driven else 0.0
+            book.add("ib_port_errors_total", port.entity, values, counter=counter)

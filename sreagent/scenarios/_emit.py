@@ -38,20 +38,32 @@ LAB_LABEL = "sreagent_lab_scenario"
 
 
 def _capabilities(world: World) -> list[SourceCapability]:
-    has_gpu = world.profile.gpus is not None
-    caps = [
-        SourceCapability(source="procfs", mode="fallback", reason="/proc and /sys text files"),
-        SourceCapability(source="psi", mode="kernel", reason="/proc/pressure"),
-        SourceCapability(source="cgroup", mode="kernel", reason="cgroup v2 files"),
-        SourceCapability(source="netlink", mode="kernel", reason="rtnetlink and sock_diag"),
-        SourceCapability(source="taskstats", mode="kernel", reason="taskstats delay accounting"),
-        SourceCapability(source="perf", mode="kernel", reason="software counters"),
-        SourceCapability(source="kmsg", mode="kernel", reason="/dev/kmsg"),
-        SourceCapability(source="ebpf", mode="kernel", reason="tracepoints"),
-        SourceCapability(source="nvml", mode="kernel" if has_gpu else "off",
-                         reason="NVML" if has_gpu else "no NVIDIA driver on this host"),
+    """The capability report a collector on this host would send (its source names)."""
+    p = world.profile
+    gpu, ib = p.gpus is not None, bool(p.ib_ports)
+    rows = [
+        ("cpu", "kernel", "/proc/stat"),
+        ("perf", "kernel", "perf_event_open software counters, all CPUs"),
+        ("memory", "kernel", "/proc/meminfo, /proc/vmstat"),
+        ("psi", "kernel", "/proc/pressure"),
+        ("disk", "kernel", "/sys/block/*/stat, statvfs"),
+        ("netlink", "kernel", "rtnetlink RTM_GETLINK IFLA_STATS64"),
+        ("tcp", "kernel", "/proc/net/snmp, /proc/net/netstat"),
+        ("sock_diag", "kernel", "sock_diag inet_diag dump, IPv4 and IPv6"),
+        ("cgroup", "kernel", "v2 at /sys/fs/cgroup"),
+        ("taskstats", "kernel", "taskstats generic netlink"),
+        ("processes", "kernel", "/proc/<pid>"),
+        ("nvml", "kernel" if gpu else "off",
+         f"NVML, {p.gpus.count} GPUs" if p.gpus else "nvmlInit: NVML Shared Library Not Found"),
+        ("ib", "kernel" if ib else "off",
+         "/sys/class/infiniband" if ib else "/sys/class/infiniband absent: no RDMA devices"),
+        ("inventory", "kernel", "/proc/cpuinfo, /sys/block, /class/net"),
+        ("kmsg", "kernel", "reading /dev/kmsg"),
+        ("ebpf", "kernel", "tracepoints: exec, exit, oom, tcp_retransmit, tcp_state, "
+                           "packet_drop, block_latency, runqueue_latency"),
     ]
-    return caps
+    return [SourceCapability.model_validate({"source": s, "mode": m, "reason": r})
+            for s, m, r in rows]
 
 
 def _inventory(world: World) -> Inventory:

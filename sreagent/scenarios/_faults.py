@@ -343,6 +343,7 @@ def gpu_xid(world: World, fault: Fault, _: int) -> Window:
         world.gpu["ecc_uncorrected"][i, step:] += 1
     if klass.startswith("memory_row_remap"):
         world.gpu["remap_uncorrectable"][i, step:] += 1
+        world.gpu["remap_pending"][i, step:] = 1
     if klass == "memory_sbe_rate":
         world.gpu["ecc_corrected"][i, step:] += np.cumsum(np.full(world.steps - step, 2.0))
     if klass == "nvlink":
@@ -365,6 +366,7 @@ def gpu_ecc_dbe(world: World, fault: Fault, _: int) -> Window:
     count = max(1, round(fault.intensity))
     world.gpu["ecc_uncorrected"][i, step:] += count
     world.gpu["remap_uncorrectable"][i, step:] += count
+    world.gpu["remap_pending"][i, step:] = 1  # the remap takes effect at the next GPU reset
     rank = _rank(world, i)
     world.event(step, "gpu_ecc_dbe", fault.target, "nvml", "critical",
                 f"GPU {i}: {count} uncorrectable (double-bit) ECC error(s) in device memory",

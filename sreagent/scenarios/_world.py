@@ -106,6 +106,10 @@ class World:
     listen_overflow: dict[int, np.ndarray] = field(default_factory=dict)
     # memory
     swap_activity: np.ndarray | None = None
+    process_exits: np.ndarray | None = None
+    """Processes that exited in each step (kills, crashes, restarts)."""
+    execs_extra: np.ndarray | float = 0.0
+    """Programs executed per second beyond the baseline (cron jobs)."""
     oom_kills: np.ndarray | None = None
     cgroup_oom_kills: dict[str, np.ndarray] = field(default_factory=dict)
     cgroup_failcnt: dict[str, np.ndarray] = field(default_factory=dict)
@@ -171,6 +175,8 @@ class World:
              reason: str) -> Proc | None:
         """End ``proc`` at ``step``; optionally let its supervisor start it again."""
         proc.alive[step:] = False
+        if self.process_exits is not None and step < self.steps:
+            self.process_exits[step] += 1
         self.event(step, "process_exit", proc.entity, "ebpf", "warning",
                    f"{proc.comm}[{proc.pid}] exited: {reason}", pid=proc.pid, comm=proc.comm)
         if restart_after_s is None:
@@ -256,6 +262,7 @@ def build_world(definition: ScenarioDefinition, profile: HostProfile) -> World:
         world.listen_fill[port] = np.zeros(steps)
         world.listen_overflow[port] = np.zeros(steps)
     world.swap_activity = np.zeros(steps)
+    world.process_exits = np.zeros(steps)
     world.oom_kills = np.zeros(steps)
     for cg in profile.cgroups:
         world.cgroup_oom_kills[cg.path] = np.zeros(steps)
@@ -284,6 +291,7 @@ def _build_gpus(world: World) -> None:
         "ecc_uncorrected": np.zeros((n, steps)),
         "remap_correctable": np.zeros((n, steps)),
         "remap_uncorrectable": np.zeros((n, steps)),
+        "remap_pending": np.zeros((n, steps)),
         "present": np.ones((n, steps), bool),
         "brake": np.zeros((n, steps)),
         "noise": smooth_noise(rng, steps, n),
@@ -304,7 +312,5 @@ NVLINK_ERROR_TYPES = ("crc_flit", "crc_data", "replay", "recovery")
 """``type`` label values of ``gpu_nvlink_errors_total`` (NVML's NVLink error counters)."""
 IB_ERROR_COUNTERS = ("symbol_error", "link_error_recovery", "link_downed", "port_rcv_errors",
                      "port_xmit_discards")
-"""``counter`` label values of ``ib_port_errors_total`` (sysfs ``counters/`` file names)."""
-GPU_THROTTLE_REASONS = ("gpu_idle", "sw_power_cap", "hw_slowdown", "sw_thermal_slowdown",
-                        "hw_thermal_slowdown", "hw_power_brake_slowdown")
-"""``reason`` label values of ``gpu_throttled`` (NVML clocks-event reasons)."""
+"""The IB port error counters faults drive (sysfs ``counters/`` names; the collector's list in
+:mod:`sreagent.collector._ib` has more, which the lab reports as zero)."""
