@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,13 +51,13 @@ class RcaResult:
     entities: tuple[str, ...] = ()
 
 
-def _rca_block(results: Sequence[RcaResult]) -> dict[str, Any]:
+def _rca_block(results: Sequence[RcaResult], with_entities: bool) -> dict[str, Any]:
     labels = [r.case.spec.rca for r in results]
     block: dict[str, Any] = {"cases": len(results)}
     block.update(
         sc.rca_metrics([r.services for r in results], [x.root_cause_service for x in labels])
     )
-    if any(r.entities for r in results):
+    if with_entities:
         block.update(
             sc.rca_metrics(
                 [r.entities for r in results],
@@ -75,15 +76,27 @@ def summarise_rca(results: Sequence[RcaResult]) -> dict[str, Any]:
     """
     if not results:
         raise ValueError("no rca results to summarise")
-    out: dict[str, Any] = {"metrics": _rca_block(results)}
+    # Entity figures are reported for every block once the method ranks entities at all; a case
+    # it left without an entity ranking then counts as a miss, not as absent.
+    entities = any(r.entities for r in results)
+    out: dict[str, Any] = {"metrics": _rca_block(results, entities)}
     observable = [r for r in results if r.case.spec.rca.metric_observable]
     if observable:
-        out["subsets"] = {"metric_observable": _rca_block(observable)}
+        out["subsets"] = {"metric_observable": _rca_block(observable, entities)}
     by_type: dict[str, list[RcaResult]] = {}
     for r in results:
         by_type.setdefault(r.case.spec.rca.fault_type, []).append(r)
-    out["by_fault_type"] = {k: _rca_block(v) for k, v in sorted(by_type.items())}
+    out["by_fault_type"] = {k: _rca_block(v, entities) for k, v in sorted(by_type.items())}
     return out
+
+
+def rca_alarm_time(case: Case) -> datetime:
+    """The alarm time every RCA method is handed: the case's labelled ``inject_time``.
+
+    The one label that reaches a method (RCAEval's protocol, see docs/evaluation-method.md); the
+    chain integration calls this too, so ours and the baselines get the same instant.
+    """
+    return case.spec.rca.inject_time
 
 
 def baseline_rca(case: Case, method: str) -> RcaResult:
@@ -98,7 +111,7 @@ def baseline_rca(case: Case, method: str) -> RcaResult:
     scaler: bl.Scaler = "robust" if method == "baro" else "standard"
     ranked = bl.rank_metrics(
         case.metrics(),
-        case.spec.rca.inject_time,
+        rca_alarm_time(case),
         scaler=scaler,
         entity_filter=bl.is_service_entity,
     )
@@ -127,7 +140,34 @@ class DetectionResult:
     culprits: tuple[tuple[str, ...], ...] = field(default=())
 
     def spans(self) -> list[sc.IndexSpan]:
+        """The case's labelled windows as index spans over :attr:`timeline`."""
         return sc.window_index_spans(self.timeline, self.case.spec.detection.anomaly_windows)
+
+    @classmethod
+    def from_alarm_times(
+        cls,
+        case: Case,
+        alarm_times: Iterable[datetime],
+        *,
+        culprits: Sequence[Sequence[str]] = (),
+    ) -> DetectionResult:
+        """A result from alarm instants (what the chain's anomaly findings carry).
+
+        The timeline is the case's own (:func:`case_timeline`); each alarm marks the latest
+        sample at or before it.
+        """
+        timeline = case_timeline(case)
+        return cls(
+            case,
+            timeline,
+            sc.alarm_mask(timeline, alarm_times),
+            culprits=tuple(tuple(c) for c in culprits),
+        )
+
+
+def case_timeline(case: Case) -> npt.NDArray[np.datetime64]:
+    """The sorted, unique sample instants of a case's ``metrics.parquet``."""
+    return _timeline(case.metrics())
 
 
 def _anchors(result: DetectionResult, spans: Sequence[sc.IndexSpan]) -> list[np.datetime64] | None:
