@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
@@ -209,7 +209,7 @@ def rank_metrics(
     if frame.is_empty():
         return []
     wide = to_wide(frame)
-    cut = np.datetime64(alarm_time.replace(tzinfo=None), "ms")
+    cut = np.datetime64(alarm_time.astimezone(UTC).replace(tzinfo=None), "ms")
     before = wide.times < cut
     fit = fit_scaler(wide.values[before], scaler)
     scores = (
