@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sreagent import __version__
-from sreagent.api.errors import register_error_handlers
+from sreagent.api.errors import ERROR_RESPONSES, register_error_handlers
 from sreagent.api.metrics import build_registry
 from sreagent.api.routes import ROUTERS
 from sreagent.controller.service import Controller
@@ -52,5 +52,5 @@ def create_app(settings: Settings, *, chain: Chain | None = None) -> FastAPI:
     controller._flush_observer = lambda batches, seconds: flush_hist.observe(seconds)
     register_error_handlers(app)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     return app

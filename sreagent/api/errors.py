@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sreagent.controller.errors import (
@@ -62,6 +63,26 @@ def status_for(error: SreagentError) -> int:
         # (not JSON, not Arrow, not UTF-8, not gzip) is 400.
         return 422 if error.field else 400
     return 500
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    """Stable machine-readable code (docs/formats.md#error-codes)."""
+    message: str
+    field: str | None = None
+    """The offending field (``samples[12].value``), when one is to blame."""
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+    leader: str | None = None
+    """On a follower's 503: the leader's URL."""
+
+
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 500, 501, 503)
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody, "description": "error"} for status in ERROR_STATUSES
+}
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:

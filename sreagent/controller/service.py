@@ -243,12 +243,17 @@ class Controller:
     def receive_alerts(self, payload: dict[str, Any], *, actor: str) -> dict[str, Any]:
         """Open/enrich incidents from firing alerts, close them on resolved ones."""
         opened, enriched, closed = [], [], []
+        latest: dict[str, dict[str, Any]] = {}
         for alert in payload.get("alerts", []):
             labels = dict(alert.get("labels") or {})
             name = labels.get("alertname", "alert")
             host = (labels.get("host") or labels.get("node") or labels.get("instance")
                     or "unknown").split(":")[0]
             fingerprint = f"alertmanager:{alert.get('fingerprint') or name + ':' + host}"
+            # One delivery may repeat an alert; its last state in the delivery counts.
+            latest[fingerprint] = {**alert, "_name": name, "_host": host, "_labels": labels}
+        for fingerprint, alert in latest.items():
+            name, host, labels = alert["_name"], alert["_host"], alert["_labels"]
             if alert.get("status") == "resolved":
                 if self.store.close_incident(fingerprint):
                     closed.append(fingerprint)

@@ -31,7 +31,8 @@ class AlertmanagerWebhook(BaseModel):
     version: str = "4"
     status: str = "firing"
     groupKey: Annotated[str, Field(max_length=1024)] = ""  # noqa: N815
-    alerts: Annotated[list[AlertmanagerAlert], Field(max_length=1000)] = []
+    alerts: Annotated[list[AlertmanagerAlert], Field(max_length=200)] = []
+    """At most 200 per delivery (set ``max_alerts: 200`` on the Alertmanager receiver)."""
 
 
 @router.post("/alertmanager", dependencies=[LeaderOnly])

@@ -21,7 +21,7 @@ def list_incidents(
     return {"incidents": incidents, "count": len(incidents)}
 
 
-@router.get("/{incident_id}", responses={404: {}})
+@router.get("/{incident_id}")
 def get_incident(
     incident_id: Annotated[str, Path(min_length=1, max_length=256)],
     controller: ControllerDep, _: ReadScope,

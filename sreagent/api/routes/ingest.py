@@ -55,7 +55,6 @@ async def _read_body(request: Request) -> bytes:
     openapi_extra={"requestBody": {"required": True, "content": {
         ARROW_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
         "application/json": {"schema": {"type": "object"}}}}},
-    responses={400: {}, 401: {}, 403: {}, 409: {}, 413: {}, 415: {}, 422: {}, 503: {}},
 )
 async def post_batch(request: Request, controller: ControllerDep, who: IngestScope) -> Ack:
     """Validate, deduplicate and journal one batch; answer once it is durable."""

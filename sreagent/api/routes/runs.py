@@ -43,7 +43,7 @@ def list_runs(
     return {"runs": [_public(r) for r in runs], "count": len(runs)}
 
 
-@router.get("/{run_id}", responses={404: {}})
+@router.get("/{run_id}")
 def get_run(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     """One run with its approvals."""
     run = controller.store.get_run(run_id)
@@ -51,14 +51,14 @@ def get_run(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str,
             "chain": [s.name for s in controller.engine.chain.steps]}
 
 
-@router.get("/{run_id}/events", responses={404: {}})
+@router.get("/{run_id}/events")
 def run_events(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     """The run's event log, oldest first."""
     controller.store.get_run(run_id)
     return {"events": controller.store.list_events(run_id)}
 
 
-@router.get("/{run_id}/artifacts", responses={404: {}})
+@router.get("/{run_id}/artifacts")
 def run_artifacts(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     """The run's artifacts in chain order (full envelopes)."""
     controller.store.get_run(run_id)
@@ -75,7 +75,7 @@ def _package_dir(controller: ControllerDep, run_id: str) -> Any:
     return path
 
 
-@router.get("/{run_id}/evidence/files", responses={404: {}})
+@router.get("/{run_id}/evidence/files")
 def evidence_files(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     """The evidence package's files with sizes, hashes and row counts (from its manifest)."""
     from sreagent.evidence import read_manifest
@@ -86,8 +86,7 @@ def evidence_files(run_id: RunId, controller: ControllerDep, _: ReadScope) -> di
             "manifest_sha256": manifest.manifest_sha256}
 
 
-@router.get("/{run_id}/evidence", response_class=Response, responses={
-    200: {"content": {"application/zip": {}}}, 404: {}})
+@router.get("/{run_id}/evidence", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
 def evidence_zip(run_id: RunId, controller: ControllerDep, _: ReadScope) -> Response:
     """The evidence package as a zip (folder ``<run_id>/`` inside)."""
     path = _package_dir(controller, run_id)
@@ -100,7 +99,7 @@ def evidence_zip(run_id: RunId, controller: ControllerDep, _: ReadScope) -> Resp
         "Content-Disposition": f'attachment; filename="{run_id}.zip"'})
 
 
-@router.post("/{run_id}/approve", dependencies=[LeaderOnly], responses={404: {}, 409: {}})
+@router.post("/{run_id}/approve", dependencies=[LeaderOnly])
 def approve(run_id: RunId, controller: ControllerDep, who: ApproveScope,
             decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     """Approve the pending execution of a run awaiting approval; the run resumes."""
@@ -108,7 +107,7 @@ def approve(run_id: RunId, controller: ControllerDep, who: ApproveScope,
                               reason=decision.reason if decision else "")
 
 
-@router.post("/{run_id}/reject", dependencies=[LeaderOnly], responses={404: {}, 409: {}})
+@router.post("/{run_id}/reject", dependencies=[LeaderOnly])
 def reject(run_id: RunId, controller: ControllerDep, who: ApproveScope,
            decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
     """Reject it: the run resumes with the actions skipped and completes."""
@@ -116,7 +115,7 @@ def reject(run_id: RunId, controller: ControllerDep, who: ApproveScope,
                               reason=decision.reason if decision else "")
 
 
-@router.post("/{run_id}/cancel", dependencies=[LeaderOnly], responses={404: {}, 409: {}})
+@router.post("/{run_id}/cancel", dependencies=[LeaderOnly])
 def cancel(run_id: RunId, controller: ControllerDep, who: ApproveScope) -> dict[str, Any]:
     """Cancel a pending run or one awaiting approval."""
     controller.store.get_run(run_id)
