@@ -225,7 +225,7 @@ def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) 
     url = f"http://127.0.0.1:{ne_port}/metrics"
     result: dict[str, Any] = {}
     try:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=30) as client:
             deadline = time.monotonic() + 30
             while True:  # node_exporter up?
                 try:
@@ -250,9 +250,13 @@ def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) 
             scrapes = 0
             rss_samples = []
             next_due = t0
+            failed = 0
             while time.monotonic() - t0 < seconds:
-                client.get(url)
-                scrapes += 1
+                try:
+                    client.get(url)
+                    scrapes += 1
+                except httpx.HTTPError:  # a loaded machine; counted, not fatal
+                    failed += 1
                 rss_samples.append(rss_pss(collector.pid))
                 next_due += 1.0
                 time.sleep(max(0.0, next_due - time.monotonic()))
@@ -270,6 +274,8 @@ def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) 
             "collector_pss_bytes": int(statistics.median(p or 0 for _, p in rss_samples)),
             "exporter_cpu_s": e1 - e0,
             "exporter_scrapes": scrapes,
+            "exporter_failed_scrapes": failed,
+            "load_average_1m": os.getloadavg()[0],
             "exporter_cpu_per_scrape_s": (e1 - e0) / max(1, scrapes),
             "exporter_core_share": (e1 - e0) / wall,
             "exporter_rss_bytes": rss_pss(exporter.pid)[0],
@@ -379,7 +385,10 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         f"over loopback ({sbs['exporter_scrapes']} scrapes, about {sbs['exporter_series_lines']} "
         f"exposition lines each), the daemon sending one batch a second to a small acknowledging "
         f"server ({sbs['collector_batches']} batches). CPU of both processes comes from "
-        f"/proc/<pid>/stat (10 ms ticks); the in-process figures are thread CPU time.",
+        f"/proc/<pid>/stat (10 ms ticks); the in-process figures are thread CPU time. Load "
+        f"average at the end of the windows: "
+        + ", ".join(f"{v['load_average_1m']:.1f}" for v in variants.values())
+        + " (the machine is shared; figures drift with it).",
         "",
         "| figure | measured | target | |",
         "|---|---|---|---|",

@@ -110,30 +110,16 @@ def make_sampler(settings: CollectorSettings, *, persist_state: bool = True) -> 
     extra: list[Source] = []
     disabled = set(settings.sources.disabled)
     if "kmsg" not in disabled:
-        try:
-            from sreagent.collector._kmsg import KmsgSource
+        from sreagent.collector._kmsg import kmsg_source
 
-            extra.append(KmsgSource(Roots(), settings.state_dir if persist_state else None))
-        except ImportError as err:  # part of the tree that may not be installed
-            log.info("kmsg source unavailable: %s", err)
+        extra.append(kmsg_source(Roots(), settings.state_dir if persist_state else None))
     if "ebpf" not in disabled:
-        ebpf = _ebpf_source(settings)
-        if ebpf is not None:
-            extra.append(ebpf)
+        from sreagent.collector._ebpf import ebpf_source
+
+        # With --once the programs would run for one interval only; they still load, so the
+        # capability report says what this host can do.
+        extra.append(ebpf_source(Roots()))
     return Sampler(Roots(), options, extra_sources=extra)
-
-
-def _ebpf_source(settings: CollectorSettings) -> Source | None:
-    try:
-        from sreagent.collector import _ebpf
-    except ImportError as err:
-        log.info("eBPF source unavailable: %s", err)
-        return None
-    factory = getattr(_ebpf, "EbpfSource", None)
-    if factory is None:
-        return None
-    source: Source = factory()
-    return source
 
 
 def apply_shed(sampler: Sampler, wanted: Sequence[str]) -> None:
