@@ -26,7 +26,7 @@ class NoisyNeighbour(Injector):
     fault_class = "noisy_neighbour"
     observe = (
         "the aggressor's cpuacct.usage grows several times faster than the victim's; the "
-        "victim's cgroup2 cpu.pressure (some total) grows; the parent's nr_throttled grows"
+        "victim's cgroup2 cpu.pressure (some total) grows; on an otherwise idle host the parent's nr_throttled grows"
     )
     Options = NoisyNeighbourOptions
 

@@ -65,7 +65,8 @@ class Injection:
         return self.injector.finished()
 
     def wait(self, timeout_s: float | None = None, poll_s: float = 0.1) -> bool:
-        """Sleep until the deadline, the workers' end, or ``timeout_s``; True when it finished."""
+        """Sleep until the deadline, the workers' end, or ``timeout_s``; True when the workers
+        have all exited (they stop on their own shortly after the deadline)."""
         end = (
             self.deadline_monotonic
             if timeout_s is None
@@ -75,7 +76,7 @@ class Injection:
             if self.finished():
                 return True
             time.sleep(poll_s)
-        return self.finished() or time.monotonic() >= self.deadline_monotonic
+        return self.finished()
 
 
 def _raise_for(signum: int, frame: FrameType | None) -> None:
@@ -170,6 +171,7 @@ def run_injection(
     guard: subprocess.Popen[bytes] | None = None
     injector: Injector | None = None
     injection: Injection | None = None
+    started = False  # once inject() begins, anything named with the tag is ours
     try:
         stale = sweep(host) if sweep_stale else None
         injector = make_injector(name, tag, duration_s, host=host, **(options or {}))
@@ -179,6 +181,7 @@ def run_injection(
             guard = _start_guardian(host, tag, duration_s)
         with _signals_raise():
             start = time.monotonic()
+            started = True
             injector.inject()
             injection = Injection(
                 injector=injector,
@@ -195,7 +198,7 @@ def run_injection(
     finally:
         with _signals_deferred():
             cleanup = Cleanup()
-            if injector is not None:
+            if injector is not None and started:
                 undone = injector.undo()
                 _stop_guardian(guard)
                 left = [x for x in find_leftovers(host, tag=tag) if x.kind != "lockfile"]
