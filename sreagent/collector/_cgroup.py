@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,15 +221,27 @@ def _int(raw: bytes | None) -> int | None:
         return None
 
 
-def _reader(d: str, files: frozenset[str]) -> Callable[[str], bytes | None]:
-    def read(name: str) -> bytes | None:
-        return read_optional(f"{d}/{name}") if name in files else None
+class _Reader:
+    """Reads files of one cgroup directory that its listing showed; notes vanished ones."""
 
-    return read
+    __slots__ = ("d", "files", "vanished")
+
+    def __init__(self, d: str, files: frozenset[str]) -> None:
+        self.d = d
+        self.files = files
+        self.vanished = False
+
+    def __call__(self, name: str) -> bytes | None:
+        if name not in self.files:
+            return None
+        raw = read_optional(f"{self.d}/{name}")
+        if raw is None:
+            self.vanished = True  # the cgroup was removed since the walk
+        return raw
 
 
-def read_v1(reading: _Reading, controller: str, d: str, files: frozenset[str]) -> None:
-    read = _reader(d, files)
+def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) -> None:
+    """One v1 controller's files; the limit files only when ``limits`` (they rarely change)."""
     if controller == "cpu":
         raw = read("cpu.stat")
         if raw is not None:
@@ -237,18 +249,20 @@ def read_v1(reading: _Reading, controller: str, d: str, files: frozenset[str]) -
             reading.periods = stat.get("nr_periods")
             reading.throttled = stat.get("nr_throttled")
             reading.throttled_ns = stat.get("throttled_time")
-        quota = _int(read("cpu.cfs_quota_us"))
-        period = _int(read("cpu.cfs_period_us"))
-        if quota is not None and quota > 0 and period:
-            reading.limit_cores = quota / period
+        if limits:
+            quota = _int(read("cpu.cfs_quota_us"))
+            period = _int(read("cpu.cfs_period_us"))
+            if quota is not None and quota > 0 and period:
+                reading.limit_cores = quota / period
     elif controller == "cpuacct":
         usage = _int(read("cpuacct.usage"))
         if usage is not None:
             reading.usage_ns = usage
     elif controller == "memory":
         reading.mem_used = _int(read("memory.usage_in_bytes"))
-        limit = _int(read("memory.limit_in_bytes"))
-        reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
+        if limits:
+            limit = _int(read("memory.limit_in_bytes"))
+            reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
         reading.failcnt = _int(read("memory.failcnt"))
         raw = read("memory.oom_control")
         if raw is not None:
@@ -259,25 +273,27 @@ def read_v1(reading: _Reading, controller: str, d: str, files: frozenset[str]) -
             reading.io = parse_blkio_service_bytes(raw)
 
 
-def read_v2(reading: _Reading, d: str, files: frozenset[str]) -> None:
-    read = _reader(d, files)
+def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
+    """A v2 cgroup's files; the limit files only when ``limits``."""
     raw = read("cpu.stat")
     if raw is not None:
         stat = parse_flat_keyed(raw)
-        if "usage_usec" in stat and reading.usage_ns is None:
+        if "usage_usec" in stat:
             reading.usage_ns = stat["usage_usec"] * 1000
         if "nr_periods" in stat:
             reading.periods = stat["nr_periods"]
             reading.throttled = stat.get("nr_throttled")
             reading.throttled_ns = stat.get("throttled_usec", 0) * 1000
-    raw = read("cpu.max")
-    if raw is not None:
-        reading.limit_cores = parse_cpu_max(raw)
+    if limits:
+        raw = read("cpu.max")
+        if raw is not None:
+            reading.limit_cores = parse_cpu_max(raw)
     current = _int(read("memory.current"))
     if current is not None:
         reading.mem_used = current
-        limit = _int(read("memory.max"))  # "max" parses as None: no limit
-        reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
+        if limits:
+            limit = _int(read("memory.max"))  # "max" parses as None: no limit
+            reading.mem_limit = limit if limit is not None and limit < UNLIMITED else None
         raw = read("memory.events")
         if raw is not None:
             events = parse_flat_keyed(raw)
@@ -301,8 +317,15 @@ class CgroupSource:
     name = "cgroup"
     optional = True
 
-    def __init__(self, roots: Roots, *, max_depth: int = 4, max_cgroups: int = 200) -> None:
+    def __init__(
+        self, roots: Roots, *, max_depth: int = 4, max_cgroups: int = 200, rewalk_every: int = 30
+    ) -> None:
         self._roots = roots
+        self._rewalk_every = rewalk_every
+        self._layout: list[tuple[str | None, str, _Reader]] | None = None
+        self._limits: dict[str, tuple[float | None, int | None]] = {}
+        self._reads = 0
+        self._stale = False
         self._max_depth = max_depth
         self._max_cgroups = max_cgroups
         raw = read_optional(roots.proc / "self/mounts")
@@ -325,26 +348,55 @@ class CgroupSource:
             parts.append(f"truncated to {self._max_cgroups} cgroups per hierarchy")
         return capability(self.name, "kernel", "; ".join(parts))
 
-    def readings(self) -> dict[str, _Reading]:
-        out: dict[str, _Reading] = {}
+    def _walk(self) -> None:
+        """List the cgroups to read (bounded) and remember each directory's file names."""
+        layout: list[tuple[str | None, str, _Reader]] = []
         truncated = False
         limit = self._max_cgroups
+        roots: list[tuple[str | None, Path]] = []
         if self.hierarchies.v2 is not None:
-            for rel, d, files in walk_cgroups(self.hierarchies.v2, self._max_depth, limit + 1):
-                if len(out) >= limit:
-                    truncated = True
-                    break
-                read_v2(out.setdefault(rel, _Reading()), d, files)
+            roots.append((None, self.hierarchies.v2))
         # v1 controllers after v2: on a hybrid host they are the ones that enforce limits.
-        for controller, root in self.hierarchies.v1.items():
+        roots.extend(self.hierarchies.v1.items())
+        for controller, root in roots:
             for count, (rel, d, files) in enumerate(
                 walk_cgroups(root, self._max_depth, limit + 1), start=1
             ):
                 if count > limit:
                     truncated = True
                     break
-                read_v1(out.setdefault(rel, _Reading()), controller, d, files)
+                layout.append((controller, rel, _Reader(d, files)))
+        self._layout = layout
         self._truncated = truncated
+
+    def readings(self) -> dict[str, _Reading]:
+        """One reading per cgroup path, merged across hierarchies.
+
+        The directory walk and the limit files (quota, memory limit) are refreshed every
+        ``rewalk_every`` reads, or at once when a listed cgroup has vanished; the counters
+        are read every time.
+        """
+        refresh = self._layout is None or self._reads % self._rewalk_every == 0 or self._stale
+        self._reads += 1
+        if refresh:
+            self._walk()
+            self._limits = {}
+        out: dict[str, _Reading] = {}
+        stale = False
+        for controller, rel, reader in self._layout or []:
+            reading = out.setdefault(rel, _Reading())
+            if controller is None:
+                read_v2(reading, reader, limits=refresh)
+            else:
+                read_v1(reading, controller, reader, limits=refresh)
+            stale = stale or reader.vanished
+            reader.vanished = False
+        for rel, reading in out.items():
+            if refresh:
+                self._limits[rel] = (reading.limit_cores, reading.mem_limit)
+            else:
+                reading.limit_cores, reading.mem_limit = self._limits.get(rel, (None, None))
+        self._stale = stale
         return out
 
     def read(self, now_ns: int) -> SourceOutput:

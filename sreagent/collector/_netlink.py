@@ -20,7 +20,7 @@ from sreagent.collector._common import (
     read_int,
     sample,
 )
-from sreagent.collector._nl import NLM_F_DUMP, NetlinkSocket, attributes
+from sreagent.collector._nl import NLA_TYPE_MASK, NLM_F_DUMP, NetlinkSocket
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.telemetry import Event, Sample, SourceCapability
 
@@ -52,9 +52,17 @@ class LinkStats:
     carrier_changes: int | None = None
 
 
+_WANTED = frozenset({IFLA_IFNAME, IFLA_STATS64, IFLA_CARRIER, IFLA_CARRIER_CHANGES})
+
+
 def parse_link_dump(replies: list[tuple[int, memoryview]]) -> list[LinkStats]:
-    """RTM_NEWLINK messages of a dump as link statistics (links without IFLA_STATS64 skipped)."""
+    """RTM_NEWLINK messages of a dump as link statistics (links without IFLA_STATS64 skipped).
+
+    A link message carries some fifty attributes; only four are wanted, so the loop reads
+    attribute headers in place and slices only those four.
+    """
     links = []
+    unpack_header = struct.Struct("=HH").unpack_from
     for msg_type, payload in replies:
         if msg_type != RTM_NEWLINK:
             continue
@@ -62,15 +70,24 @@ def parse_link_dump(replies: list[tuple[int, memoryview]]) -> list[LinkStats]:
         stats = None
         carrier = None
         changes = None
-        for attr_type, value in attributes(payload, IFINFOMSG.size):
-            if attr_type == IFLA_IFNAME:
-                name = bytes(value).rstrip(b"\0").decode()
-            elif attr_type == IFLA_STATS64:
-                stats = STATS64_HEAD.unpack_from(value, 0)
-            elif attr_type == IFLA_CARRIER:
-                carrier = value[0] == 1
-            elif attr_type == IFLA_CARRIER_CHANGES:
-                (changes,) = struct.unpack_from("=I", value, 0)
+        offset = IFINFOMSG.size
+        size = len(payload)
+        while offset + 4 <= size:
+            length, attr_type = unpack_header(payload, offset)
+            if length < 4:
+                break
+            attr_type &= NLA_TYPE_MASK
+            if attr_type in _WANTED:
+                start = offset + 4
+                if attr_type == IFLA_IFNAME:
+                    name = bytes(payload[start : offset + length]).rstrip(b"\0").decode()
+                elif attr_type == IFLA_STATS64:
+                    stats = STATS64_HEAD.unpack_from(payload, start)
+                elif attr_type == IFLA_CARRIER:
+                    carrier = payload[start] == 1
+                else:
+                    (changes,) = struct.unpack_from("=I", payload, start)
+            offset += (length + 3) & ~3
         if name is None or stats is None:
             continue
         rxp, txp, rxb, txb, rxe, txe, rxd, txd = stats

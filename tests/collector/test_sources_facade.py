@@ -204,3 +204,26 @@ def test_builtin_names_are_stable() -> None:
         "inventory",
         "scrape",
     )
+
+
+def test_fast_sample_is_indistinguishable_from_a_validated_one() -> None:
+    """The collector's trusted constructor must build exactly what pydantic builds."""
+    from sreagent.telemetry import Sample
+
+    fast = sample(T0, "pressure_some_ratio", "host", 0.25, {"resource": "io"})
+    built = Sample.model_construct(
+        ts_ns=T0, metric="pressure_some_ratio", entity="host", labels={"resource": "io"}, value=0.25
+    )
+    validated = Sample.model_validate(fast.model_dump())
+    assert fast == built == validated
+    for attr in (
+        "__dict__",
+        "__pydantic_fields_set__",
+        "__pydantic_extra__",
+        "__pydantic_private__",
+    ):
+        assert getattr(fast, attr) == getattr(validated, attr), attr
+    assert fast.model_dump_json() == validated.model_dump_json()
+    assert isinstance(fast.value, float) and sample(T0, "procs_running", "host", 3).value == 3.0
+    with pytest.raises(Exception, match="frozen"):
+        fast.value = 1.0  # type: ignore[misc]

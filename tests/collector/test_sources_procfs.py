@@ -679,3 +679,90 @@ def test_every_fixture_sample_is_a_valid_named_metric(tmp_path: Path) -> None:
                 seen.add(s.metric)
     assert len(seen) > 60
     assert values  # the helper module is imported for its side-effect-free functions
+
+
+def test_cgroup_limits_are_cached_between_walks_and_removal_triggers_a_rewalk(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    root = tmp_path / "tree"
+    shutil.copytree(PROCFS / "cgroup-v2-kubepods-t0", root, symlinks=True)
+    from sreagent.collector import Roots
+
+    source = CgroupSource(Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=3)
+    docker = next((root / "sys/fs/cgroup/system.slice").glob("docker-*.scope"))
+    entity = "cgroup/system.slice/" + docker.name
+
+    def limit() -> float | None:
+        got = [
+            s.value
+            for s in source.read(T0).samples
+            if s.entity == entity and s.metric == "cgroup_memory_limit_bytes"
+        ]
+        return got[0] if got else None
+
+    assert limit() is None  # memory.max "max"
+    (docker / "memory.max").write_text("1048576\n")
+    assert limit() is None  # second read: limits come from the cache
+    assert limit() is None  # third read
+    assert limit() == 1048576  # fourth read re-walks (every 3 reads) and re-reads limits
+    shutil.rmtree(docker)
+    entities = {s.entity for s in source.read(T0).samples}  # vanished: no crash
+    assert entity not in entities
+    assert source._stale
+    source.read(T0)
+    assert not source._stale
+
+
+# --- raw netlink replies ---------------------------------------------------------------------
+
+
+def _replies(name: str) -> list[tuple[int, memoryview]]:
+    from sreagent.collector._nl import messages
+
+    raw = (PROCFS / "netlink-dumps" / name).read_bytes()
+    return [(msg_type, payload) for msg_type, _seq, payload in messages(raw)]
+
+
+def test_rtm_getlink_dump_is_decoded() -> None:
+    from sreagent.collector._netlink import parse_link_dump
+
+    links = {x.name: x for x in parse_link_dump(_replies("rtm_getlink.bin"))}
+    assert list(links) == ["lo", "ifb0", "ifb1", "eth0"]
+    eth0 = links["eth0"]
+    assert (eth0.rx_bytes, eth0.tx_bytes, eth0.rx_packets, eth0.tx_packets) == (
+        972815917,
+        1089984,
+        25021,
+        10759,
+    )
+    assert (eth0.carrier, eth0.carrier_changes) == (True, 2)
+    assert (links["lo"].rx_bytes, links["lo"].tx_packets) == (40611738, 43734)
+
+
+def test_inet_diag_listen_dump_is_decoded() -> None:
+    from sreagent.collector._sockdiag import listen_samples, parse_diag_dump
+
+    sockets = parse_diag_dump(_replies("inet_diag_listen_v4.bin"))
+    # A listener with backlog 7 and two connections waiting, captured with the others.
+    assert [(s.local_port, s.rqueue, s.wqueue) for s in sockets] == [
+        (47265, 2, 7),
+        (2024, 0, 128),
+        (18765, 0, 2048),
+        (33303, 0, 4096),
+        (32857, 0, 5),
+    ]
+    samples = listen_samples(T0, sockets)
+    assert samples[0].labels == {"port": "47265"}  # fullest first
+    assert one(samples, "tcp_listen_backlog_ratio", port="47265") == pytest.approx(2 / 7)
+
+
+def test_truncated_netlink_buffer_yields_the_complete_messages_only() -> None:
+    from sreagent.collector._nl import messages
+
+    raw = (PROCFS / "netlink-dumps" / "rtm_getlink.bin").read_bytes()
+    whole = list(messages(raw))
+    cut = list(messages(raw[: len(raw) - 10]))
+    assert len(cut) < len(whole)
+    assert [bytes(p) for _, _, p in cut] == [bytes(p) for _, _, p in whole[: len(cut)]]
