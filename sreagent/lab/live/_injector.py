@@ -217,7 +217,11 @@ def memory_limit_settings(
     mounts: CgroupMounts, limit_bytes: int
 ) -> tuple[Path, list[tuple[str, str]]]:
     if "memory" in mounts.v1:
-        return mounts.v1["memory"], [("memory.limit_in_bytes", str(limit_bytes))]
+        # swappiness 0: on a host with swap the leak must meet the limit, not the swap device.
+        return mounts.v1["memory"], [
+            ("memory.limit_in_bytes", str(limit_bytes)),
+            ("memory.swappiness", "0"),
+        ]
     if mounts.v2 is not None and "memory" in _v2_subtree(mounts.v2):
         return mounts.v2, [("memory.max", str(limit_bytes)), ("memory.swap.max", "0")]
     raise LabRefused(
