@@ -25,7 +25,8 @@ class FaultClass(StrEnum):
     MEMORY_LEAK_OOM = "memory_leak_oom"
     """A process leaks until the kernel OOM killer kills it (kmsg ``oom_kill`` event)."""
     SWAP_THRASH = "swap_thrash"
-    """The working set exceeds RAM: swap-in/out, major faults, memory pressure."""
+    """The working set exceeds RAM: swap-in/out, major faults, memory pressure (a host
+    condition; ``params.process`` names the process whose growth drives it)."""
     DISK_IO_SATURATION = "disk_io_saturation"
     """A device is saturated: utilisation near 1, await and IO pressure up."""
     FILESYSTEM_FULL = "filesystem_full"
@@ -39,7 +40,8 @@ class FaultClass(StrEnum):
     NIC_LINK_FLAP = "nic_link_flap"
     """A NIC's carrier goes down and up repeatedly."""
     LISTEN_BACKLOG_OVERFLOW = "listen_backlog_overflow"
-    """A listener's accept queue fills; SYNs and connections are dropped."""
+    """A listener's accept queue fills; SYNs and connections are dropped (reported on
+    ``host`` with a ``port`` label, which is where the kernel counts it; ``params.port``)."""
     NOISY_NEIGHBOUR = "noisy_neighbour"
     """Another tenant's cgroup takes a shared resource (disk IO or CPU) from its neighbours."""
     GPU_THERMAL_THROTTLE = "gpu_thermal_throttle"
@@ -195,7 +197,7 @@ CATALOGUE: dict[FaultClass, CatalogueEntry] = {
                              "pressure_stall_seconds_total", "processes_total",
                              "process_exits_per_second"},
                ("oom_kill", "process_exit", "process_restart")),
-        _entry(F.SWAP_THRASH, "process", R.REDUCE_MEMORY_PRESSURE,
+        _entry(F.SWAP_THRASH, "host", R.REDUCE_MEMORY_PRESSURE,
                ("swap_in_pages_per_second", "swap_out_pages_per_second",
                 "major_page_faults_per_second", "pressure_some_ratio"),
                _MEM_MOVES | _IO_MOVES | {"swap_used_bytes", "major_page_faults_per_second",
@@ -224,7 +226,7 @@ CATALOGUE: dict[FaultClass, CatalogueEntry] = {
                _NET_MOVES | {"tcp_retransmit_ratio", "tcp_retransmits_per_second",
                              "tcp_established"},
                ("link_down", "link_up")),
-        _entry(F.LISTEN_BACKLOG_OVERFLOW, "process", R.RAISE_LISTEN_BACKLOG,
+        _entry(F.LISTEN_BACKLOG_OVERFLOW, "host", R.RAISE_LISTEN_BACKLOG,
                ("tcp_listen_backlog_ratio", "tcp_listen_overflows_per_second",
                 "tcp_listen_drops_per_second"),
                {"tcp_established"}),

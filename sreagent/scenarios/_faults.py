@@ -157,7 +157,7 @@ def swap_thrash(world: World, fault: Fault, _: int) -> Window:
     if prof.swap_bytes == 0:
         raise BadInput(f"swap_thrash needs a profile with swap; {prof.name} has none",
                        field="faults")
-    proc = _process(world, fault.target)
+    proc = _process(world, f"process/{int(_param(fault, 'process', 0))}")
     others = sum(float(np.median(p.rss)) for p in world.procs if p is not proc)
     over = min(prof.swap_bytes * 0.6, prof.memory_bytes * 0.2) * min(fault.intensity, 1.5)
     target = prof.memory_bytes * 0.98 - prof.kernel_memory_bytes - others + over
@@ -256,11 +256,11 @@ def nic_link_flap(world: World, fault: Fault, _: int) -> Window:
 
 
 def listen_backlog_overflow(world: World, fault: Fault, _: int) -> Window:
-    proc = _process(world, fault.target)
-    if proc.listen_port is None:
-        raise BadInput(f"{fault.target} does not listen on a port", field="faults.target")
+    port = int(_param(fault, "port", 0))
+    if port not in world.listen_fill:
+        raise BadInput(f"params.port {port} is not a listening port of profile "
+                       f"{world.profile.name}: {sorted(world.listen_fill)}", field="faults.params")
     env = _env(world, fault)
-    port = proc.listen_port
     world.listen_fill[port] = world.listen_fill[port] + env * 0.98
     noise = np.abs(world.rng("fault-listen", port).standard_normal(world.steps))
     world.listen_overflow[port] = world.listen_overflow[port] + (env >= 0.95) * fault.intensity * (40 + 15 * noise)
