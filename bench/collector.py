@@ -167,6 +167,63 @@ def measure_in_process(samples: int) -> dict[str, Any]:
     return out
 
 
+def import_rss() -> dict[str, int]:
+    """RSS of a fresh interpreter after importing each module (where the daemon's memory goes)."""
+    out = {}
+    for module in (
+        "sys",
+        "pyarrow",
+        "sreagent.telemetry",
+        "sreagent.collector",
+        "sreagent.collector.daemon",
+        "sreagent.collector._kmsg",
+        "bcc",
+    ):
+        code = (
+            f"import {module}, sys\n"
+            "print(int(open('/proc/self/statm').read().split()[1]) * "
+            f"{os.sysconf('SC_PAGE_SIZE')}, 'polars' in sys.modules)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode == 0:
+            rss, polars = done.stdout.split()
+            out[module + (" (loads polars)" if polars == "True" else "")] = int(rss)
+    return out
+
+
+def send_cost(rounds: int) -> float:
+    """Client-side CPU of one POST and acknowledgement through the collector's transport."""
+    from sreagent.collector.transport import BatchKey, Transport
+    from sreagent.telemetry import Batch, Sample, encode_batch
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    transport = Transport([f"http://127.0.0.1:{server.server_address[1]}"])
+    costs = []
+    try:
+        for seq in range(1, rounds + 1):
+            batch = Batch(
+                collector_id="bench",
+                host="bench",
+                producer_epoch="e1",
+                seq=seq,
+                sent_at_ns=seq,
+                samples=[
+                    Sample(ts_ns=seq, metric="load_average_1m", entity="host", value=1.0)
+                    for _ in range(150)
+                ],
+            )
+            body = encode_batch(batch)
+            started = time.thread_time()
+            result = transport.send(BatchKey("bench", "e1", seq), body)
+            costs.append(time.thread_time() - started)
+            assert result.outcome == "delivered", result
+    finally:
+        transport.close()
+        server.shutdown()
+    return statistics.median(costs)
+
+
 # --------------------------------------------------------------------------- side by side
 
 
@@ -400,8 +457,28 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         f"{inproc['batch_bytes']} bytes. node_exporter's own RSS: "
         f"{sbs['exporter_rss_bytes'] / MIB:.1f} MiB.",
         "",
+        "RSS of a fresh interpreter after one import (where the daemon's memory goes): "
+        + ", ".join(f"`{m}` {v / MIB:.0f} MiB" for m, v in inproc["import_rss_bytes"].items())
+        + ".",
+        "",
+        READING,
     ]
     return "\n".join(lines)
+
+
+READING = """Reading the figures. The daemon's CPU per interval is the facade's sample (the
+built-in sources, part A), the batch build and Arrow encode (the contract's `encode_batch`),
+the HTTP send, the spool's durable cursor write after each acknowledgement, and the process
+scan every 15 s (shown as the full snapshot above, divided over its interval). The CPU targets
+are stated per sample; the whole daemon per batch is compared with node_exporter per scrape
+because both are what one interval of monitoring costs the host, but they do not do the same
+work: node_exporter serves about a thousand exposition lines on request, the collector reads
+kernel interfaces, keeps a crash-safe spool and pushes acknowledged batches. Memory is
+dominated by libraries, not data: pyarrow (the wire encoding) alone is about 50 MiB of RSS,
+BCC maps LLVM for the eBPF programs, and importing `sreagent.evidence` (done by the kmsg
+source for its atomic cursor write) loads polars, about 30 MiB more; PSS is lower than RSS
+because those shared libraries are shared with other Python processes. The spool itself
+imports none of them."""
 
 
 def write_section(text: str) -> None:
@@ -423,6 +500,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     inproc = measure_in_process(args.samples)
+    inproc["send_cpu_median_s"] = send_cost(args.samples)
+    inproc["import_rss_bytes"] = import_rss()
     variants = {
         "all sources": side_by_side(args.seconds, args.warmup),
         "without eBPF": side_by_side(args.seconds, args.warmup, disabled=("ebpf",)),
