@@ -46,7 +46,7 @@ AdminScope = Annotated[Principal, Depends(_scoped("admin"))]
 
 def require_leader(controller: ControllerDep) -> None:
     """Writes happen on the leader only; a follower names it."""
-    if not controller.leader.is_leader:
+    if not controller.is_leader:
         raise NotLeader(
             "this controller is a follower; send writes to the leader",
             leader=controller.leader.leader_url or None,

@@ -57,7 +57,7 @@ class ControllerCollector(Collector):
         yield GaugeMetricFamily("sreagent_runs_active", "Runs being driven now",
                                 value=c.engine.active)
         yield GaugeMetricFamily("sreagent_leader", "1 when this controller is the leader",
-                                value=1 if c.leader.is_leader else 0)
+                                value=1 if c.is_leader else 0)
         notes = CounterMetricFamily("sreagent_notifications", "Notifications by result",
                                     labels=["result"])
         notes.add_metric(["sent"], c.notifier.sent)

@@ -126,6 +126,8 @@ class _Slot:
 class _State:
     slots: list[_Slot] = field(default_factory=list)
     inventory: Inventory | None = None
+    last_costs: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of each source read during the last sample."""
 
 
 class Sampler:
@@ -256,6 +258,7 @@ class Sampler:
         ``collector_source_errors_total`` counts it) and the others carry on.
         """
         merged = SourceOutput()
+        costs = self._state.last_costs = {}
         for slot in self._state.slots:
             if slot.shed:
                 continue
@@ -272,6 +275,7 @@ class Sampler:
                 continue
             finally:
                 slot.cpu_ns = time.thread_time_ns() - started
+                costs[slot.source.name] = slot.cpu_ns / 1e9
             slot.error = None
             merged.samples.extend(got.samples)
             merged.processes.extend(got.processes)
@@ -297,8 +301,9 @@ class Sampler:
         self.sample(now_ns, full=True)
 
     def source_cpu_seconds(self) -> dict[str, float]:
-        """CPU time of each source's last read (for budgeting and the benchmark)."""
-        return {slot.source.name: slot.cpu_ns / 1e9 for slot in self._state.slots}
+        """Thread CPU seconds of each source read during the last :meth:`sample` call
+        (sources not due, or shed, are absent), for budgeting and the benchmark."""
+        return dict(self._state.last_costs)
 
     def shed(self, names: Iterable[str]) -> list[str]:
         """Turn the named optional sources off; returns those newly shed.

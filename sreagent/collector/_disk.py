@@ -32,6 +32,8 @@ from sreagent.telemetry import Sample, SourceCapability
 SECTOR_BYTES = 512
 """The stat files count 512-byte sectors whatever the device's block size (iostats.rst)."""
 SKIPPED_PREFIXES = ("loop", "ram", "fd", "sr")
+MOUNTS_EVERY = 10
+"""Reads between two parses of /proc/self/mounts."""
 """Loop, RAM disks, floppies and optical drives tell nothing about storage health."""
 
 
@@ -162,6 +164,8 @@ class DiskSource:
         self._interval = Interval()
         self._use_sysfs = self._block.is_dir()
         self._nodev: set[str] | None = None
+        self._mount_list: list[tuple[str, str, str]] | None = None
+        self._fs_reads = 0
 
     def capability(self) -> SourceCapability:
         if self._use_sysfs:
@@ -246,19 +250,25 @@ class DiskSource:
         out.extend(self._filesystem_samples(now_ns))
         return SourceOutput(samples=out)
 
+    def _real_mounts(self) -> list[tuple[str, str, str]]:
+        """Block-device mounts, re-read every ``MOUNTS_EVERY`` reads (mounts rarely change)."""
+        if self._mount_list is None or self._fs_reads % MOUNTS_EVERY == 0:
+            if self._nodev is None:
+                raw = read_optional(self._filesystems)
+                self._nodev = parse_nodev_types(raw) if raw is not None else set()
+            raw_mounts = read_optional(self._mounts)
+            self._mount_list = real_mounts(raw_mounts, self._nodev) if raw_mounts else []
+        self._fs_reads += 1
+        return self._mount_list
+
     def _filesystem_samples(self, now_ns: int) -> list[Sample]:
-        if self._nodev is None:
-            raw = read_optional(self._filesystems)
-            self._nodev = parse_nodev_types(raw) if raw is not None else set()
-        raw_mounts = read_optional(self._mounts)
-        if raw_mounts is None:
-            return []
         out = []
-        for _device, mount_point, _fstype in real_mounts(raw_mounts, self._nodev):
+        for _device, mount_point, _fstype in self._real_mounts():
             try:
                 st = self._statvfs(mount_point)
             except OSError:
-                continue  # unmounted between the two reads, or a stale mount
+                self._mount_list = None  # unmounted since the list was read: re-read next time
+                continue
             used_ratio, free_bytes, inode_ratio = fs_usage(st)
             entity = f"fs/{mount_point}"
             out.append(sample(now_ns, "filesystem_used_ratio", entity, used_ratio))

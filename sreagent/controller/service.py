@@ -75,10 +75,11 @@ class Controller:
                     "require_approval": wf.require_approval, "dry_run": wf.dry_run},
             max_concurrent=wf.max_concurrent_runs, require_approval=wf.require_approval,
             hooks=EngineHooks(notify=self.notifier.notify, on_finished=self._run_finished),
-            journal_lock=self.journal_lock, is_leader=lambda: self.leader.is_leader,
+            journal_lock=self.journal_lock, is_leader=lambda: self.is_leader,
             sync_journal=lambda: self.ingest.group_commit.flush_parquet(),
         )
         self._open_fingerprints: set[str] = set()
+        self._leader_ready = False
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
         self.ready = False
@@ -88,23 +89,23 @@ class Controller:
     def start(self) -> None:
         self.store.migrate()
         self.settings.journal_root.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temporaries(self.settings.journal_root)
-        finished = finish_interrupted_compactions(self.settings.journal_root)
-        if removed or finished:
-            log.warning("journal recovery: %d temporaries removed, %d compactions finished",
-                        len(removed), finished)
-        self.ingest.recover(self.writer_id)
-        self._rebuild_hot_state()
-        self._open_fingerprints = self.store.open_fingerprints()
         self.notifier.start()
+        # The first lease tick runs here; becoming leader recovers the journal (below) before
+        # this controller accepts a single batch.
         self.leader.start()
+        if not self.settings.leader.enabled:
+            self._leadership_changed(True)
+        self._rebuild_hot_state()
         self.engine.start()
-        if self.leader.is_leader:
-            self.engine.recover()
         self._compactor = threading.Thread(target=self._compact_loop, name="journal-compactor",
                                            daemon=True)
         self._compactor.start()
         self.ready = True
+
+    @property
+    def is_leader(self) -> bool:
+        """Leader AND done taking over (journal recovered): only then ingest and run."""
+        return self._leader_ready and self.leader.is_leader
 
     def stop(self) -> None:
         self.ready = False
@@ -118,12 +119,23 @@ class Controller:
         self.store.close()
 
     def _leadership_changed(self, leader: bool) -> None:
-        if leader:
-            # A new leader first makes sure every batch the old one journalled has a receipt,
-            # then takes over the runs it left behind.
-            self.ingest.recover(self.writer_id)
-            self._open_fingerprints = self.store.open_fingerprints()
-            self.engine.recover()
+        if not leader:
+            self._leader_ready = False
+            return
+        # A new leader first finishes what the previous writer left in the shared journal
+        # (its write-ahead log, temporaries, an interrupted compaction), makes sure every
+        # journalled batch has a receipt, then takes over its runs. Only then does it ingest.
+        root = self.settings.journal_root
+        removed = remove_stale_temporaries(root)
+        finished = finish_interrupted_compactions(root)
+        recovered = self.ingest.recover(self.writer_id)
+        if removed or finished or recovered:
+            log.warning("journal recovery: %d temporaries removed, %d compactions finished, "
+                        "%d batches replayed from the write-ahead log", len(removed), finished,
+                        recovered)
+        self._open_fingerprints = self.store.open_fingerprints()
+        self._leader_ready = True
+        self.engine.recover()
 
     def _rebuild_hot_state(self) -> None:
         window = self.settings.hot_state.rebuild_window_s
@@ -158,7 +170,7 @@ class Controller:
     def _compact_loop(self) -> None:
         interval = self.settings.journal.compact_interval_s
         while not self._stop.wait(interval):
-            if not self.leader.is_leader:
+            if not self.is_leader:
                 continue
             try:
                 with self.journal_lock:
@@ -270,7 +282,7 @@ class Controller:
                 severity=severity, labels=labels)
             if is_new:
                 opened.append(incident["incident_id"])
-                if self.leader.is_leader:
+                if self.is_leader:
                     self._start_run(incident, trigger=f"alertmanager:{name}", end_ns=self.clock())
             else:
                 enriched.append(incident["incident_id"])

@@ -18,6 +18,16 @@ from sreagent.roles.planner import plan
 from sreagent.roles.policy import gate, idempotency_key
 from sreagent.roles.verifier import verify
 
+
+
+def lab_verdict(scenario: object, output: object = None) -> dict[str, object]:
+    """The ``sreagent lab run`` hook (sreagent.chain.lab.lab_verdict); imported lazily because
+    the chain runner imports the roles."""
+    from sreagent.chain.lab import lab_verdict as verdict
+
+    return verdict(scenario, output)
+
+
 __all__ = [
     "FAULT_CLASSES",
     "HYPOTHESIS_CATALOGUE",
@@ -31,6 +41,7 @@ __all__ = [
     "gate",
     "hypothesise",
     "idempotency_key",
+    "lab_verdict",
     "observe",
     "past_incident",
     "plan",

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from sreagent.roles._stats import Baseline, baseline, counter_increments, runs
+from sreagent.roles._stats import Baseline, baseline, counter_increments, median, runs
 from sreagent.runtime._config import ChainConfig
 from sreagent.runtime._view import EvidenceView, Series
 
@@ -176,7 +176,7 @@ def _static_warn(view: EvidenceView, config: ChainConfig, series: Series,
     if series.metric == "gpu_power_watts":
         limit = view.get("gpu_power_limit_watts", series.entity)
         if limit is not None and len(limit):
-            return 0.98 * float(np.median(limit.values))
+            return 0.98 * median(limit.values)
     return rule.warn
 
 
@@ -287,7 +287,7 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
     second, independent resource going wrong raises the risk, but four views of one CPU
     spike do not add up to four problems.
     """
-    grid = np.unique(np.concatenate([s.ts for s in view.series.values()]))
+    grid = view.grid
     base_end = baseline_end(view, config)
     dets: list[SeriesDetection] = []
     family_risk: dict[str, np.ndarray] = {}

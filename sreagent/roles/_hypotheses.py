@@ -20,6 +20,7 @@ import numpy as np
 
 from sreagent.artifacts import EvidenceRef
 from sreagent.roles._detectors import Detection, SeriesDetection
+from sreagent.roles._stats import median, percentile
 from sreagent.runtime._view import EvidenceView, Series
 
 
@@ -55,17 +56,23 @@ class Scope:
     t0: int
     t1: int
 
+    def _span(self, s: Series) -> tuple[int, int]:
+        lo = int(np.searchsorted(s.ts, self.t0, "left"))
+        hi = int(np.searchsorted(s.ts, self.t1, "right"))
+        return lo, hi
+
     def window(self, s: Series) -> np.ndarray:
-        return s.values[(s.ts >= self.t0) & (s.ts <= self.t1)]
+        lo, hi = self._span(s)
+        return s.values[lo:hi]
 
     def before(self, s: Series) -> np.ndarray:
-        return s.values[s.ts < self.t0] if np.any(s.ts < self.t0) else s.values[:1]
+        lo, _ = self._span(s)
+        return s.values[:lo] if lo > 0 else s.values[:1]
 
     def peak(self, s: Series | None, q: float = 95.0) -> float:
         if s is None:
             return 0.0
-        w = self.window(s)
-        return float(np.percentile(w, q)) if w.shape[0] else 0.0
+        return percentile(self.window(s), q)
 
     def trough(self, s: Series | None, q: float = 5.0) -> float:
         return self.peak(s, q)
@@ -73,8 +80,7 @@ class Scope:
     def base(self, s: Series | None) -> float:
         if s is None:
             return 0.0
-        b = self.before(s)
-        return float(np.median(b)) if b.shape[0] else 0.0
+        return median(self.before(s))
 
     def rise(self, s: Series | None) -> float:
         return self.peak(s) - self.base(s)
@@ -94,7 +100,8 @@ class Scope:
         return float(d.sum())
 
     def ref(self, s: Series, metric: str | None = None) -> EvidenceRef:
-        w = s.ts[(s.ts >= self.t0) & (s.ts <= self.t1)]
+        lo, hi = self._span(s)
+        w = s.ts[lo:hi]
         start = int(w[0]) if w.shape[0] else self.t0
         end = int(w[-1]) if w.shape[0] else self.t1
         return EvidenceRef(entity=s.entity, metric=metric or s.metric, start_ns=start,

@@ -15,6 +15,7 @@ from sreagent.artifacts import (
     SignalSummary,
     make_artifact,
 )
+from sreagent.roles._stats import percentile
 from sreagent.runtime._context import RoleContext
 from sreagent.runtime._view import EvidenceView
 
@@ -39,8 +40,8 @@ def observe(view: EvidenceView, ctx: RoleContext) -> Artifact:
             metric=s.metric if not label else f"{s.metric}{{{label}}}", entity=s.entity,
             count=int(v.shape[0]), last=_rounded(v[-1]), mean=_rounded(v.mean()),
             minimum=_rounded(v.min()), maximum=_rounded(v.max()),
-            p95=_rounded(np.percentile(v, 95))))
-    grid = np.unique(np.concatenate([s.ts for s in view.series.values()]))
+            p95=_rounded(percentile(v, 95))))
+    grid = view.grid
     res_ns = view.resolution_s * 1e9
     gaps = int(np.sum(np.diff(grid) > 1.5 * res_ns)) if grid.shape[0] > 1 else 0
     slots = round((view.end_ns - view.start_ns) / res_ns) + 1

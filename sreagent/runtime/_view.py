@@ -81,6 +81,8 @@ class EvidenceView:
     batch_first_ns: np.ndarray
     batch_last_ns: np.ndarray
     expected_interval_s: float
+    grid: np.ndarray
+    """Every distinct sample time of the window, ascending."""
     _by_metric: dict[str, list[SeriesKey]] = field(default_factory=dict, repr=False)
     memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
     """Derived results (the detections of a config) shared by roles reading this view; a
@@ -181,7 +183,7 @@ class EvidenceView:
             series=series, events=event_rows, processes=procs, inventory=inventory,
             source_modes=modes, batch_ids=tuple(spans["batch_id"].to_list()),
             batch_first_ns=spans["first"].to_numpy(), batch_last_ns=spans["last"].to_numpy(),
-            expected_interval_s=max(resolution, 1e-3), _by_metric=by_metric,
+            expected_interval_s=max(resolution, 1e-3), grid=grid, _by_metric=by_metric,
         )
 
     # --- reading ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def readyz(controller: ControllerDep) -> JSONResponse:
     if not controller.ready:
         return JSONResponse({"status": "starting"}, status_code=503)
     return JSONResponse({"status": "ready",
-                         "role": "leader" if controller.leader.is_leader else "follower"})
+                         "role": "leader" if controller.is_leader else "follower"})
 
 
 @router.get("/metrics", response_class=Response)

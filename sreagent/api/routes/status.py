@@ -21,7 +21,7 @@ def status(controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
         "version": __version__,
         "uptime_s": round(time.time() - controller.started_at, 3),
         "node_id": controller.node_id,
-        "ha": {"enabled": lease.enabled, "role": "leader" if lease.is_leader else "follower",
+        "ha": {"enabled": lease.enabled, "role": "leader" if controller.is_leader else "follower",
                "leader_url": lease.leader_url, "epoch": lease.epoch,
                "transitions": lease.transitions},
         "hosts": len(controller.hot.hosts()),

@@ -89,7 +89,8 @@ def remove_cgroup_dir(directory: Path, timeout_s: float = 5.0) -> None:
     """Kill what runs in the cgroup and its children, then rmdir them deepest first."""
     if not directory.exists():
         return
-    children = sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    children = [Path(root) for root, _, _ in os.walk(directory)][1:]
+    children.sort(key=lambda p: -len(p.parts))
     for d in [*children, directory]:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -338,8 +339,10 @@ class Worker(Resource):
     def _remove(self) -> None:
         if self.popen is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        if self.popen.returncode is None:
+            # Not reaped yet, so the pid (and the process group named after it) is still ours.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired as err:

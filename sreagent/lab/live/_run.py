@@ -167,19 +167,19 @@ def run_injection(
     host = host or LabHost()
     tag = tag or new_tag()
     lock = OwnerLock(host, tag)
-    lock.acquire({"pid": os.getpid(), "injector": name, "duration_s": duration_s})
     guard: subprocess.Popen[bytes] | None = None
     injector: Injector | None = None
     injection: Injection | None = None
     started = False  # once inject() begins, anything named with the tag is ours
-    try:
-        stale = sweep(host) if sweep_stale else None
-        injector = make_injector(name, tag, duration_s, host=host, **(options or {}))
-        plan = injector.plan()
-        injector.preflight()
-        if guardian:
-            guard = _start_guardian(host, tag, duration_s)
-        with _signals_raise():
+    with _signals_raise():
+        lock.acquire({"pid": os.getpid(), "injector": name, "duration_s": duration_s})
+        try:
+            stale = sweep(host) if sweep_stale else None
+            injector = make_injector(name, tag, duration_s, host=host, **(options or {}))
+            plan = injector.plan()
+            injector.preflight()
+            if guardian:
+                guard = _start_guardian(host, tag, duration_s)
             start = time.monotonic()
             started = True
             injector.inject()
@@ -195,22 +195,22 @@ def run_injection(
             if on_ready is not None:
                 on_ready(injection)
             yield injection
-    finally:
-        with _signals_deferred():
-            cleanup = Cleanup()
-            if injector is not None and started:
-                undone = injector.undo()
-                _stop_guardian(guard)
-                left = [x for x in find_leftovers(host, tag=tag) if x.kind != "lockfile"]
-                if left:  # strays (a worker's child, a half-made link): remove them by name
-                    lock.release()
-                    sweep(host, tag=tag)
+        finally:
+            with _signals_deferred():
+                cleanup = Cleanup()
+                if injector is not None and started:
+                    undone = injector.undo()
+                    _stop_guardian(guard)
                     left = [x for x in find_leftovers(host, tag=tag) if x.kind != "lockfile"]
-                cleanup = Cleanup(undone.removed, undone.errors, tuple(x.label() for x in left))
-            _stop_guardian(guard)
-            if injection is not None:
-                injection.cleanup = cleanup
-            lock.release()
+                    if left:  # strays (a worker's child, a half-made link): remove them by name
+                        lock.release()
+                        sweep(host, tag=tag)
+                        left = [x for x in find_leftovers(host, tag=tag) if x.kind != "lockfile"]
+                    cleanup = Cleanup(undone.removed, undone.errors, tuple(x.label() for x in left))
+                _stop_guardian(guard)
+                if injection is not None:
+                    injection.cleanup = cleanup
+                lock.release()
 
 
 def _stop_guardian(guard: subprocess.Popen[bytes] | None) -> None:
