@@ -470,8 +470,8 @@ class CollectorDaemon:
             while not stop.is_set():
                 try:
                     _, decision = self.step()
-                except OSError as err:  # a full disk must not kill the collector
-                    log.error("interval failed: %s", err)
+                except Exception:  # a full disk or a bad row must not kill the collector
+                    log.exception("interval %d failed; carrying on", self.seq + 1)
                     decision = self.last_decision or Decision(
                         "normal", self.settings.interval_seconds, (), ()
                     )
