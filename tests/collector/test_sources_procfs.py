@@ -357,6 +357,9 @@ def test_proc_net_tcp_fallback_counts_states_and_listeners(tmp_path: Path) -> No
     assert one(s, "tcp_listen_queue_length", port="2024") == 0
     assert one(s, "tcp_listen_queue_length", port="48445") == 0
     assert absent(s, "tcp_listen_backlog_ratio")  # /proc/net/tcp has no backlog size
+    # The fallback re-reads the whole table only on the census interval (every 10 reads).
+    assert [len(source.read(T0 + i).samples) for i in range(1, 10)] == [0] * 9
+    assert one(source.read(T0 + 10).samples, "tcp_sockets", state="listen") == 2
 
 
 def test_parse_proc_net_tcp_listen_queue() -> None:
