@@ -47,6 +47,15 @@ class ControllerCollector(Collector):
                                 value=c.ingest.group_commit.pending)
         yield CounterMetricFamily("sreagent_journal_flushes", "Journal flushes",
                                   value=c.ingest.group_commit.flushes)
+        journal = c.ingest.group_commit
+        yield CounterMetricFamily("sreagent_journal_parquet_seconds",
+                                  "Time spent writing Parquet part files",
+                                  value=journal.parquet_seconds)
+        yield CounterMetricFamily("sreagent_journal_parquet_rows",
+                                  "Rows written as Parquet part files", value=journal.parquet_rows)
+        yield GaugeMetricFamily("sreagent_journal_buffered_rows",
+                                "Acknowledged rows waiting for the next Parquet flush",
+                                value=journal.buffered_rows)
         runs = GaugeMetricFamily("sreagent_runs", "Workflow runs by state", labels=["state"])
         try:
             for state, n in c.store.run_state_counts().items():

@@ -202,6 +202,8 @@ class GroupCommitJournal:
         self._sequence = 0
         self.group_commits = 0
         self.parquet_flushes = 0
+        self.parquet_seconds = 0.0
+        self.parquet_rows = 0
         self.last_flush_at = 0.0
         self._threads = [
             threading.Thread(target=self._commit_loop, name="journal-wal", daemon=True),
@@ -299,7 +301,10 @@ class GroupCommitJournal:
                 segments = self.wal.rotate()
             if items:
                 self._sequence += 1
+                started = time.perf_counter()
                 write_parts(self.root, items, writer_id=self.writer_id, sequence=self._sequence)
+                self.parquet_seconds += time.perf_counter() - started
+                self.parquet_rows += sum(frame.row_count for frame, _ in items)
                 self.parquet_flushes += 1
                 self.last_flush_at = time.time()
             for segment in segments:

@@ -1,0 +1,217 @@
+"""Ingest benchmark: N simulated collectors over loopback HTTP against a real `sreagent serve`.
+
+End to end through validation, dedupe, the journal (WAL + Parquet) and hot state. Reports
+samples/s accepted, acknowledgement latency p50/p99 (client side), the controller's peak RSS
+(and RSS over time, to see whether memory stays flat), and, in the same run, the time plain
+pyarrow takes to write the same sample rows to one Parquet file beside the time the journal
+spent writing them.
+
+    .venv/bin/python bench/ingest.py --collectors 200 --rate 1 --duration 60
+    .venv/bin/python bench/ingest.py --collectors 8 --rate 0 --duration 30   # flat out
+
+The client runs in this process (asyncio + httpx) and competes with the controller for the
+same cores; on a 2-core machine that roughly halves what the controller alone could do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sreagent.controller.settings import hash_token  # noqa: E402
+from sreagent.evidence import Journal  # noqa: E402
+from sreagent.evidence._atomic import PARQUET_OPTIONS  # noqa: E402
+from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample  # noqa: E402
+from sreagent.telemetry.arrow import batch_to_table  # noqa: E402
+
+TOKEN = "bench-token"
+T0 = 1_767_225_600_000_000_000
+
+
+class BodyMaker:
+    """Encodes batches fast: one template table per collector; only seq/time change."""
+
+    def __init__(self, collector: int, samples: int):
+        metrics = ["cpu_utilisation_ratio", "memory_used_bytes", "disk_await_seconds",
+                   "net_rx_bytes_per_second", "psi_cpu_some_ratio"]
+        batch = Batch(
+            collector_id=f"bench-{collector}", host=f"node-{collector:04d}",
+            producer_epoch="e1", seq=1, sent_at_ns=T0,
+            samples=[Sample(ts_ns=T0 - i, metric=metrics[i % len(metrics)],
+                            entity=f"cpu/{i // len(metrics) % 64}", value=float(i % 97) / 100)
+                     for i in range(samples)],
+        )
+        self.table = batch_to_table(batch)
+        self.seq_index = self.table.schema.get_field_index("seq")
+        self.sent_index = self.table.schema.get_field_index("sent_at_ns")
+        self.options = ipc.IpcWriteOptions(compression="zstd")
+
+    def body(self, seq: int) -> bytes:
+        table = self.table.set_column(self.seq_index, "seq", pa.array([seq], pa.int64()))
+        table = table.set_column(self.sent_index, "sent_at_ns",
+                                 pa.array([T0 + seq * 10**9], pa.int64()))
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, table.schema, options=self.options) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+
+async def collector(client: httpx.AsyncClient, url: str, maker: BodyMaker, rate: float,
+                    stop_at: float, latencies: list[float], counts: dict[str, int]) -> None:
+    seq = 0
+    interval = 1.0 / rate if rate > 0 else 0.0
+    next_at = time.monotonic()
+    while time.monotonic() < stop_at:
+        seq += 1
+        data = maker.body(seq)
+        started = time.perf_counter()
+        try:
+            r = await client.post(url, content=data, headers={
+                "Content-Type": ARROW_CONTENT_TYPE, "Authorization": f"Bearer {TOKEN}"})
+            status = r.status_code
+        except httpx.HTTPError:
+            status = -1
+        latencies.append(time.perf_counter() - started)
+        counts[str(status)] = counts.get(str(status), 0) + 1
+        if interval:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def watch_rss(pid: int, samples: list[tuple[float, int]], stop: threading.Event) -> None:
+    proc = psutil.Process(pid)
+    started = time.monotonic()
+    while not stop.is_set():
+        try:
+            samples.append((time.monotonic() - started, proc.memory_info().rss))
+        except psutil.Error:
+            return
+        stop.wait(0.5)
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def drive(args: argparse.Namespace, url: str) -> tuple[list[float], dict[str, int], float]:
+    makers = [BodyMaker(c, args.samples) for c in range(args.collectors)]
+    latencies: list[float] = []
+    counts: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=args.collectors, max_keepalive_connections=args.collectors)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        started = time.monotonic()
+        stop_at = started + args.duration
+        await asyncio.gather(*(collector(client, f"{url}/api/v1/ingest/batches", m, args.rate,
+                                         stop_at, latencies, counts) for m in makers))
+        elapsed = time.monotonic() - started
+    return latencies, counts, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collectors", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="batches per second per collector (0: as fast as possible)")
+    parser.add_argument("--samples", type=int, default=500, help="samples per batch")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="sreagent-bench-"))
+    config = tmp / "controller.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp / "data"),
+        "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN),
+                             "scopes": ["admin"]}]},
+        "hot_state": {"rebuild_window_s": 0},
+        "journal": {"max_pending_batches": 100_000},
+    }))
+    port = 18000 + os.getpid() % 1000
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sreagent", "serve", "--config", str(config), "--port", str(port),
+         "--log-level", "warning"], cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("controller did not start")
+            time.sleep(0.2)
+        rss: list[tuple[float, int]] = []
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_rss, args=(server.pid, rss, stop), daemon=True)
+        watcher.start()
+        latencies, counts, elapsed = asyncio.run(drive(args, url))
+        stop.set()
+        watcher.join()
+        metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        accepted_samples = metric(metrics, "sreagent_ingest_samples_total")
+        # Make the journal write everything it holds, then compare with plain pyarrow.
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+        final = None
+    finally:
+        if server.poll() is None:
+            server.kill()
+    journal_seconds = metric(metrics, "sreagent_journal_parquet_seconds_total")
+    journal_rows = metric(metrics, "sreagent_journal_parquet_rows_total")
+    samples = Journal(tmp / "data" / "journal").read("samples")
+    started = time.perf_counter()
+    pq.write_table(samples, tmp / "plain.parquet", **PARQUET_OPTIONS)
+    plain_seconds = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    rss_mb = [r / 2**20 for _, r in rss]
+    third = max(1, len(rss_mb) // 3)
+    result = {
+        "collectors": args.collectors, "rate_per_collector": args.rate,
+        "samples_per_batch": args.samples, "duration_s": round(elapsed, 1),
+        "responses": counts,
+        "samples_per_s": round(accepted_samples / elapsed),
+        "ack_ms_p50": round(float(np.percentile(lat, 50)), 1),
+        "ack_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        "peak_rss_mb": round(max(rss_mb), 1),
+        "rss_mb_first_third_mean": round(float(np.mean(rss_mb[:third])), 1),
+        "rss_mb_last_third_mean": round(float(np.mean(rss_mb[-third:])), 1),
+        "journal_parquet_s": round(journal_seconds, 2),
+        "journal_parquet_rows_before_shutdown": int(journal_rows),
+        "plain_pyarrow_s_same_sample_rows": round(plain_seconds, 2),
+        "sample_rows_in_journal": samples.num_rows,
+    }
+    del final
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:40} {value}")
+
+
+if __name__ == "__main__":
+    main()
