@@ -267,6 +267,8 @@ def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) 
         f'interval_seconds = 1.0\nstate_dir = "{state}"\n'
         f'[transport]\nendpoints = ["http://127.0.0.1:{server.server_address[1]}"]\n'
         f"[sources]\ndisabled = {json.dumps(list(disabled))}\n"
+        # measure the full cost: a budget of a whole core keeps self-protection from shedding
+        "[protection]\ncpu_budget_cores = 1.0\n"
     )
     exporter = subprocess.Popen(
         [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{ne_port}"],
@@ -441,7 +443,8 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         f"{sbs['window_s']:.0f} s window (after a warm-up), the exporter scraped once a second "
         f"over loopback ({sbs['exporter_scrapes']} scrapes, about {sbs['exporter_series_lines']} "
         f"exposition lines each), the daemon sending one batch a second to a small acknowledging "
-        f"server ({sbs['collector_batches']} batches). CPU of both processes comes from "
+        f"server ({sbs['collector_batches']} batches), with a CPU budget of a whole core so "
+        f"self-protection sheds nothing and the full cost is measured. CPU of both processes comes from "
         f"/proc/<pid>/stat (10 ms ticks); the in-process figures are thread CPU time. Load "
         f"average at the end of the windows: "
         + ", ".join(f"{v['load_average_1m']:.1f}" for v in variants.values())

@@ -135,6 +135,9 @@ class ProtectionSettings(_Section):
     """Spool fill from which the mode is ``critical``."""
     max_interval_seconds: PositiveSeconds = 60.0
     """The interval is never stretched beyond this."""
+    cpu_window_seconds: PositiveSeconds = 30.0
+    """CPU is judged as the average over this window, so periodic work (the process scan)
+    counts for its average cost."""
     recover_after_intervals: Annotated[int, Field(ge=1)] = 5
     """Intervals under budget before one shed source comes back and the stretch eases."""
     shed_order: list[str] | None = None

@@ -400,6 +400,7 @@ class CollectorDaemon:
             optional_sources=sampler.shed_order(),
             shed_order=protection.shed_order or sampler.shed_order(),
             recover_after=protection.recover_after_intervals,
+            cpu_window_s=protection.cpu_window_seconds,
         )
         self.seq = 0
         self.last_decision: Decision | None = None

@@ -9,6 +9,8 @@ too) and resident memory, and the :class:`Governor` turns that and the spool's f
   budget is ``pressure``; twice the CPU budget is ``critical``). Memory over budget is
   reported but sheds nothing: a shed source does not give its memory back (BCC's LLVM stays
   mapped), so shedding for RSS would only lose telemetry.
+* CPU is judged as an average over the last ``cpu_window_s`` (30 s): a periodic spike such
+  as the process scan counts for what it costs on average, not as an overload every 15 s.
 * **interval** -- over the CPU budget the interval is stretched by 1.5 each interval (up to
   ``max_interval_seconds``); it eases back by the same factor after
   ``recover_after_intervals`` intervals under budget. A filling spool stretches it too (x2 in
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +125,7 @@ class Governor:
         optional_sources: Sequence[str] = (),
         shed_order: Sequence[str] = (),
         recover_after: int = 5,
+        cpu_window_s: float = 30.0,
     ) -> None:
         self.base_interval_s = base_interval_s
         self.max_interval_s = max(max_interval_s, base_interval_s)
@@ -130,6 +134,8 @@ class Governor:
         self.pressure_fill = pressure_fill_ratio
         self.critical_fill = critical_fill_ratio
         self.recover_after = recover_after
+        self.cpu_window_s = cpu_window_s
+        self._window: deque[tuple[float, float]] = deque()
         self.sequence = shed_sequence(optional_sources, shed_order)
         self.stretch = 1.0
         self.shed: list[str] = []
@@ -145,16 +151,18 @@ class Governor:
         if fill_mode != "normal":
             reasons.append(f"spool {fill_ratio:.0%} full")
 
-        over_cpu = usage.cpu_cores > self.cpu_budget
+        cores = self._windowed_cores(usage)
+        over_cpu = cores > self.cpu_budget
         over_rss = usage.rss_bytes > self.rss_budget
         use_mode: Mode = "normal"
         if over_cpu or over_rss:
             use_mode = "pressure"
-        if usage.cpu_cores >= 2 * self.cpu_budget:
+        if cores >= 2 * self.cpu_budget:
             use_mode = "critical"
         if over_cpu:
             reasons.append(
-                f"CPU {usage.cpu_cores:.2%} of a core over the budget of {self.cpu_budget:.2%}"
+                f"CPU {cores:.2%} of a core over the last {self.cpu_window_s:g} s, over the "
+                f"budget of {self.cpu_budget:.2%}"
             )
         if over_rss:
             reasons.append(f"RSS {usage.rss_bytes} bytes over the budget of {self.rss_budget}")
@@ -179,6 +187,18 @@ class Governor:
         factor = max(self.stretch, FILL_STRETCH[fill_mode])
         interval = min(self.max_interval_s, self.base_interval_s * factor)
         return Decision(mode, interval, tuple(self.shed), tuple(reasons))
+
+    def _windowed_cores(self, usage: SelfUsage) -> float:
+        """CPU per wall second over the last ``cpu_window_s`` (at least the last interval), so a
+        periodic spike (the process scan every 15 s) is judged by what it costs on average."""
+        self._window.append((usage.cpu_seconds, usage.wall_seconds))
+        while (
+            len(self._window) > 1
+            and sum(w for _, w in self._window) - self._window[0][1] >= self.cpu_window_s
+        ):
+            self._window.popleft()
+        wall = sum(w for _, w in self._window)
+        return sum(c for c, _ in self._window) / wall if wall > 0 else 0.0
 
     def _shed_one(self) -> None:
         for name in self.sequence:

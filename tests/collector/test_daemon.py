@@ -214,6 +214,7 @@ def governor(**kwargs: Any) -> Governor:
         optional_sources=["processes", "cgroup", "ebpf", "custom"],
         shed_order=["ebpf", "processes", "cgroup"],
         recover_after=2,
+        cpu_window_s=1.0,  # judge each interval alone unless a test says otherwise
     )
     return Governor(**{**defaults, **kwargs})
 
@@ -233,6 +234,15 @@ def test_over_cpu_budget_stretches_the_interval_and_sheds_in_order_then_recovers
     assert [d.mode for d in calm] == ["normal"] * 4
     assert calm[1].shed == ("ebpf",) and calm[3].shed == ()
     assert calm[3].interval_s == 1.0
+
+
+def test_a_periodic_spike_is_judged_by_its_average_over_the_window() -> None:
+    gov = governor(cpu_window_s=30.0)
+    # the process scan: 0.06 cores one interval in fifteen, 0.01 otherwise (~0.013 average)
+    spiky = [gov.decide(usage(0.06 if n % 15 == 14 else 0.01), 0.0) for n in range(60)]
+    assert {d.mode for d in spiky} == {"normal"} and {d.shed for d in spiky} == {()}
+    sustained = [gov.decide(usage(0.06), 0.0) for _ in range(40)]
+    assert sustained[-1].mode == "pressure" and sustained[-1].shed
 
 
 def test_interval_stretch_is_capped() -> None:
