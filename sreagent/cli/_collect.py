@@ -119,8 +119,9 @@ def _once(settings: Any, as_json: bool, window: float) -> None:
 
 
 def _daemon(settings: Any) -> None:
-    from sreagent.collector.daemon import CollectorDaemon, make_sampler
+    from sreagent.collector.daemon import CollectorDaemon, ensure_state_dir, make_sampler
 
+    ensure_state_dir(settings.state_dir)  # before the sources start: fail fast and clearly
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import secrets
 import socket
@@ -191,6 +192,21 @@ def load_collector_id(
     return new_id, True
 
 
+def ensure_state_dir(state_dir: Path) -> None:
+    """Create the state directory and prove it is writable, or raise a named error."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / f".tmp-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise BadInput(
+            f"the state directory is not writable ({err.strerror}); set --state-dir or "
+            "state_dir to a directory this user may write",
+            path=str(state_dir),
+        ) from None
+
+
 def new_producer_epoch(clock_ns: Callable[[], int] = time.time_ns) -> str:
     """A new epoch: start time in hex (so epochs sort by start) plus randomness."""
     return f"{clock_ns():016x}-{secrets.token_hex(3)}"
@@ -353,7 +369,7 @@ class CollectorDaemon:
         self.sampler = sampler
         self._clock_ns = clock_ns
         self._monotonic = monotonic
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_state_dir(settings.state_dir)
         self.identity, _ = make_identity(settings, clock_ns)
         spool_cfg = settings.spool
         self.spool = Spool(

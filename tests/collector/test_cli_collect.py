@@ -181,3 +181,28 @@ def test_once_as_an_unprivileged_user_stays_up_and_reports_fallbacks(tmp_path: P
     assert modes["kmsg"][0] == "off" and "kmsg" in modes["kmsg"][1]
     assert any(mode == "fallback" for mode, _ in modes.values())
     assert time.monotonic() - started < 120
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_daemon_with_an_unwritable_state_dir_exits_2_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "sreagent",
+            "collect",
+            "--state-dir",
+            "/var/lib/sreagent-nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={**os.environ, **QUICK_ENV},
+    )
+    assert done.returncode == 2
+    assert "/var/lib/sreagent-nope" in done.stderr and "not writable" in done.stderr
