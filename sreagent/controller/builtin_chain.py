@@ -18,29 +18,39 @@ It has no root-cause analysis and no verification; those are the roles issue's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
+from pydantic import BaseModel
 
 from sreagent.artifacts import (
+    AnomalyFinding,
     Artifact,
     ArtifactKind,
     ArtifactStatus,
     EvidenceRef,
+    ExecutionPlan,
+    ExecutionResult,
+    ObservationSummary,
     make_artifact,
 )
 from sreagent.canonical import canonical_digest
-from sreagent.controller.workflow import EvidenceView, StepContext
+from sreagent.controller.workflow import EvidenceView, Step, StepContext
 
 MAX_SIGNALS = 200
 SEVERITY_RISK = {"warning": "medium", "error": "high", "critical": "critical"}
 
 
-def _by_kind(inputs: Sequence[Artifact], kind: ArtifactKind) -> Artifact:
+P = TypeVar("P", bound=BaseModel)
+
+
+def _find(inputs: Sequence[Artifact], kind: ArtifactKind, cls: type[P]) -> tuple[Artifact, P]:
+    """The newest input artifact of ``kind`` and its typed payload."""
     for artifact in reversed(inputs):
         if artifact.kind == kind:
-            return artifact
+            assert isinstance(artifact.payload, cls)
+            return artifact, artifact.payload
     raise ValueError(f"the chain needs a {kind.value} before this step")
 
 
@@ -106,12 +116,12 @@ class ThresholdAnalyzer(_Base):
 
     def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
             ) -> Artifact:
-        summary = _by_kind(inputs, ArtifactKind.OBSERVATION_SUMMARY)
+        summary, observed = _find(inputs, ArtifactKind.OBSERVATION_SUMMARY, ObservationSummary)
         rules = ctx.config.get("rules", [])
         samples = evidence.table("samples")
         findings = []
         for rule in rules:
-            for signal in summary.payload.signals:  # type: ignore[union-attr]
+            for signal in observed.signals:
                 if signal.metric != rule["metric"] or signal.entity != rule["entity"]:
                     continue
                 if signal.maximum <= rule["above"]:
@@ -146,10 +156,10 @@ class PolicyGate(_Base):
 
     def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
             ) -> Artifact:
-        finding = _by_kind(inputs, ArtifactKind.ANOMALY_FINDING)
+        finding, found = _find(inputs, ArtifactKind.ANOMALY_FINDING, AnomalyFinding)
         require_approval = bool(ctx.config.get("require_approval", True))
         decisions = []
-        for i, f in enumerate(finding.payload.findings):  # type: ignore[union-attr]
+        for i, f in enumerate(found.findings):
             action_id = f"capture_diagnostics-{i}"
             key = canonical_digest({"run": ctx.run_id, "action": action_id,
                                     "finding": f.model_dump(mode="json")})
@@ -174,25 +184,28 @@ class DryRunExecutor(_Base):
     name = "executor"
 
     def needs_approval(self, inputs: Sequence[Artifact], ctx: StepContext) -> bool:
-        plan = _by_kind(inputs, ArtifactKind.EXECUTION_PLAN)
-        return any(d.decision == "approval_required"
-                   for d in plan.payload.decisions)  # type: ignore[union-attr]
+        _, plan = _find(inputs, ArtifactKind.EXECUTION_PLAN, ExecutionPlan)
+        return any(d.decision == "approval_required" for d in plan.decisions)
 
     def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
             ) -> Artifact:
-        plan = _by_kind(inputs, ArtifactKind.EXECUTION_PLAN)
-        results = []
-        activity_ids = []
-        for d in plan.payload.decisions:  # type: ignore[union-attr]
+        plan_artifact, plan = _find(inputs, ArtifactKind.EXECUTION_PLAN, ExecutionPlan)
+        results: list[dict[str, Any]] = []
+        activity_ids: list[str] = []
+        for d in plan.decisions:
             if ctx.approval == "rejected":
                 results.append({"action_id": d.action_id, "idempotency_key": d.idempotency_key,
                                 "outcome": "skipped", "command": d.command,
                                 "output": "rejected by an operator"})
                 continue
             request = {"action_id": d.action_id, "command": d.command, "dry_run": True}
-            recorded = ctx.activity("execute_action", d.idempotency_key, request,
-                                    lambda d=d: {"status": "dry_run", "exit_code": None,
-                                                 "output": "dry run: " + " ".join(d.command)})
+            dry_run_output = "dry run: " + " ".join(d.command)
+
+            def effect(output: str = dry_run_output) -> dict[str, Any]:
+                # The built-in chain never runs the command; the record says what it would be.
+                return {"status": "dry_run", "exit_code": None, "output": output}
+
+            recorded = ctx.activity("execute_action", d.idempotency_key, request, effect)
             outcome = "dry_run" if recorded.get("status") == "dry_run" else "failed"
             results.append({"action_id": d.action_id, "idempotency_key": d.idempotency_key,
                             "outcome": outcome, "command": d.command,
@@ -203,7 +216,7 @@ class DryRunExecutor(_Base):
                              incident_id=ctx.incident_id, logical_time=ctx.logical_time,
                              payload={"results": results}, replayable=not activity_ids,
                              recorded_activity_ids=activity_ids,
-                             input_artifact_ids=[plan.artifact_id])
+                             input_artifact_ids=[plan_artifact.artifact_id])
 
 
 class Reporter(_Base):
@@ -211,21 +224,20 @@ class Reporter(_Base):
 
     def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
             ) -> Artifact:
-        finding = _by_kind(inputs, ArtifactKind.ANOMALY_FINDING)
-        execution = _by_kind(inputs, ArtifactKind.EXECUTION_RESULT)
-        fp = finding.payload  # type: ignore[union-attr]
+        _, fp = _find(inputs, ArtifactKind.ANOMALY_FINDING, AnomalyFinding)
+        _, execution = _find(inputs, ArtifactKind.EXECUTION_RESULT, ExecutionResult)
         timeline = [{"ts_ns": f.onset_ns, "what": f"{f.metric} of {f.entity} above "
                      f"{f.threshold:g} (peak {f.value:g})",
-                     "artifact_kind": "anomaly_finding"} for f in fp.findings]
+                     "artifact_kind": "anomaly_finding"}
+                    for f in sorted(fp.findings, key=lambda f: f.onset_ns)]
         severity = fp.risk_level if fp.risk_level != "none" else "low"
         payload = {
             "title": f"{ctx.config.get('trigger') or 'incident'} on {ctx.host}",
             "severity": severity,
             "summary": fp.summary + "; built-in chain (no root-cause analysis)",
             "fingerprint": fp.incident.fingerprint if fp.incident else ctx.host,
-            "timeline": sorted(timeline, key=lambda e: e["ts_ns"]),
-            "actions": [r.model_dump(mode="json")
-                        for r in execution.payload.results],  # type: ignore[union-attr]
+            "timeline": timeline,
+            "actions": [r.model_dump(mode="json") for r in execution.results],
             "verification": "nothing_executed",
             "open_questions": ["root cause not analysed by the built-in chain"],
         }
@@ -241,5 +253,5 @@ class BuiltinChain:
     name = "builtin/v1"
 
     def __init__(self) -> None:
-        self.steps = (Observer(), ThresholdAnalyzer(), PolicyGate(), DryRunExecutor(),
-                      Reporter())
+        self.steps: tuple[Step, ...] = (Observer(), ThresholdAnalyzer(), PolicyGate(),
+                                        DryRunExecutor(), Reporter())

@@ -3,9 +3,10 @@
 Bounds (settings ``hot_state``): at most ``max_hosts`` hosts (the least recently updated is
 evicted), ``max_series_per_host`` series per host (a new series beyond it is dropped), and
 ``samples_per_series`` samples per series (the oldest is overwritten). Every eviction is
-counted and exposed on /metrics and /api/v1/ingest/status. Appending a sample is O(1): a
-write into a preallocated numpy ring. Memory is therefore bounded by
-``max_hosts * max_series_per_host * samples_per_series * 16`` bytes plus events.
+counted and exposed on /metrics and /api/v1/ingest/status. Appending a sample is amortised
+O(1): a write into a numpy ring that starts at 16 slots and doubles up to its capacity. Memory
+is therefore bounded by ``max_hosts * max_series_per_host * samples_per_series * 16`` bytes
+plus events, and a series only takes that much once it has that many samples.
 """
 
 from __future__ import annotations
@@ -24,24 +25,38 @@ SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 class Ring:
-    """A fixed-capacity ring of (ts_ns, value); oldest overwritten first."""
+    """A ring of (ts_ns, value) holding at most ``capacity`` samples; oldest overwritten.
 
-    __slots__ = ("_ts", "_values", "count", "pos")
+    Storage starts small and doubles until it reaches ``capacity`` (amortised O(1) appends),
+    so a host with many short-lived series does not pay for full rings up front.
+    """
 
-    def __init__(self, capacity: int):
-        self._ts = np.zeros(capacity, dtype=np.int64)
-        self._values = np.zeros(capacity, dtype=np.float64)
+    __slots__ = ("_ts", "_values", "capacity", "count", "pos")
+
+    def __init__(self, capacity: int, initial: int = 16):
+        self.capacity = capacity
+        size = min(capacity, initial)
+        self._ts = np.zeros(size, dtype=np.int64)
+        self._values = np.zeros(size, dtype=np.float64)
         self.count = 0
         self.pos = 0
 
-    @property
-    def capacity(self) -> int:
-        return len(self._ts)
+    def _grow(self, needed: int) -> None:
+        size = len(self._ts)
+        if self.count + needed <= size or size == self.capacity:
+            return
+        new_size = min(self.capacity, max(size * 2, self.count + needed))
+        ts, values = self.arrays()  # oldest first; count < size here, so pos == count
+        self._ts = np.zeros(new_size, dtype=np.int64)
+        self._values = np.zeros(new_size, dtype=np.float64)
+        self._ts[: len(ts)], self._values[: len(values)] = ts, values
+        self.pos = len(ts) % new_size
 
     def extend(self, ts: np.ndarray, values: np.ndarray) -> int:
         """Append samples in order; return how many older samples were overwritten."""
-        cap = self.capacity
         n = len(ts)
+        self._grow(n)
+        cap = len(self._ts)
         if n >= cap:
             ts, values = ts[-cap:], values[-cap:]
             overwritten = self.count + n - cap
@@ -62,9 +77,10 @@ class Ring:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(ts, values), oldest first."""
-        if self.count < self.capacity:
+        size = len(self._ts)
+        if self.count < size:
             return self._ts[: self.count].copy(), self._values[: self.count].copy()
-        order = np.r_[self.pos : self.capacity, 0 : self.pos]
+        order = np.r_[self.pos : size, 0 : self.pos]
         return self._ts[order], self._values[order]
 
     def last(self, n: int) -> np.ndarray:
@@ -203,8 +219,8 @@ def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.nda
     if len(has_labels):
         keys = labels_col.keys.to_pylist()
         items = labels_col.items.to_pylist()
-        for i in has_labels:
-            lo, hi = offsets[i], offsets[i + 1]
+        for i in has_labels.tolist():
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
             labels[i] = tuple(sorted(zip(keys[lo:hi], items[lo:hi], strict=True)))
     index: dict[SeriesKey, list[int]] = {}
     for i, key in enumerate(zip(metrics, entities, labels, strict=True)):

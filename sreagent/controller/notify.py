@@ -8,6 +8,7 @@ retries and exponential backoff. Events: ``incident_opened``, ``approval_needed`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -50,10 +51,8 @@ class Notifier:
 
     def stop(self) -> None:
         if self._thread is not None:
-            try:
+            with contextlib.suppress(queue.Full):
                 self._queue.put(None, timeout=1)
-            except queue.Full:
-                pass
             self._thread.join(timeout=5)
             self._thread = None
 

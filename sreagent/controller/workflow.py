@@ -99,8 +99,15 @@ class Step(Protocol):
 class Chain(Protocol):
     """The role chain as the engine sees it (the roles issue plugs in here)."""
 
-    name: str
-    steps: Sequence[Step]
+    @property
+    def name(self) -> str:
+        """Recorded on every run and in its evidence package's config."""
+        ...
+
+    @property
+    def steps(self) -> Sequence[Step]:
+        """In order; step N's artifact is stored at position N."""
+        ...
 
 
 class JournalEvidence:
@@ -284,19 +291,19 @@ class WorkflowEngine:
             approval_row = self.store.get_approval(run_id, position)
             ctx = StepContext(
                 run_id=run_id, incident_id=run["incident_id"], host=run["host"], window=window,
-                config=self.config, approval=approval_row["state"] if approval_row else None,
+                config={**self.config, **(run["context"] or {})}, approval=approval_row["state"] if approval_row else None,
                 activity=lambda kind, key, request, effect: self._activity(
                     run_id, kind, key, request, effect),
             )
-            if self.require_approval and step.needs_approval(artifacts, ctx):
-                if approval_row is None or approval_row["state"] == "pending":
-                    self.store.request_approval(run_id, position)
-                    self.store.set_run_state(run_id, "awaiting_approval",
-                                             payload={"step": position, "step_name": step.name})
-                    self.hooks.notify("approval_needed", {
-                        "run_id": run_id, "incident_id": run["incident_id"],
-                        "host": run["host"], "step": step.name})
-                    return "awaiting_approval"
+            undecided = approval_row is None or approval_row["state"] == "pending"
+            if self.require_approval and undecided and step.needs_approval(artifacts, ctx):
+                self.store.request_approval(run_id, position)
+                self.store.set_run_state(run_id, "awaiting_approval",
+                                         payload={"step": position, "step_name": step.name})
+                self.hooks.notify("approval_needed", {
+                    "run_id": run_id, "incident_id": run["incident_id"],
+                    "host": run["host"], "step": step.name})
+                return "awaiting_approval"
             artifact = step.run(artifacts, evidence, ctx)
             fault_point(f"step{position}:before_record")
             self.store.record_step(run_id, position, artifact, host=run["host"])

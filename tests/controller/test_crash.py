@@ -7,7 +7,6 @@ twice, no artifact or execution is duplicated, and an interrupted run completes.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 

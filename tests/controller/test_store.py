@@ -103,7 +103,7 @@ def test_approval_only_from_awaiting_approval(store: RunStore) -> None:
 
 
 def test_incident_open_enrich_close(store: RunStore) -> None:
-    first, opened = store.open_incident(incident_id="i1", fingerprint="fp", host="h",
+    _first, opened = store.open_incident(incident_id="i1", fingerprint="fp", host="h",
                                         source="detector", title="t", severity="warning")
     assert opened
     again, opened = store.open_incident(incident_id="i2", fingerprint="fp", host="h",

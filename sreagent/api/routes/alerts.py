@@ -18,8 +18,8 @@ class AlertmanagerAlert(BaseModel):
     status: Annotated[str, Field(pattern="^(firing|resolved)$")]
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
-    startsAt: str = ""  # noqa: N815 - Alertmanager's field names
-    endsAt: str = ""  # noqa: N815
+    startsAt: str = ""
+    endsAt: str = ""
     fingerprint: Annotated[str, Field(max_length=128)] = ""
 
 
@@ -30,7 +30,7 @@ class AlertmanagerWebhook(BaseModel):
 
     version: str = "4"
     status: str = "firing"
-    groupKey: Annotated[str, Field(max_length=1024)] = ""  # noqa: N815
+    groupKey: Annotated[str, Field(max_length=1024)] = ""
     alerts: Annotated[list[AlertmanagerAlert], Field(max_length=200)] = []
     """At most 200 per delivery (set ``max_alerts: 200`` on the Alertmanager receiver)."""
 
