@@ -13,7 +13,9 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from sreagent.telemetry import SourceCapability
 from sreagent.telemetry.batch import Sample, SourceMode
@@ -65,6 +67,7 @@ def read_text(path: Path | str) -> str | None:
     return None if raw is None else raw.decode("utf-8", "replace").strip()
 
 
+M = TypeVar("M", bound=BaseModel)
 _SAMPLE_FIELDS = tuple(Sample.model_fields)
 _new_sample = Sample.__new__
 _set = object.__setattr__
@@ -95,6 +98,21 @@ def sample(
         },
     )
     _set(obj, "__pydantic_fields_set__", set(_SAMPLE_FIELDS))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def trusted(cls: type[M], values: dict[str, Any]) -> M:
+    """An instance of a contract model from values the collector produced itself.
+
+    ``values`` must hold every field (defaults included) with valid values; like
+    :func:`sample`, this sets what ``model_construct`` sets without its per-field loop, and
+    the same test guards it.
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(values))
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
     return obj

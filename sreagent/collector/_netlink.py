@@ -152,7 +152,14 @@ class NetlinkSource:
 
     def _links(self) -> list[LinkStats]:
         if self._sock is not None:
-            return parse_link_dump(self._sock.request(RTM_GETLINK, NLM_F_DUMP, link_dump_request()))
+            try:
+                return parse_link_dump(
+                    self._sock.request(RTM_GETLINK, NLM_F_DUMP, link_dump_request())
+                )
+            except OSError as err:
+                # A socket that broke at run time: keep reporting, from procfs, and say so.
+                self.close()
+                self._reason = f"rtnetlink failed while running: {os_reason(err)}; /proc/net/dev"
         links = parse_net_dev(read_bytes(self._net_dev))
         out = []
         for link in links:

@@ -11,6 +11,7 @@ counters, and the call is one struct and one integer per counter.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -110,7 +111,8 @@ class PerfCounters:
     def close(self) -> None:
         for fds in self.fds.values():
             for fd in fds:
-                os.close(fd)
+                with contextlib.suppress(OSError):  # already gone when a read failed
+                    os.close(fd)
             fds.clear()
 
 
@@ -144,9 +146,18 @@ class PerfSource:
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
+        totals: dict[str, int] | None = None
         if self._perf is not None:
-            totals = self._perf.read()
-        else:
+            try:
+                totals = self._perf.read()
+            except OSError as err:
+                self.close()
+                self._reason = (
+                    f"perf counters failed while running: {os_reason(err)}; "
+                    "using /proc/stat and /proc/vmstat"
+                )
+                self._counters = Counters()  # the fallback counts from a different origin
+        if totals is None:
             stat = pick_values(read_bytes(self._stat_path), (b"ctxt ",))
             vmstat = pick_values(read_bytes(self._vmstat_path), (b"pgfault ",))
             totals = {

@@ -13,11 +13,19 @@ Field positions of /proc/<pid>/stat: proc(5), counted after the closing parenthe
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sreagent.collector._common import Interval, capability, read_optional, sample
+from sreagent.collector._common import (
+    Interval,
+    capability,
+    pick_values,
+    read_optional,
+    sample,
+    trusted,
+)
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.collector._taskstats import TaskstatsSource
 from sreagent.telemetry import ProcessRow, Sample, SourceCapability
@@ -27,9 +35,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_CMDLINE = 1024
 
 
-@dataclass(frozen=True)
-class PidStat:
-    """The fields of /proc/<pid>/stat the scan uses."""
+class PidStat(NamedTuple):
+    """The fields of /proc/<pid>/stat the scan uses (a tuple: 300 of them per scan)."""
 
     comm: str
     state: str
@@ -57,13 +64,13 @@ def parse_pid_stat(raw: bytes) -> PidStat:
     )
 
 
+_IO_KEYS = (b"read_bytes:", b"write_bytes:")
+
+
 def parse_pid_io(raw: bytes) -> tuple[int, int]:
     """(read_bytes, write_bytes) that reached the storage layer, from /proc/<pid>/io."""
-    values = {}
-    for line in raw.splitlines():
-        key, _, value = line.partition(b": ")
-        values[key] = value
-    return int(values[b"read_bytes"]), int(values[b"write_bytes"])
+    got = pick_values(raw, _IO_KEYS)
+    return got[b"read_bytes:"], got[b"write_bytes:"]
 
 
 def parse_cmdline(raw: bytes) -> str:
@@ -189,25 +196,34 @@ class ProcessSource:
             rss = st.rss_pages * PAGE_SIZE
             rank_cpu.append((cpu_ratio, pid))
             rank_rss.append((rss, pid))
+            # Every ProcessRow field, in declaration order: the row becomes the model's
+            # __dict__ as it is (see _common.trusted).
             rows[pid] = {
                 "ts_ns": now_ns,
                 "pid": pid,
                 "ppid": st.ppid,
                 "comm": st.comm,
+                "cmdline": "",
+                "uid": 0,
                 "state": st.state,
+                "cgroup": "",
                 "threads": st.threads,
                 "cpu_seconds_total": st.cpu_ticks / CLOCK_TICKS,
                 "cpu_ratio": cpu_ratio,
                 "rss_bytes": rss,
+                "fds": None,
                 "read_bytes_per_second": read_rate,
                 "write_bytes_per_second": write_rate,
+                "cpu_delay_seconds_total": None,
+                "blkio_delay_seconds_total": None,
+                "swapin_delay_seconds_total": None,
             }
         self._prev = new_prev
         self._io_denied, self._io_seen = io_denied, len(rows)
         n = self._top_n
-        top_cpu = [pid for _, pid in sorted(rank_cpu, reverse=True)[:n]]
-        top_rss = [pid for _, pid in sorted(rank_rss, reverse=True)[:n]]
-        top_io = [pid for _, pid in sorted(rank_io, reverse=True)[:n]]
+        top_cpu = [pid for _, pid in heapq.nlargest(n, rank_cpu)]
+        top_rss = [pid for _, pid in heapq.nlargest(n, rank_rss)]
+        top_io = [pid for _, pid in heapq.nlargest(n, rank_io)]
         top = list(dict.fromkeys(top_cpu + top_rss + top_io))
         samples: list[Sample] = [sample(now_ns, "processes_total", "host", len(rows))]
         for pid in top:
@@ -217,7 +233,7 @@ class ProcessSource:
                 rows[pid]["cpu_delay_seconds_total"] = d.cpu
                 rows[pid]["blkio_delay_seconds_total"] = d.blkio
                 rows[pid]["swapin_delay_seconds_total"] = d.swapin
-        processes = [ProcessRow.model_construct(**_defaults(r)) for r in rows.values()]
+        processes = [trusted(ProcessRow, r) for r in rows.values()]
         return SourceOutput(samples=samples, processes=processes)
 
     def _enrich(
@@ -252,18 +268,3 @@ class ProcessSource:
 
     def close(self) -> None:
         pass
-
-
-_ROW_DEFAULTS: dict[str, Any] = {
-    "cmdline": "",
-    "uid": 0,
-    "cgroup": "",
-    "fds": None,
-    "cpu_delay_seconds_total": None,
-    "blkio_delay_seconds_total": None,
-    "swapin_delay_seconds_total": None,
-}
-
-
-def _defaults(row: dict[str, Any]) -> dict[str, Any]:
-    return {**_ROW_DEFAULTS, **row}

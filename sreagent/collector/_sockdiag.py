@@ -159,13 +159,21 @@ class SockDiagSource:
     def sockets(self, states: int = ALL_STATES) -> list[TcpSocket]:
         if self._sock is not None:
             out = []
-            for family in (socket.AF_INET, socket.AF_INET6):
-                out += parse_diag_dump(
-                    self._sock.request(
-                        SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, diag_request(family, states)
+            try:
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    out += parse_diag_dump(
+                        self._sock.request(
+                            SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, diag_request(family, states)
+                        )
                     )
+                return out
+            except OSError as err:
+                # A socket that broke at run time: carry on from procfs and say so.
+                self.close()
+                self._reason = (
+                    f"sock_diag failed while running: {os_reason(err)}; /proc/net/tcp{{,6}} "
+                    f"every {self._states_every} reads (no backlog sizes)"
                 )
-            return out
         out = []
         for path in self._proc_tcp:
             raw = read_optional(path)

@@ -227,3 +227,23 @@ def test_fast_sample_is_indistinguishable_from_a_validated_one() -> None:
     assert isinstance(fast.value, float) and sample(T0, "procs_running", "host", 3).value == 3.0
     with pytest.raises(Exception, match="frozen"):
         fast.value = 1.0  # type: ignore[misc]
+
+
+def test_trusted_process_rows_are_indistinguishable_from_validated_ones(tmp_path: Path) -> None:
+    from sreagent.collector._procs import ProcessSource
+    from sreagent.telemetry import ProcessRow
+
+    rows = ProcessSource(Tree(tmp_path, "debian12-vm-t0").roots).read(T0).processes
+    assert rows
+    for row in rows:
+        validated = ProcessRow.model_validate(row.model_dump())
+        assert row == validated
+        assert list(row.__dict__) == list(ProcessRow.model_fields)
+        for attr in (
+            "__dict__",
+            "__pydantic_fields_set__",
+            "__pydantic_extra__",
+            "__pydantic_private__",
+        ):
+            assert getattr(row, attr) == getattr(validated, attr), attr
+        assert row.model_dump_json() == validated.model_dump_json()

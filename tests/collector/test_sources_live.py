@@ -305,3 +305,35 @@ def test_unprivileged_sampler_stays_up_and_names_its_fallbacks() -> None:
         "disk_in_flight",
     ):
         assert metric in report["metrics"]
+
+
+def test_kernel_paths_that_break_while_running_fall_back() -> None:
+    """A netlink socket or perf fd that dies mid-run: the source carries on from procfs."""
+    netlink = NetlinkSource(Roots())
+    diag = SockDiagSource(Roots())
+    perf = PerfSource(Roots())
+    try:
+        assert netlink._sock is not None and diag._sock is not None and perf._perf is not None
+        netlink._sock._sock.close()  # the kernel side is gone: every send fails with EBADF
+        diag._sock._sock.close()
+        # Close the counters properly, then leave numbers no process can hold (2**30 is far
+        # above any RLIMIT_NOFILE here), so nothing reused is read or closed by mistake.
+        perf._perf.close()
+        perf._perf.fds = {name: [2**30] for name in ("context_switches_per_second",)}
+        net_out = netlink.read(time.time_ns())
+        diag_out = diag.read(time.time_ns())
+        perf_out = perf.read(time.time_ns())
+        for source in (netlink, diag, perf):
+            cap = source.capability()
+            assert (cap.mode, "failed while running: EBADF" in cap.reason) == ("fallback", True)
+        assert any(s.entity == "nic/lo" for s in net_out.samples)
+        assert any(s.metric == "tcp_sockets" for s in diag_out.samples)
+        assert perf_out.samples == []  # first fallback reading: a rate needs two
+        assert [s.metric for s in perf.read(time.time_ns() + 10**9).samples] == [
+            "context_switches_per_second",
+            "page_faults_per_second",
+        ]
+    finally:
+        netlink.close()
+        diag.close()
+        perf.close()
