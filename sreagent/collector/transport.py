@@ -175,6 +175,7 @@ class Transport:
         self.compression: Compression = compression
         self.counters = TransportCounters()
         self._preferred = 0
+        self._leader: str | None = None
         headers = {"User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -197,6 +198,8 @@ class Transport:
         if encoding:
             headers["Content-Encoding"] = encoding
         order = self.endpoints[self._preferred :] + self.endpoints[: self._preferred]
+        if self._leader is not None:  # a leader a follower named, until it stops answering
+            order.insert(0, self._leader)
         tried: set[str] = set()
         last = SendResult("retry", "no endpoint tried")
         queue = list(order)
@@ -211,7 +214,12 @@ class Transport:
             if result.outcome != "retry":
                 if endpoint in self.endpoints:
                     self._preferred = self.endpoints.index(endpoint)
+                    self._leader = None
+                else:
+                    self._leader = endpoint
                 return result
+            if endpoint == self._leader:
+                self._leader = None
             last = result
             if result.leader and result.leader not in tried:
                 queue.insert(0, result.leader)
