@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from sreagent.scenarios import ScenarioDefinition, generate
@@ -54,6 +55,7 @@ def _generate_in_subprocess(scenarios: Path, out: Path, tz: str) -> None:
     )
 
 
+@pytest.mark.slow  # two real `sreagent lab generate` processes
 def test_byte_identical_across_processes_and_time_zones(tmp_path: Path) -> None:
     scenarios = _write_definition(tmp_path, 7)
     _generate_in_subprocess(scenarios, tmp_path / "a", "UTC")

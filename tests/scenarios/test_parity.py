@@ -97,6 +97,7 @@ def _live_batch() -> dict[str, object]:
     return batch
 
 
+@pytest.mark.slow  # runs the real collector
 def test_lab_matches_a_live_collect_on_this_machine() -> None:
     live = _live_batch()
     samples = live["samples"]
