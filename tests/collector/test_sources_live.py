@@ -337,3 +337,48 @@ def test_kernel_paths_that_break_while_running_fall_back() -> None:
         netlink.close()
         diag.close()
         perf.close()
+
+
+@pytest.mark.parametrize("use_netlink", [True, False], ids=["rtnetlink", "sysfs"])
+def test_carrier_changes_of_a_veth_pair_become_events(use_netlink: bool) -> None:
+    """A veth end has carrier only while its peer is up: toggling the peer is a real
+    link down / link up, seen through rtnetlink and through the sysfs fallback."""
+    ip = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "ip"
+    a, b = f"sa{os.getpid() % 10000}a", f"sa{os.getpid() % 10000}b"
+
+    def run(*args: str) -> None:
+        subprocess.run([ip, "link", *args], check=True, timeout=30)
+
+    run("add", a, "type", "veth", "peer", "name", b)
+    source = NetlinkSource(Roots(), use_netlink=use_netlink)
+    try:
+        run("set", a, "up")  # peer down: no carrier
+        now = time.time_ns()
+
+        def events(step: int) -> list[tuple[str, str]]:
+            time.sleep(0.05)  # carrier changes are applied by the kernel's link watch
+            out = source.read(now + step * 10**9)
+            return [(e.kind, e.entity) for e in out.events if e.entity == f"nic/{a}"]
+
+        assert events(0) == []
+        run("set", b, "up")
+        deadline = time.monotonic() + 5
+        got = events(1)
+        while not got and time.monotonic() < deadline:
+            got = events(2)
+        assert got == [("link_up", f"nic/{a}")]
+        run("set", b, "down")
+        got = events(3)
+        while not got and time.monotonic() < deadline:
+            got = events(4)
+        assert got == [("link_down", f"nic/{a}")]
+        samples = source.read(now + 5 * 10**9).samples
+        changes = [
+            s.value
+            for s in samples
+            if s.metric == "network_carrier_changes_total" and s.entity == f"nic/{a}"
+        ]
+        assert changes and changes[0] >= 2
+    finally:
+        source.close()
+        subprocess.run([ip, "link", "del", a], check=False, timeout=30)
