@@ -425,6 +425,7 @@ class BccBackend:
         self._max_events = max_events
         self._pending = IntervalData()
         self._last_counters = [0, 0, 0]
+        self._tables: dict[str, Any] = {"counters": self._bpf[b"counters"]}
         self._bpf[b"events"].open_ring_buffer(self._on_event)
         if "packet_drop" in used:
             self._bpf.attach_tracepoint(tp=b"skb:kfree_skb", fn_name=b"on_kfree_skb")
@@ -460,12 +461,16 @@ class BccBackend:
             )
 
     def _drain_hash(self, name: str) -> list[tuple[Any, int]]:
-        try:
-            table = self._bpf[
-                name.encode()
-            ]  # `in` only sees tables already opened, so ask directly
-        except KeyError:
-            return []  # that probe was left out
+        if name not in self._tables:
+            # Opened once: bcc copies the table object on every lookup. (`name in self._bpf`
+            # only sees tables already opened, so ask for it directly.)
+            try:
+                self._tables[name] = self._bpf[name.encode()]
+            except KeyError:
+                self._tables[name] = None  # that probe was left out
+        table = self._tables[name]
+        if table is None:
+            return []
         try:
             raw = list(table.items_lookup_and_delete_batch())
         except Exception:  # kernels without batch ops: read, then delete what was read
@@ -479,7 +484,7 @@ class BccBackend:
     def drain(self) -> IntervalData:
         self._bpf.ring_buffer_consume()
         data, self._pending = self._pending, IntervalData()
-        counters = self._bpf[b"counters"]
+        counters = self._tables["counters"]
         now = [int(counters[ctypes.c_int(i)].value) for i in range(3)]
         data.exec_count = now[0] - self._last_counters[0]
         data.exit_count = now[1] - self._last_counters[1]
