@@ -33,7 +33,7 @@ from sreagent.eval.cases import Case, Dataset, load_dataset
 Task = Literal["rca", "detection"]
 Progress = Callable[[str], None]
 
-RCA_BASELINES = ("baro", "nsigma")
+RCA_BASELINES = ("baro", "nsigma", "baro_e2e")
 DETECTION_BASELINES = ("baro", "nsigma", "windowed_gaussian")
 
 
@@ -102,19 +102,24 @@ def rca_alarm_time(case: Case) -> datetime:
 def baseline_rca(case: Case, method: str) -> RcaResult:
     """BARO or N-sigma ranking of one rca case.
 
-    The alarm time splitting normal from anomalous data is the case's labelled ``inject_time``
-    (RCAEval's protocol: RCA methods are handed the detection time); the chain is handed the
-    same instant. Only pod metrics are ranked (nodes, SLOs and call edges are not services).
+    ``baro`` and ``nsigma``: the alarm time splitting normal from anomalous data is the case's
+    labelled ``inject_time`` (RCAEval's protocol: RCA methods are handed the detection time);
+    the chain is handed the same instant. ``baro_e2e``: BARO end to end, label-free - the alarm
+    time is the first change BARO's multivariate BOCPD confirms on the ``slo/...`` signals; a
+    case where it confirms none gets an empty ranking (a miss). Only pod metrics are ranked
+    (nodes, SLOs and call edges are not services).
     """
     if method not in RCA_BASELINES:
         raise BadInput(f"unknown rca baseline {method!r}; known: {RCA_BASELINES}")
-    scaler: bl.Scaler = "robust" if method == "baro" else "standard"
-    ranked = bl.rank_metrics(
-        case.metrics(),
-        rca_alarm_time(case),
-        scaler=scaler,
-        entity_filter=bl.is_service_entity,
-    )
+    frame = case.metrics()
+    if method == "baro_e2e":
+        alarm = bl.bocpd_alarm_time(frame, bl.is_sli_entity)
+        if alarm is None:
+            return RcaResult(case, (), ())
+    else:
+        alarm = rca_alarm_time(case)
+    scaler: bl.Scaler = "standard" if method == "nsigma" else "robust"
+    ranked = bl.rank_metrics(frame, alarm, scaler=scaler, entity_filter=bl.is_service_entity)
     return RcaResult(case, tuple(bl.rank_services(ranked)), tuple(bl.rank_entities(ranked)))
 
 
@@ -376,10 +381,12 @@ def report(
 
 
 RCA_PROTOCOL = {
-    "alarm_time": "labelled inject_time handed to every method (RCAEval protocol)",
+    "alarm_time": "labelled inject_time handed to every method (RCAEval protocol), except "
+    "baro_e2e, which detects it with BARO's own multivariate BOCPD on slo/* signals",
     "ranked_entities": "pods only; services from pod names",
     "baro": "re-implementation of BARO's RobustScorer (median/IQR, max signed score)",
     "nsigma": "mean/std, max signed score (RCAEval nsigma)",
+    "baro_e2e": "BARO end to end: BOCPD alarm time (first confirmed change), then RobustScorer",
 }
 DETECTION_PROTOCOL_TRAINING = {
     "thresholds": "99.9th percentile of each detector's scores on the training part",

@@ -281,3 +281,35 @@ def test_evaluate_baselines_reports_progress_per_method_and_case(datasets: Path)
     assert seen == [f"nsigma {c.case_id}" for c in load_dataset(datasets / "nab")]
     assert set(out["baselines"]) == {"nsigma"}
     assert out["baselines"]["nsigma"]["nab_standard_threshold"] > 0
+
+
+# --- BARO's BOCPD stage -------------------------------------------------------------------------
+
+
+def test_bocpd_posterior_columns_are_distributions() -> None:
+    rng = np.random.default_rng(5)
+    r = bl.bocpd_run_length_posterior(rng.normal(0, 0.1, (25, 2)))
+    assert r.shape == (26, 26)
+    assert r.sum(axis=0) == pytest.approx(np.ones(26))
+    assert np.allclose(np.triu(r, 1)[:, :1], 0)  # before any sample, the run is 0 long
+    assert r[0, 0] == 1.0
+
+
+def test_bocpd_finds_a_mean_shift_in_several_signals() -> None:
+    rng = np.random.default_rng(11)
+    quiet = rng.normal(0.0, 0.05, (30, 3))
+    shifted = rng.normal(0.0, 0.05, (20, 3)) + np.array([1.0, 0.8, 1.2])
+    index = bl.bocpd_alarm_index(np.vstack([quiet, shifted]))
+    assert index is not None and 28 <= index <= 32
+
+
+def test_bocpd_needs_enough_samples_to_confirm_a_change() -> None:
+    assert bl.bocpd_alarm_index(np.zeros((8, 2))) is None
+
+
+def test_baro_end_to_end_detects_its_own_alarm_time_on_a_real_case(datasets: Path) -> None:
+    case = next(c for c in load_dataset(datasets / "nezha") if c.case_id == "ob-2022-08-22-17")
+    alarm = bl.bocpd_alarm_time(case.metrics(), bl.is_sli_entity)
+    assert alarm is not None and case.spec.window.contains(alarm)
+    result = ev.baseline_rca(case, "baro_e2e")
+    assert len(result.services) >= 10  # it ranks every service, from its own split
