@@ -219,7 +219,7 @@ class GroupCommitJournal:
 
     def __init__(self, root: Path, *, writer_id: str,
                  on_durable: Callable[[list[PendingBatch]], None], max_pending: int = 2000,
-                 buffer_rows: int = 500_000, flush_interval_s: float = 5.0,
+                 buffer_rows: int = 2_000_000, flush_interval_s: float = 30.0,
                  on_flush: Callable[[int, float], None] | None = None):
         self.root = Path(root)
         self.writer_id = writer_id

@@ -62,11 +62,12 @@ class HotStateSettings(_Section):
 
 
 class JournalSettings(_Section):
-    buffer_rows: Annotated[int, Field(ge=1)] = 500_000
+    buffer_rows: Annotated[int, Field(ge=1)] = 2_000_000
     """Acknowledged rows kept in memory (they are in the write-ahead log) before a Parquet
     flush is forced."""
-    flush_interval_s: Annotated[float, Field(gt=0)] = 5.0
-    """Write buffered batches as Parquet part files at least this often."""
+    flush_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    """Write buffered batches as Parquet part files at least this often. Every flush writes one
+    file per host and table, so longer intervals mean fewer, larger files."""
     compact_min_files: Annotated[int, Field(ge=2)] = 16
     """Compact a partition's part files into one once it holds this many small ones."""
     compact_interval_s: Annotated[float, Field(gt=0)] = 60.0
