@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from sreagent.lab.live import LabRefused, find_leftovers, new_tag, run_injection, run_name, sweep
+from sreagent.lab.live import (
+    LabFailed,
+    LabRefused,
+    find_leftovers,
+    new_tag,
+    run_injection,
+    run_name,
+    sweep,
+)
 from tests.conftest import REPO, require_binary, requires_root
 
 from .observe import CGROUP, everything_with_tag, poll
@@ -156,3 +164,19 @@ def test_workers_stop_on_their_own_at_the_deadline(nothing_left: list[str]) -> N
         assert poll(inj.finished, 10.0)
         assert inj.injector.workers()[0].returncode() == 0
     assert inj.cleanup is not None and inj.cleanup.ok
+
+
+def test_a_step_failing_mid_injection_undoes_what_was_made(nothing_left: list[str]) -> None:
+    # Forcing netem: on a kernel without it, the namespaces and veth exist when the qdisc
+    # fails; everything made so far must go. On a kernel with netem, the fault must use it.
+    require_binary("nft")
+    tag = new_tag()
+    nothing_left.append(tag)
+    try:
+        with run_injection(
+            "net-loss", 3, options={"mechanism": "netem"}, tag=tag, guardian=False
+        ) as inj:
+            assert inj.injector.mechanism == "netem"  # type: ignore[attr-defined]
+    except LabFailed as err:
+        assert "netem qdisc" in str(err)
+    assert not everything_with_tag(tag)
