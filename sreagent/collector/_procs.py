@@ -13,6 +13,7 @@ Field positions of /proc/<pid>/stat: proc(5), counted after the closing parenthe
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 from dataclasses import dataclass
@@ -168,14 +169,18 @@ class ProcessSource:
         prev_all = self._prev
         new_prev: dict[int, _Prev] = {}
         io_denied = 0
-        for entry in os.listdir(proc):
-            if not entry.isdigit():
-                continue
+        with os.scandir(proc) as listing:
+            entries = [(e.name, e) for e in listing if e.name.isdigit()]
+        for entry, dirent in entries:
             pid = int(entry)
             # String paths: pathlib costs more than the read itself at this rate.
             raw = read_optional(f"{proc}/{entry}/stat")
             if raw is None:
                 continue  # exited during the scan
+            try:
+                uid = dirent.stat().st_uid  # /proc/<pid> belongs to the process's euid
+            except OSError:
+                continue
             st = parse_pid_stat(raw)
             raw_io = read_optional(f"{proc}/{entry}/io")
             io = parse_pid_io(raw_io) if raw_io else None
@@ -204,7 +209,7 @@ class ProcessSource:
                 "ppid": st.ppid,
                 "comm": st.comm,
                 "cmdline": "",
-                "uid": 0,
+                "uid": uid,
                 "state": st.state,
                 "cgroup": "",
                 "threads": st.threads,
@@ -247,11 +252,9 @@ class ProcessSource:
         raw = read_optional(f"{base}/cgroup")
         if raw:
             row["cgroup"] = pick_cgroup(raw)
-        try:
-            row["uid"] = os.stat(base).st_uid
+        # Fails when the process exited, or for another user's fds without CAP_SYS_PTRACE.
+        with contextlib.suppress(OSError):
             row["fds"] = len(os.listdir(f"{base}/fd"))
-        except OSError:
-            pass  # exited, or another user's fds without CAP_SYS_PTRACE
         samples.append(sample(now_ns, "process_cpu_ratio", entity, float(row["cpu_ratio"])))
         samples.append(sample(now_ns, "process_rss_bytes", entity, float(row["rss_bytes"])))
         fds = row.get("fds")

@@ -240,6 +240,12 @@ def test_process_scan_finds_a_known_child() -> None:
         child.wait()
     row = rows[child.pid]
     assert row.ppid == os.getpid()
+    assert row.uid == os.geteuid()
+    assert all(
+        r.uid == os.stat(f"/proc/{pid}").st_uid
+        for pid, r in rows.items()
+        if os.path.exists(f"/proc/{pid}")
+    )
     assert row.cmdline.endswith("marker-7321")
     assert row.fds is not None and row.fds >= 3
     assert row.rss_bytes > 1024 * 1024

@@ -37,7 +37,7 @@ from sreagent.collector._sockdiag import SockDiagSource, parse_proc_net_tcp
 from sreagent.collector._taskstats import TaskstatsSource
 from sreagent.collector._tcp import TcpSource, parse_snmp, parse_snmp_group
 from sreagent.errors import CorruptFile
-from tests.collector.fixture_tree import PROCFS, SECOND, T0, Tree, absent, one, values
+from tests.collector.fixture_tree import PROCFS, SECOND, T0, Tree, absent, one
 
 KIB = 1024
 BUSY_PID = 18803
@@ -681,7 +681,6 @@ def test_every_fixture_sample_is_a_valid_named_metric(tmp_path: Path) -> None:
                 assert set(s.labels) <= set(spec.labels) | identity, (s.metric, s.labels)
                 seen.add(s.metric)
     assert len(seen) > 60
-    assert values  # the helper module is imported for its side-effect-free functions
 
 
 def test_cgroup_limits_are_cached_between_walks_and_removal_triggers_a_rewalk(
