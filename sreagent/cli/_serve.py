@@ -30,7 +30,8 @@ def serve_command(
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Run the controller: ingest, hot state, incidents, workflow runs and the HTTP API."""
-    from sreagent.controller.settings import hash_token as _hash, load_settings
+    from sreagent.controller.settings import hash_token as _hash
+    from sreagent.controller.settings import load_settings
 
     if hash_token:
         token = sys.stdin.read().strip()
