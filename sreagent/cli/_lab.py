@@ -51,7 +51,7 @@ def run_role_chain(scenario: GeneratedScenario, output: GeneratedOutput) -> dict
     :class:`~sreagent.errors.NotLanded` (exit 2), after the scenario has been written.
     """
     try:
-        from sreagent.roles import lab_verdict  # type: ignore[attr-defined]
+        from sreagent.roles import lab_verdict
     except ImportError:
         raise NotLanded(
             f"generated {scenario.definition.id} into {output.root} (journal, evidence package "
@@ -167,10 +167,33 @@ def run_command(
         generated, output = _generate_into(definition, target, wire=False)
         results.append(run_role_chain(generated, output))
     if as_json:
-        print(json.dumps({"scenarios": results}, indent=2))
-    else:
-        for r in results:
-            console.print(r)
+        print(json.dumps({"scenarios": results, "summary": _summary_of(results)}, indent=2))
+        return
+    for r in results:
+        console.print(_verdict_line(r), highlight=False)
+    if len(results) > 1:
+        console.print_json(json.dumps(_summary_of(results)))
+
+
+def _summary_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The role chain's summary of many verdicts (accuracy, localisation, false positives)."""
+    from sreagent.chain.lab import lab_summary  # present whenever run_role_chain succeeded
+
+    summary: dict[str, Any] = lab_summary(results)
+    return summary
+
+
+def _verdict_line(r: dict[str, Any]) -> str:
+    if r.get("expected") is None:
+        outcome = "no incident (correct)" if r.get("correct") else (
+            f"FALSE POSITIVE: {r.get('top')} at {r.get('top_entity')}")
+        return f"{r['id']}: control; {outcome}"
+    delay = r.get("detection_delay_samples")
+    return (f"{r['id']}: expected {r['expected']} at {r.get('expected_entity')}; top "
+            f"{r.get('top')} at {r.get('top_entity')} -> "
+            f"{'correct' if r.get('correct') else 'WRONG'}"
+            f"{'' if r.get('localised') else ' (not localised)'}"
+            f"{'' if delay is None else f', detected {delay} samples after visible'}")
 
 
 @lab_app.command("fleet")

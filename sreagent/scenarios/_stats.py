@@ -15,8 +15,8 @@ the ground truth's visibility time, so the two cannot disagree.
   increase differs from the baseline rate times the window length by more than
   ``25 % + 3 * std * sqrt(n) + 0.5``.
 
-A sample *visibly* deviates when it alone lies outside the band (gauges), or when the increase
-since onset already exceeds the counter margin.
+A gauge becomes *visible* at the first of three consecutive samples outside the band (or
+absent); a counter when its increase since onset first exceeds the counter margin.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import numpy as np
 
 from sreagent.telemetry.names import METRICS_BY_NAME
 
+VISIBLE_RUN = 3
+"""A gauge becomes visible at the first of this many consecutive out-of-band samples."""
 EXCEEDANCE_SHARE = 0.3
 """Share of fault-window samples outside the baseline band for a gauge to have moved."""
 
@@ -107,5 +109,10 @@ def first_deviation(metric: str, band: Band, values: np.ndarray, present: np.nda
         excess = np.abs(np.cumsum(inc) - band.rate * n) - _counter_margin(band, n)
         hits = np.flatnonzero(excess > 0)
     else:
-        hits = np.flatnonzero(~tail_present | (tail < band.low) | (tail > band.high))
+        out = ~tail_present | (tail < band.low) | (tail > band.high)
+        # Sustained, not a single noisy sample: out of band for VISIBLE_RUN samples in a row.
+        run = out[: len(out) - VISIBLE_RUN + 1].copy()
+        for k in range(1, VISIBLE_RUN):
+            run &= out[k: len(out) - VISIBLE_RUN + 1 + k]
+        hits = np.flatnonzero(run)
     return int(start + hits[0]) if len(hits) else None
