@@ -220,9 +220,9 @@ def test_kill_9_during_writes_loses_no_synced_record_and_delivers_no_garbage(
     start = 1
     # Some rounds kill a writer that left half a frame on disk (died inside a write), others
     # kill it between appends; every round restarts on the same directory.
-    rounds = [(3, True), (7, False), (1, True), (12, False), (5, True)]
+    rounds = [(3, True), (7, False), (2, True)]
     for round_, (kill_after, tear) in enumerate(rounds):
-        confirmed += _run_writer(tmp_path, 256 * 1024, 1000, start, kill_after, tear)
+        confirmed += _run_writer(tmp_path, 64 * 1024, 1000, start, kill_after, tear)
         start = 1000 * (round_ + 1) + 1
         # drain a copy, so the next round still sees everything (and adds to it)
         copy = tmp_path.parent / f"{tmp_path.name}-copy{round_}"
@@ -253,7 +253,7 @@ def test_kill_9_of_a_writer_with_a_reader_committing_keeps_exactly_the_undeliver
             record = spool.peek()
             assert record is not None
             spool.commit(record)
-    confirmed = _run_writer(tmp_path, 128 * 1024, 1000, 6, kill_after=8)
+    confirmed = _run_writer(tmp_path, 64 * 1024, 1000, 6, kill_after=8)
     with Spool(tmp_path, max_bytes=1 << 30) as spool:
         delivered = drain(spool)
     assert delivered[:2] == [4, 5], "committed records are not delivered again"
