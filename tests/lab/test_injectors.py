@@ -120,10 +120,9 @@ def test_io_saturation_drives_the_disk(nothing_left: list[str]) -> None:
         files = list((inj.injector.host.tmp / f"{inj.plan.run_name}-io").iterdir())
     ios = (after[0] - before[0]) + (after[4] - before[4])
     busy_ms = after[9] - before[9]
-    assert ios > 2000, f"only {ios} IOs completed on {dev} in 2 s"
-    # A fast virtual disk is rarely 100 % busy, but a deep queue is always in flight.
+    assert ios > 500, f"only {ios} IOs completed on {dev} in 2 s"
     assert max(in_flight) >= 8, f"in flight on {dev}: {in_flight}"
-    assert busy_ms > 200, f"{dev} was busy only {busy_ms} ms of 2000"
+    assert busy_ms > 1000, f"{dev} was busy only {busy_ms} ms of 2000"
     assert [f.name for f in files] == ["load"]
     assert inj.cleanup is not None and inj.cleanup.ok, inj.cleanup
     assert not files[0].parent.exists()
