@@ -21,7 +21,7 @@ collect_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
 )
-app.add_typer(collect_app)
+app.add_typer(collect_app, name="collect")
 
 ConfigOption = typer.Option(
     None,
