@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
+
 from sreagent.lab.live._errors import LabFailed
 from sreagent.lab.live._host import run_tool
 from sreagent.lab.live._names import TAG_ENV
@@ -340,9 +342,21 @@ class Worker(Resource):
         if self.popen is None:
             return
         if self.popen.returncode is None:
-            # Not reaped yet, so the pid (and the process group named after it) is still ours.
+            # Not reaped yet, so the pid (and the process group named after it) is still ours,
+            # and so are its descendants (fio's job processes start process groups of their own).
+            try:
+                family = psutil.Process(self.popen.pid).children(recursive=True)
+            except psutil.Error:
+                family = []
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
+            for child in family:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            _, alive = psutil.wait_procs(family, timeout=10)
+            if alive:
+                pids = ", ".join(str(p.pid) for p in alive)
+                raise LabFailed(f"worker {self.name}: children {pids} did not exit after SIGKILL")
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired as err:
