@@ -71,3 +71,26 @@ def test_host_peer_net_loss_shows_in_the_host_tcp_counters(nothing_left: list[st
     assert seen.get(("tcp_retransmits_per_second", "host"), 0.0) >= 5.0, {
         k: v for k, v in seen.items() if k[0].startswith("tcp_")
     }
+
+
+def test_the_memcg_oom_kill_reaches_the_kmsg_source_as_the_injected_process(
+    nothing_left: list[str],
+) -> None:
+    from sreagent.collector._kmsg import kmsg_source  # the daemon adds it beside the facade
+
+    sampler = Sampler(
+        Roots(),
+        SamplerOptions(enabled=frozenset({"memory"})),
+        extra_sources=[kmsg_source(Roots(), None)],
+    )
+    try:
+        sampler.sample(time.time_ns())  # drain what the kernel log already holds
+        with run_injection("memory-oom", 5, options={"limit_mib": 32, "leak_mib_per_s": 64}) as inj:
+            nothing_left.append(inj.tag)
+            assert inj.wait(timeout_s=5.0)
+            time.sleep(0.2)
+            events = sampler.sample(time.time_ns()).events
+    finally:
+        sampler.close()
+    kills = [e for e in events if e.kind == "oom_kill"]
+    assert [e.entity for e in kills] == [inj.injected_entity], kills
