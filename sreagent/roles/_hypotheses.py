@@ -21,7 +21,7 @@ import numpy as np
 from sreagent.artifacts import EvidenceRef
 from sreagent.roles._detectors import Detection, SeriesDetection
 from sreagent.roles._stats import median, percentile
-from sreagent.runtime._view import EvidenceView, Series
+from sreagent.runtime._view import EventRow, EvidenceView, Series
 
 
 def level(x: float, lo: float, hi: float) -> float:
@@ -132,7 +132,7 @@ def _growth(scope: Scope, s: Series) -> tuple[float, float]:
     return float((w[-1] - min(scope.base(s), w[0])) / b), rising
 
 
-def _events(scope: Scope, *kinds: str) -> list:  # type: ignore[type-arg]
+def _events(scope: Scope, *kinds: str) -> list[EventRow]:
     return [e for e in scope.view.events if e.kind in kinds and scope.t0 <= e.ts_ns <= scope.t1]
 
 
@@ -231,18 +231,29 @@ def _throttling(scope: Scope) -> list[Candidate]:
     return out
 
 
+def _sustained_rise(scope: Scope, s: Series) -> float:
+    """Median over the incident minus median before it: a burst that came and went (a
+    backup, a cron job) moves the median little; a neighbour that keeps taking moves it."""
+    return scope.peak(s, 50.0) - scope.base(s)
+
+
 def _noisy(scope: Scope) -> list[Candidate]:
-    # Which cgroup's use jumped, and did another cgroup suffer for it?
+    # Which cgroup's use rose and stayed up, and did another cgroup suffer for it?
+    cpus = max(scope.view.cpu_count, 1)
     usage: dict[str, float] = {}
     series_of: dict[str, list[Series]] = {}
-    for metric, unit in (("cgroup_io_bytes_per_second", 200 * 2**20),
-                         ("cgroup_cpu_usage_ratio", max(scope.view.cpu_count, 1) * 0.5)):
+    for metric, unit in (("cgroup_io_bytes_per_second", 150 * 2**20),
+                         ("cgroup_cpu_usage_ratio", cpus * 0.5)):
+        per: dict[str, float] = {}
         for s in scope.view.metric(metric):
-            usage[s.entity] = max(usage.get(s.entity, 0.0), level(scope.rise(s), 0.0, unit)
-                                  if scope.rise(s) > 0 else 0.0)
+            per[s.entity] = per.get(s.entity, 0.0) + max(_sustained_rise(scope, s), 0.0)
             series_of.setdefault(s.entity, []).append(s)
+        for ent, rise in per.items():
+            usage[ent] = max(usage.get(ent, 0.0), level(rise, 0.0, unit))
     if len(usage) < 2:
         return []
+    top_proc_rise = max((max(_sustained_rise(scope, s), 0.0)
+                         for s in scope.view.metric("process_cpu_ratio")), default=0.0)
     out = []
     for ent in sorted(usage, key=lambda e: (-usage[e], e))[:2]:
         if usage[ent] < 0.2:
@@ -251,7 +262,7 @@ def _noisy(scope: Scope) -> list[Candidate]:
         for s in scope.view.metric("cgroup_pressure_some_ratio"):
             if s.entity == ent:
                 continue
-            f = level(scope.rise(s), 0.05, 0.3)
+            f = level(_sustained_rise(scope, s), 0.05, 0.3)
             if f > f_victim:
                 victim, f_victim, vref = s.entity, f, scope.ref(s)
         lim = scope.view.get("cgroup_cpu_throttled_ratio", ent)
@@ -267,8 +278,15 @@ def _noisy(scope: Scope) -> list[Candidate]:
             c.penalties["own_throttling"] = 0.3 * own_throttle
             c.counter_evidence.append(f"{ent} is itself throttled: it suffers, it may not be "
                                       "the aggressor")
-        if victim is None:
+        if f_victim < 0.2:
+            c.penalties["no_victim"] = 0.3
             c.counter_evidence.append("no other cgroup shows more pressure")
+        cpu_rise = sum(max(_sustained_rise(scope, s), 0.0) for s in series_of[ent]
+                       if s.metric == "cgroup_cpu_usage_ratio")
+        if cpu_rise > 0.5 and top_proc_rise >= 0.7 * cpu_rise:
+            c.penalties["single_runaway_process"] = 0.3
+            c.counter_evidence.append("one process accounts for the cgroup's rise: a runaway "
+                                      "process rather than a tenant")
         out.append(c)
     return out
 
@@ -509,15 +527,20 @@ def _gpu(scope: Scope) -> list[Candidate]:
                 c.counter_evidence.append("the GPU is also hot; thermal limits may dominate")
             out.append(c)
         xids = [e for e in _events(scope, "gpu_xid") if e.entity == g]
+        own_xids = [e for e in xids if _xid_points_to(e) == "gpu_xid"]
         if xids:
             codes = sorted({e.attributes.get("xid", "?") for e in xids})
-            c = Candidate("gpu_xid", g, {"xid_events": level(len(xids), 0.0, 2.0),
+            c = Candidate("gpu_xid", g, {"xid_events": level(len(own_xids), 0.0, 1.0),
                                          "xid_critical": 1.0 if any(
-                                             e.severity in ("error", "critical") for e in xids)
-                                         else 0.5},
-                          {"xid_events": 0.6, "xid_critical": 0.3},
+                                             e.severity in ("error", "critical")
+                                             for e in own_xids) else 0.0,
+                                         "any_xid": 1.0},
+                          {"xid_events": 0.6, "xid_critical": 0.3, "any_xid": 0.1},
                           [scope.event_ref("gpu_xid", g, e.ts_ns, e.batch_id) for e in xids][:4])
             c.counter_evidence.append(f"Xid codes seen: {', '.join(codes)}")
+            for other in sorted({_xid_points_to(e) for e in xids} - {"gpu_xid"}):
+                c.counter_evidence.append(f"some Xids report a {other} fault; that class is the "
+                                          "cause they point to")
             out.append(c)
         ecc = sum(scope.total_increase(s) for s in view.metric("gpu_ecc_errors_total")
                   if s.entity == g and any(w in s.label("type") for w in
@@ -525,20 +548,23 @@ def _gpu(scope: Scope) -> list[Candidate]:
         remap = sum(scope.total_increase(s) for s in view.metric("gpu_remapped_rows_total")
                     if s.entity == g)
         dbe = [e for e in _events(scope, "gpu_ecc_dbe") if e.entity == g]
-        if ecc > 0 or remap > 0 or dbe:
+        xid_mem = [e for e in xids if _xid_points_to(e) == "gpu_ecc_dbe"]
+        if ecc > 0 or remap > 0 or dbe or xid_mem:
             refs = [scope.ref(s) for s in view.metric("gpu_ecc_errors_total") + view.metric(
                 "gpu_remapped_rows_total") if s.entity == g]
             refs += [scope.event_ref("gpu_ecc_dbe", g, e.ts_ns, e.batch_id) for e in dbe][:3]
             out.append(Candidate("gpu_ecc_dbe", g,
                                  {"uncorrectable_ecc": level(ecc, 0.0, 2.0),
                                   "rows_remapped": level(remap, 0.0, 2.0),
-                                  "dbe_events": 1.0 if dbe else 0.0},
-                                 {"uncorrectable_ecc": 0.4, "rows_remapped": 0.3,
-                                  "dbe_events": 0.3}, refs))
+                                  "dbe_events": 1.0 if dbe else 0.0,
+                                  "memory_xids": 1.0 if xid_mem else 0.0},
+                                 {"uncorrectable_ecc": 0.3, "rows_remapped": 0.25,
+                                  "dbe_events": 0.3, "memory_xids": 0.15}, refs))
         nvl = sum(scope.total_increase(s) for s in view.metric("gpu_nvlink_errors_total")
                   if s.entity == g)
         links = view.get("gpu_nvlink_active_links", g)
-        nvl_ev = [e for e in _events(scope, "nvlink_error") if e.entity == g]
+        nvl_ev = [e for e in _events(scope, "nvlink_error") if e.entity == g] + [
+            e for e in xids if _xid_points_to(e) == "nvlink_degradation"]
         f_links = level(scope.drop(links), 0.0, 2.0) if links is not None else 0.0
         if nvl > 0 or f_links > 0 or nvl_ev:
             refs = [scope.ref(s) for s in view.metric("gpu_nvlink_errors_total")
@@ -587,13 +613,41 @@ def _gpu(scope: Scope) -> list[Candidate]:
             gap, drop, s = lows[g]
             f_gap = level(gap, 0.2, 0.6)
             if f_gap > 0:
-                out.append(Candidate("collective_straggler", g,
-                                     {"gap_to_peers": f_gap,
-                                      "own_drop": level(drop, 0.2, 0.6),
-                                      "was_busy": level(utils.get(g, 0.0), 0.3, 0.7)},
-                                     {"gap_to_peers": 0.5, "own_drop": 0.3, "was_busy": 0.2},
-                                     [scope.ref(s)]))
+                c = Candidate("collective_straggler", g,
+                              {"gap_to_peers": f_gap, "own_drop": level(drop, 0.2, 0.6),
+                               "was_busy": level(utils.get(g, 0.0), 0.3, 0.7)},
+                              {"gap_to_peers": 0.5, "own_drop": 0.3, "was_busy": 0.2},
+                              [scope.ref(s)])
+                # An idle GPU is also what a crash leaves behind: a fault the GPU reported
+                # itself explains the idleness better than a slow rank does.
+                explained = [x for x in out if x.entity == g and x.fault_class in (
+                    "gpu_xid", "gpu_ecc_dbe", "nvlink_degradation", "pcie_degradation",
+                    "gpu_memory_exhaustion") and x.score >= 0.3]
+                if explained:
+                    c.penalties["gpu_reported_a_fault"] = 0.6
+                    c.counter_evidence.append(
+                        f"{g} itself reports {explained[0].fault_class}: its idleness follows")
+                out.append(c)
     return out
+
+
+_XID_TARGETS = {
+    "memory_dbe": "gpu_ecc_dbe", "memory_row_remap": "gpu_ecc_dbe",
+    "memory_row_remap_failure": "gpu_ecc_dbe", "memory_contained": "gpu_ecc_dbe",
+    "memory_uncontained": "gpu_ecc_dbe", "memory_sbe_rate": "gpu_ecc_dbe",
+    "nvlink": "nvlink_degradation",
+}
+_XID_CODES = {"48": "memory_dbe", "63": "memory_row_remap", "64": "memory_row_remap_failure",
+              "92": "memory_sbe_rate", "94": "memory_contained", "95": "memory_uncontained",
+              "74": "nvlink"}
+
+
+def _xid_points_to(event: EventRow) -> str:
+    """The fault class an Xid reports: memory Xids report ECC faults, Xid 74 an NVLink one,
+    the rest (application errors, a GPU lost from the bus...) are the Xid fault itself."""
+    klass = event.attributes.get("xid_class") or _XID_CODES.get(event.attributes.get("xid", ""),
+                                                                "")
+    return _XID_TARGETS.get(klass, "gpu_xid")
 
 
 def _rdma(scope: Scope) -> list[Candidate]:

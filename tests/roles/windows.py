@@ -36,8 +36,8 @@ def quiet(seconds: int = 900, seed: int = 1, **kw: object) -> WindowBuilder:
     return w
 
 
-def cpu_saturation(seed: int = 1) -> WindowBuilder:
-    w = quiet(seed=seed)
+def cpu_saturation(seed: int = 1, **kw: object) -> WindowBuilder:
+    w = quiet(seed=seed, **kw)
     w.ramp("cpu_utilisation_ratio", start_s=ONSET, to=0.99, ramp_s=3, noise=0.005)
     w.ramp("pressure_some_ratio", labels={"resource": "cpu"}, start_s=ONSET, to=0.55, ramp_s=3)
     w.ramp("procs_running", start_s=ONSET, to=11.0, ramp_s=3)
