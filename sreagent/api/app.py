@@ -27,8 +27,10 @@ def create_app(settings: Settings, *, chain: Chain | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.insecure_dev:
-            log.warning("AUTHENTICATION IS OFF (--insecure-dev): anyone who can reach this "
-                        "port can ingest, read and approve. Development only.")
+            log.warning(
+                "AUTHENTICATION IS OFF (--insecure-dev): anyone who can reach this "
+                "port can ingest, read and approve. Development only."
+            )
         controller.start()
         try:
             yield
@@ -39,7 +41,7 @@ def create_app(settings: Settings, *, chain: Chain | None = None) -> FastAPI:
         title="sreagent controller",
         version=__version__,
         description="Ingest, hot state, incidents, workflow runs and evidence. "
-                    "Every endpoint except /healthz and /readyz needs a bearer token.",
+        "Every endpoint except /healthz and /readyz needs a bearer token.",
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",

@@ -106,19 +106,23 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {"msg": "invalid request", "loc": ()}
-        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query",
-                                                                            "path"))
-        return JSONResponse(error_body("bad_input", str(first.get("msg")), field or None),
-                            status_code=422)
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        return JSONResponse(
+            error_body("bad_input", str(first.get("msg")), field or None), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code,
-                            headers=getattr(error, "headers", None))
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", f"internal error: {type(error).__name__}"),
-                            status_code=500)
+        return JSONResponse(
+            error_body("internal", f"internal error: {type(error).__name__}"), status_code=500
+        )

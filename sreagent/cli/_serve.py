@@ -14,19 +14,24 @@ from sreagent.errors import BadInput
 
 @app.command("serve")
 def serve_command(
-    config: Path | None = typer.Option(None, "--config", "-c",
-                                       help="YAML or TOML config file (docs/controller.md)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML or TOML config file (docs/controller.md)."
+    ),
     host: str | None = typer.Option(None, help="Listen address (config key host)."),
     port: int | None = typer.Option(None, help="Listen port (config key port)."),
     data_dir: Path | None = typer.Option(None, help="Journal, run store and packages."),
     tls_cert: Path | None = typer.Option(None, help="TLS certificate (PEM); needs --tls-key."),
     tls_key: Path | None = typer.Option(None, help="TLS private key (PEM)."),
     insecure_dev: bool = typer.Option(
-        False, "--insecure-dev",
-        help="Serve WITHOUT authentication (logs a warning). Development only."),
+        False,
+        "--insecure-dev",
+        help="Serve WITHOUT authentication (logs a warning). Development only.",
+    ),
     hash_token: bool = typer.Option(
-        False, "--hash-token",
-        help="Read a token on stdin, print the sha256 to put in auth.tokens, and exit."),
+        False,
+        "--hash-token",
+        help="Read a token on stdin, print the sha256 to put in auth.tokens, and exit.",
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Run the controller: ingest, hot state, incidents, workflow runs and the HTTP API."""
@@ -56,15 +61,20 @@ def serve_command(
             "--hash-token`) or start with --insecure-dev for development",
             field="auth.tokens",
         )
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     import uvicorn
 
     from sreagent.api import create_app
 
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
         ssl_certfile=str(settings.tls.certfile) if settings.tls.certfile else None,
         ssl_keyfile=str(settings.tls.keyfile) if settings.tls.keyfile else None,
-        log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=10,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )

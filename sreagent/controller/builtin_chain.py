@@ -64,8 +64,7 @@ class _Base:
 class Observer(_Base):
     name = "observer"
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
+    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext) -> Artifact:
         samples = evidence.table("samples")
         events = evidence.table("events")
         batches = evidence.table("batches")
@@ -73,19 +72,34 @@ class Observer(_Base):
         newest = ctx.window[0]
         if samples.num_rows:
             newest = int(pc.max(samples.column("ts_ns")).as_py())
-            grouped = samples.group_by(["metric", "entity"]).aggregate(
-                [("value", "count"), ("value", "mean"), ("value", "min"), ("value", "max"),
-                 ("value", "list"), ("ts_ns", "max")]
-            ).sort_by([("metric", "ascending"), ("entity", "ascending")])
+            grouped = (
+                samples.group_by(["metric", "entity"])
+                .aggregate(
+                    [
+                        ("value", "count"),
+                        ("value", "mean"),
+                        ("value", "min"),
+                        ("value", "max"),
+                        ("value", "list"),
+                        ("ts_ns", "max"),
+                    ]
+                )
+                .sort_by([("metric", "ascending"), ("entity", "ascending")])
+            )
             for row in grouped.slice(0, MAX_SIGNALS).to_pylist():
                 values = np.asarray(row["value_list"], dtype=float)
-                signals.append({
-                    "metric": row["metric"], "entity": row["entity"],
-                    "count": int(row["value_count"]), "last": float(values[-1]),
-                    "mean": float(row["value_mean"]), "minimum": float(row["value_min"]),
-                    "maximum": float(row["value_max"]),
-                    "p95": float(np.quantile(values, 0.95)),
-                })
+                signals.append(
+                    {
+                        "metric": row["metric"],
+                        "entity": row["entity"],
+                        "count": int(row["value_count"]),
+                        "last": float(values[-1]),
+                        "mean": float(row["value_mean"]),
+                        "minimum": float(row["value_min"]),
+                        "maximum": float(row["value_max"]),
+                        "p95": float(np.quantile(values, 0.95)),
+                    }
+                )
         event_counts: dict[str, int] = {}
         for kind in events.column("kind").to_pylist() if events.num_rows else []:
             event_counts[kind] = event_counts.get(kind, 0) + 1
@@ -93,29 +107,47 @@ class Observer(_Base):
         for caps in batches.column("capabilities").to_pylist() if batches.num_rows else []:
             modes.update({c["source"]: c["mode"] for c in caps})
         payload = {
-            "host": ctx.host, "window_start_ns": ctx.window[0], "window_end_ns": ctx.window[1],
-            "resolution_s": 1.0, "batch_count": batches.num_rows, "signals": signals,
+            "host": ctx.host,
+            "window_start_ns": ctx.window[0],
+            "window_end_ns": ctx.window[1],
+            "resolution_s": 1.0,
+            "batch_count": batches.num_rows,
+            "signals": signals,
             "event_counts": event_counts,
-            "quality": {"sample_count": samples.num_rows, "expected_samples": samples.num_rows,
-                        "staleness_s": max(0.0, (ctx.window[1] - newest) / 1e9), "gaps": 0,
-                        "source_modes": modes, "partial": len(signals) >= MAX_SIGNALS},
+            "quality": {
+                "sample_count": samples.num_rows,
+                "expected_samples": samples.num_rows,
+                "staleness_s": max(0.0, (ctx.window[1] - newest) / 1e9),
+                "gaps": 0,
+                "source_modes": modes,
+                "partial": len(signals) >= MAX_SIGNALS,
+            },
         }
         return make_artifact(
-            kind=ArtifactKind.OBSERVATION_SUMMARY, run_id=ctx.run_id,
-            incident_id=ctx.incident_id, logical_time=ctx.logical_time, payload=payload,
+            kind=ArtifactKind.OBSERVATION_SUMMARY,
+            run_id=ctx.run_id,
+            incident_id=ctx.incident_id,
+            logical_time=ctx.logical_time,
+            payload=payload,
             status=ArtifactStatus.OK if samples.num_rows else ArtifactStatus.NO_DATA,
-            evidence_refs=[EvidenceRef(entity=ctx.host, metric="*", start_ns=ctx.window[0],
-                                       end_ns=ctx.window[1],
-                                       batch_ids=batches.column("batch_id").to_pylist()[:100]
-                                       if batches.num_rows else [])],
+            evidence_refs=[
+                EvidenceRef(
+                    entity=ctx.host,
+                    metric="*",
+                    start_ns=ctx.window[0],
+                    end_ns=ctx.window[1],
+                    batch_ids=batches.column("batch_id").to_pylist()[:100]
+                    if batches.num_rows
+                    else [],
+                )
+            ],
         )
 
 
 class ThresholdAnalyzer(_Base):
     name = "analyzer"
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
+    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext) -> Artifact:
         summary, observed = _find(inputs, ArtifactKind.OBSERVATION_SUMMARY, ObservationSummary)
         rules = ctx.config.get("rules", [])
         samples = evidence.table("samples")
@@ -126,56 +158,90 @@ class ThresholdAnalyzer(_Base):
                     continue
                 if signal.maximum <= rule["above"]:
                     continue
-                mask = pc.and_(pc.and_(pc.equal(samples.column("metric"), signal.metric),
-                                       pc.equal(samples.column("entity"), signal.entity)),
-                               pc.greater(samples.column("value"), rule["above"]))
+                mask = pc.and_(
+                    pc.and_(
+                        pc.equal(samples.column("metric"), signal.metric),
+                        pc.equal(samples.column("entity"), signal.entity),
+                    ),
+                    pc.greater(samples.column("value"), rule["above"]),
+                )
                 onset = int(pc.min(samples.filter(mask).column("ts_ns")).as_py())
-                findings.append({
-                    "detector": "static_threshold", "metric": signal.metric,
-                    "entity": signal.entity, "onset_ns": onset, "severity": rule["severity"],
-                    "score": signal.maximum / rule["above"] if rule["above"] else signal.maximum,
-                    "value": signal.maximum, "threshold": rule["above"], "direction": "up",
-                })
-        worst = max((f["severity"] for f in findings),
-                    key=["warning", "error", "critical"].index, default=None)
+                findings.append(
+                    {
+                        "detector": "static_threshold",
+                        "metric": signal.metric,
+                        "entity": signal.entity,
+                        "onset_ns": onset,
+                        "severity": rule["severity"],
+                        "score": signal.maximum / rule["above"]
+                        if rule["above"]
+                        else signal.maximum,
+                        "value": signal.maximum,
+                        "threshold": rule["above"],
+                        "direction": "up",
+                    }
+                )
+        worst = max(
+            (f["severity"] for f in findings),
+            key=["warning", "error", "critical"].index,
+            default=None,
+        )
         payload = {
             "risk_level": SEVERITY_RISK[worst] if worst else "none",
             "findings": findings,
-            "incident": {"incident_id": ctx.incident_id,
-                         "fingerprint": f"{ctx.host}:{ctx.config.get('trigger', '')}",
-                         "state": "opened" if findings else "none"},
+            "incident": {
+                "incident_id": ctx.incident_id,
+                "fingerprint": f"{ctx.host}:{ctx.config.get('trigger', '')}",
+                "state": "opened" if findings else "none",
+            },
             "summary": f"{len(findings)} threshold rule(s) exceeded on {ctx.host}",
         }
-        return make_artifact(kind=ArtifactKind.ANOMALY_FINDING, run_id=ctx.run_id,
-                             incident_id=ctx.incident_id, logical_time=ctx.logical_time,
-                             payload=payload, input_artifact_ids=[summary.artifact_id])
+        return make_artifact(
+            kind=ArtifactKind.ANOMALY_FINDING,
+            run_id=ctx.run_id,
+            incident_id=ctx.incident_id,
+            logical_time=ctx.logical_time,
+            payload=payload,
+            input_artifact_ids=[summary.artifact_id],
+        )
 
 
 class PolicyGate(_Base):
     name = "policy_gate"
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
+    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext) -> Artifact:
         finding, found = _find(inputs, ArtifactKind.ANOMALY_FINDING, AnomalyFinding)
         require_approval = bool(ctx.config.get("require_approval", True))
         decisions = []
         for i, f in enumerate(found.findings):
             action_id = f"capture_diagnostics-{i}"
-            key = canonical_digest({"run": ctx.run_id, "action": action_id,
-                                    "finding": f.model_dump(mode="json")})
-            decisions.append({
-                "action_id": action_id, "idempotency_key": key,
-                "decision": "approval_required" if require_approval else "dry_run",
-                "reasons": ["read-only diagnostics; dry-run posture"],
-                "command": ["sreagent", "collect", "--once", "--host", ctx.host],
-            })
-        status = (ArtifactStatus.APPROVAL_REQUIRED if decisions and require_approval
-                  else ArtifactStatus.OK)
+            key = canonical_digest(
+                {"run": ctx.run_id, "action": action_id, "finding": f.model_dump(mode="json")}
+            )
+            decisions.append(
+                {
+                    "action_id": action_id,
+                    "idempotency_key": key,
+                    "decision": "approval_required" if require_approval else "dry_run",
+                    "reasons": ["read-only diagnostics; dry-run posture"],
+                    "command": ["sreagent", "collect", "--once", "--host", ctx.host],
+                }
+            )
+        status = (
+            ArtifactStatus.APPROVAL_REQUIRED
+            if decisions and require_approval
+            else ArtifactStatus.OK
+        )
         return make_artifact(
-            kind=ArtifactKind.EXECUTION_PLAN, run_id=ctx.run_id, incident_id=ctx.incident_id,
-            logical_time=ctx.logical_time, status=status,
-            payload={"posture": {"dry_run": True, "require_approval": require_approval},
-                     "decisions": decisions},
+            kind=ArtifactKind.EXECUTION_PLAN,
+            run_id=ctx.run_id,
+            incident_id=ctx.incident_id,
+            logical_time=ctx.logical_time,
+            status=status,
+            payload={
+                "posture": {"dry_run": True, "require_approval": require_approval},
+                "decisions": decisions,
+            },
             input_artifact_ids=[finding.artifact_id],
         )
 
@@ -187,16 +253,21 @@ class DryRunExecutor(_Base):
         _, plan = _find(inputs, ArtifactKind.EXECUTION_PLAN, ExecutionPlan)
         return any(d.decision == "approval_required" for d in plan.decisions)
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
+    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext) -> Artifact:
         plan_artifact, plan = _find(inputs, ArtifactKind.EXECUTION_PLAN, ExecutionPlan)
         results: list[dict[str, Any]] = []
         activity_ids: list[str] = []
         for d in plan.decisions:
             if ctx.approval == "rejected":
-                results.append({"action_id": d.action_id, "idempotency_key": d.idempotency_key,
-                                "outcome": "skipped", "command": d.command,
-                                "output": "rejected by an operator"})
+                results.append(
+                    {
+                        "action_id": d.action_id,
+                        "idempotency_key": d.idempotency_key,
+                        "outcome": "skipped",
+                        "command": d.command,
+                        "output": "rejected by an operator",
+                    }
+                )
                 continue
             request = {"action_id": d.action_id, "command": d.command, "dry_run": True}
             dry_run_output = "dry run: " + " ".join(d.command)
@@ -207,29 +278,43 @@ class DryRunExecutor(_Base):
 
             recorded = ctx.activity("execute_action", d.idempotency_key, request, effect)
             outcome = "dry_run" if recorded.get("status") == "dry_run" else "failed"
-            results.append({"action_id": d.action_id, "idempotency_key": d.idempotency_key,
-                            "outcome": outcome, "command": d.command,
-                            "output": str(recorded.get("output") or recorded.get("message")),
-                            "activity_id": d.idempotency_key})
+            results.append(
+                {
+                    "action_id": d.action_id,
+                    "idempotency_key": d.idempotency_key,
+                    "outcome": outcome,
+                    "command": d.command,
+                    "output": str(recorded.get("output") or recorded.get("message")),
+                    "activity_id": d.idempotency_key,
+                }
+            )
             activity_ids.append(d.idempotency_key)
-        return make_artifact(kind=ArtifactKind.EXECUTION_RESULT, run_id=ctx.run_id,
-                             incident_id=ctx.incident_id, logical_time=ctx.logical_time,
-                             payload={"results": results}, replayable=not activity_ids,
-                             recorded_activity_ids=activity_ids,
-                             input_artifact_ids=[plan_artifact.artifact_id])
+        return make_artifact(
+            kind=ArtifactKind.EXECUTION_RESULT,
+            run_id=ctx.run_id,
+            incident_id=ctx.incident_id,
+            logical_time=ctx.logical_time,
+            payload={"results": results},
+            replayable=not activity_ids,
+            recorded_activity_ids=activity_ids,
+            input_artifact_ids=[plan_artifact.artifact_id],
+        )
 
 
 class Reporter(_Base):
     name = "memory"
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
+    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext) -> Artifact:
         _, fp = _find(inputs, ArtifactKind.ANOMALY_FINDING, AnomalyFinding)
         _, execution = _find(inputs, ArtifactKind.EXECUTION_RESULT, ExecutionResult)
-        timeline = [{"ts_ns": f.onset_ns, "what": f"{f.metric} of {f.entity} above "
-                     f"{f.threshold:g} (peak {f.value:g})",
-                     "artifact_kind": "anomaly_finding"}
-                    for f in sorted(fp.findings, key=lambda f: f.onset_ns)]
+        timeline = [
+            {
+                "ts_ns": f.onset_ns,
+                "what": f"{f.metric} of {f.entity} above {f.threshold:g} (peak {f.value:g})",
+                "artifact_kind": "anomaly_finding",
+            }
+            for f in sorted(fp.findings, key=lambda f: f.onset_ns)
+        ]
         severity = fp.risk_level if fp.risk_level != "none" else "low"
         payload = {
             "title": f"{ctx.config.get('trigger') or 'incident'} on {ctx.host}",
@@ -241,10 +326,14 @@ class Reporter(_Base):
             "verification": "nothing_executed",
             "open_questions": ["root cause not analysed by the built-in chain"],
         }
-        return make_artifact(kind=ArtifactKind.INCIDENT_REPORT, run_id=ctx.run_id,
-                             incident_id=ctx.incident_id, logical_time=ctx.logical_time,
-                             payload=payload,
-                             input_artifact_ids=[a.artifact_id for a in inputs])
+        return make_artifact(
+            kind=ArtifactKind.INCIDENT_REPORT,
+            run_id=ctx.run_id,
+            incident_id=ctx.incident_id,
+            logical_time=ctx.logical_time,
+            payload=payload,
+            input_artifact_ids=[a.artifact_id for a in inputs],
+        )
 
 
 class BuiltinChain:
@@ -253,5 +342,10 @@ class BuiltinChain:
     name = "builtin/v1"
 
     def __init__(self) -> None:
-        self.steps: tuple[Step, ...] = (Observer(), ThresholdAnalyzer(), PolicyGate(),
-                                        DryRunExecutor(), Reporter())
+        self.steps: tuple[Step, ...] = (
+            Observer(),
+            ThresholdAnalyzer(),
+            PolicyGate(),
+            DryRunExecutor(),
+            Reporter(),
+        )

@@ -65,10 +65,10 @@ class Ring:
             return overwritten
         end = self.pos + n
         if end <= cap:
-            self._ts[self.pos:end], self._values[self.pos:end] = ts, values
+            self._ts[self.pos : end], self._values[self.pos : end] = ts, values
         else:
             first = cap - self.pos
-            self._ts[self.pos:], self._values[self.pos:] = ts[:first], values[:first]
+            self._ts[self.pos :], self._values[self.pos :] = ts[:first], values[:first]
             self._ts[: n - first], self._values[: n - first] = ts[first:], values[first:]
         self.pos = end % cap
         overwritten = max(0, self.count + n - cap)
@@ -110,8 +110,14 @@ class Evictions:
 class HotState:
     """Per-host rings of recent telemetry; thread-safe."""
 
-    def __init__(self, *, max_hosts: int, max_series_per_host: int, samples_per_series: int,
-                 events_per_host: int):
+    def __init__(
+        self,
+        *,
+        max_hosts: int,
+        max_series_per_host: int,
+        samples_per_series: int,
+        events_per_host: int,
+    ):
         self.max_hosts = max_hosts
         self.max_series_per_host = max_series_per_host
         self.samples_per_series = samples_per_series
@@ -146,8 +152,9 @@ class HotState:
             for ev in events:
                 if len(host.events) == host.events.maxlen:
                     self.evictions.events_overwritten += 1
-                host.events.append({k: ev[k] for k in ("ts_ns", "kind", "entity", "severity",
-                                                       "message")})
+                host.events.append(
+                    {k: ev[k] for k in ("ts_ns", "kind", "entity", "severity", "message")}
+                )
             host.last_seen_ns = max(host.last_seen_ns, header.sent_at_ns)
             host.batches += 1
             host.collector_id = header.collector_id
@@ -168,18 +175,25 @@ class HotState:
                 "samples": samples,
                 "events": events,
                 "evictions": dict(self.evictions.__dict__),
-                "limits": {"max_hosts": self.max_hosts,
-                           "max_series_per_host": self.max_series_per_host,
-                           "samples_per_series": self.samples_per_series,
-                           "events_per_host": self.events_per_host},
+                "limits": {
+                    "max_hosts": self.max_hosts,
+                    "max_series_per_host": self.max_series_per_host,
+                    "samples_per_series": self.samples_per_series,
+                    "events_per_host": self.events_per_host,
+                },
             }
 
     def hosts(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {
-                name: {"last_seen_ns": h.last_seen_ns, "batches": h.batches,
-                       "collector_id": h.collector_id, "series": len(h.series),
-                       "process_count": h.process_count, "capabilities": list(h.capabilities)}
+                name: {
+                    "last_seen_ns": h.last_seen_ns,
+                    "batches": h.batches,
+                    "collector_id": h.collector_id,
+                    "series": len(h.series),
+                    "process_count": h.process_count,
+                    "capabilities": list(h.capabilities),
+                }
                 for name, h in self._hosts.items()
             }
 
@@ -200,8 +214,15 @@ class HotState:
                 ts, values = ring.arrays()
                 keep = (ts >= start_ns) & (ts <= end_ns)
                 if keep.any():
-                    out.append({"metric": metric, "entity": entity, "labels": dict(labels),
-                                "ts_ns": ts[keep], "values": values[keep]})
+                    out.append(
+                        {
+                            "metric": metric,
+                            "entity": entity,
+                            "labels": dict(labels),
+                            "ts_ns": ts[keep],
+                            "values": values[keep],
+                        }
+                    )
             return out
 
 

@@ -64,11 +64,17 @@ class _RecentKeys:
 class Ingest:
     """The ingest pipeline of one controller (leader)."""
 
-    def __init__(self, *, store: RunStore, journal: Journal, hot: HotState,
-                 make_group_commit: Callable[[Callable[[list[PendingBatch]], None]],
-                                             GroupCommitJournal],
-                 on_accepted: Callable[[list[BatchFrame]], None] | None = None,
-                 clock: Callable[[], int] = time.time_ns, recent_keys: int = 100_000):
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        journal: Journal,
+        hot: HotState,
+        make_group_commit: Callable[[Callable[[list[PendingBatch]], None]], GroupCommitJournal],
+        on_accepted: Callable[[list[BatchFrame]], None] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        recent_keys: int = 100_000,
+    ):
         self.store = store
         self.journal = journal
         self.hot = hot
@@ -82,14 +88,23 @@ class Ingest:
     # --- the request path ----------------------------------------------------------------------
 
     @staticmethod
-    def decode(body: bytes, content_type: str, content_encoding: str | None
-               ) -> tuple[BatchFrame, str]:
+    def decode(
+        body: bytes, content_type: str, content_encoding: str | None
+    ) -> tuple[BatchFrame, str]:
         """Decode, validate and digest a body (CPU work; runs in a worker thread)."""
         frame = decode_batch(body, content_type, content_encoding)
         return frame, batch_digest(frame)
 
-    async def accept(self, frame: BatchFrame, digest: str, *, actor: str, body: bytes,
-                     content_type: str, content_encoding: str | None) -> dict[str, Any]:
+    async def accept(
+        self,
+        frame: BatchFrame,
+        digest: str,
+        *,
+        actor: str,
+        body: bytes,
+        content_type: str,
+        content_encoding: str | None,
+    ) -> dict[str, Any]:
         """Deduplicate and make durable; return the acknowledgement body."""
         key = frame.batch_id
         while True:
@@ -124,9 +139,16 @@ class Ingest:
                 return self._ack(frame, "duplicate", digest)
             self.counters.conflicts += 1
             await asyncio.to_thread(
-                self.store.audit, actor, "ingest_conflict", key,
-                {"stored_digest": known, "received_digest": digest,
-                 "host": frame.header.host, "samples": frame.samples.num_rows},
+                self.store.audit,
+                actor,
+                "ingest_conflict",
+                key,
+                {
+                    "stored_digest": known,
+                    "received_digest": digest,
+                    "host": frame.header.host,
+                    "samples": frame.samples.num_rows,
+                },
             )
             raise BatchConflict(
                 f"batch {key} was already accepted with different content (digest "
@@ -158,13 +180,21 @@ class Ingest:
 
     def _durable(self, group: list[PendingBatch]) -> None:
         now = self.clock()
-        self.store.insert_receipts([
-            {"batch_id": p.frame.batch_id, "collector_id": p.frame.header.collector_id,
-             "producer_epoch": p.frame.header.producer_epoch, "seq": p.frame.header.seq,
-             "host": p.frame.header.host, "digest": p.digest,
-             "samples": p.frame.samples.num_rows, "accepted_at_ns": now}
-            for p in group
-        ])
+        self.store.insert_receipts(
+            [
+                {
+                    "batch_id": p.frame.batch_id,
+                    "collector_id": p.frame.header.collector_id,
+                    "producer_epoch": p.frame.header.producer_epoch,
+                    "seq": p.frame.header.seq,
+                    "host": p.frame.header.host,
+                    "digest": p.digest,
+                    "samples": p.frame.samples.num_rows,
+                    "accepted_at_ns": now,
+                }
+                for p in group
+            ]
+        )
         c = self.counters
         for p in group:
             self._recent.put(p.frame.batch_id, p.digest)
@@ -186,8 +216,11 @@ class Ingest:
 
     def recover(self, writer_id: str) -> int:
         """Replay the WAL a crash left into Parquet, then reconcile receipts."""
-        recovered = recover_wal(self.journal.root, lambda: set(
-            self.journal.read("batches").column("batch_id").to_pylist()), writer_id=writer_id)
+        recovered = recover_wal(
+            self.journal.root,
+            lambda: set(self.journal.read("batches").column("batch_id").to_pylist()),
+            writer_id=writer_id,
+        )
         self.reconcile()
         return recovered
 
@@ -200,12 +233,21 @@ class Ingest:
         known = self.store.known_batch_ids(ids)
         missing = [r for r in batches.to_pylist() if r["batch_id"] not in known]
         now = self.clock()
-        self.store.insert_receipts([
-            {"batch_id": r["batch_id"], "collector_id": r["collector_id"],
-             "producer_epoch": r["producer_epoch"], "seq": r["seq"], "host": r["host"],
-             "digest": r["digest"], "samples": r["sample_count"], "accepted_at_ns": now}
-            for r in missing
-        ])
+        self.store.insert_receipts(
+            [
+                {
+                    "batch_id": r["batch_id"],
+                    "collector_id": r["collector_id"],
+                    "producer_epoch": r["producer_epoch"],
+                    "seq": r["seq"],
+                    "host": r["host"],
+                    "digest": r["digest"],
+                    "samples": r["sample_count"],
+                    "accepted_at_ns": now,
+                }
+                for r in missing
+            ]
+        )
         if missing:
             log.warning("added %d receipts for batches journalled before a crash", len(missing))
         return len(missing)

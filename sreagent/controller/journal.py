@@ -96,10 +96,15 @@ class Wal:
             self._open()
         chunks = []
         for item in items:
-            header = json.dumps({"content_type": item.content_type,
-                                 "content_encoding": item.content_encoding,
-                                 "digest": item.digest, "batch_id": item.frame.batch_id},
-                                separators=(",", ":")).encode()
+            header = json.dumps(
+                {
+                    "content_type": item.content_type,
+                    "content_encoding": item.content_encoding,
+                    "digest": item.digest,
+                    "batch_id": item.frame.batch_id,
+                },
+                separators=(",", ":"),
+            ).encode()
             crc = zlib.crc32(item.body, zlib.crc32(header))
             chunks += [_RECORD.pack(_MAGIC, len(header), len(item.body), crc), header, item.body]
         assert self._file is not None
@@ -139,15 +144,24 @@ class Wal:
             yield json.loads(header), body
             offset = end
         if offset != len(data):
-            log.warning("%s: ignoring %d bytes of torn WAL tail (never acknowledged)", path,
-                        len(data) - offset)
+            log.warning(
+                "%s: ignoring %d bytes of torn WAL tail (never acknowledged)",
+                path,
+                len(data) - offset,
+            )
 
 
 # --- Parquet part files ------------------------------------------------------------------------
 
 
-def write_parts(root: Path, items: list[tuple[BatchFrame, str]], *, writer_id: str,
-                sequence: int, threads: int = 1) -> list[Path]:
+def write_parts(
+    root: Path,
+    items: list[tuple[BatchFrame, str]],
+    *,
+    writer_id: str,
+    sequence: int,
+    threads: int = 1,
+) -> list[Path]:
     """Write frames as one part file per (table, date, host), then make them durable.
 
     Each file is written under a temporary name and renamed into place (readers never see a
@@ -169,8 +183,10 @@ def write_parts(root: Path, items: list[tuple[BatchFrame, str]], *, writer_id: s
                 if rows.num_rows == 0:
                     continue
             buckets[(table, folder)].append(rows)
-    jobs = [(folder / f"part-{writer_id}-{sequence:08d}.parquet", pa.concat_tables(parts))
-            for (_table, folder), parts in sorted(buckets.items(), key=lambda kv: str(kv[0]))]
+    jobs = [
+        (folder / f"part-{writer_id}-{sequence:08d}.parquet", pa.concat_tables(parts))
+        for (_table, folder), parts in sorted(buckets.items(), key=lambda kv: str(kv[0]))
+    ]
 
     def write(job: tuple[Path, pa.Table]) -> None:
         path, table = job
@@ -218,10 +234,17 @@ _LIBC = _load_libc()
 class GroupCommitJournal:
     """Durable (WAL) acknowledgements and buffered Parquet. Thread-safe."""
 
-    def __init__(self, root: Path, *, writer_id: str,
-                 on_durable: Callable[[list[PendingBatch]], None], max_pending: int = 2000,
-                 buffer_rows: int = 2_000_000, flush_interval_s: float = 30.0,
-                 on_flush: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        writer_id: str,
+        on_durable: Callable[[list[PendingBatch]], None],
+        max_pending: int = 2000,
+        buffer_rows: int = 2_000_000,
+        flush_interval_s: float = 30.0,
+        on_flush: Callable[[int, float], None] | None = None,
+    ):
         self.root = Path(root)
         self.writer_id = writer_id
         self.wal = Wal(self.root / WAL_DIR, writer_id)
@@ -269,7 +292,8 @@ class GroupCommitJournal:
                 raise Overloaded("the controller is shutting down; retry against another one")
             if len(self._queue) >= self._max_pending:
                 raise Overloaded(
-                    f"{len(self._queue)} batches are waiting for the journal; retry shortly")
+                    f"{len(self._queue)} batches are waiting for the journal; retry shortly"
+                )
             self._queue.append(item)
             self._cond.notify()
         return item.future
@@ -327,7 +351,8 @@ class GroupCommitJournal:
             self._parquet_due.wait(timeout=min(1.0, self._interval))
             self._parquet_due.clear()
             due = self.buffered_rows >= self._buffer_rows or (
-                self._buffer and time.monotonic() - self._buffer_since >= self._interval)
+                self._buffer and time.monotonic() - self._buffer_since >= self._interval
+            )
             if due:
                 try:
                     self.flush_parquet()
@@ -356,14 +381,16 @@ class GroupCommitJournal:
             return len(items)
 
 
-def recover_wal(root: Path, known_batch_ids: Callable[[], set[str]], *, writer_id: str
-                ) -> int:
+def recover_wal(root: Path, known_batch_ids: Callable[[], set[str]], *, writer_id: str) -> int:
     """Replay WAL segments a crash left into Parquet, skipping batches already there; delete
     them; return how many batches were written. Segments of ``writer_id`` (this process's
     live log) are left alone."""
     directory = Path(root) / WAL_DIR
-    segments = sorted(p for p in directory.glob("wal-*.log")
-                      if not p.name.startswith(f"wal-{writer_id}-")) if directory.exists() else []
+    segments = (
+        sorted(p for p in directory.glob("wal-*.log") if not p.name.startswith(f"wal-{writer_id}-"))
+        if directory.exists()
+        else []
+    )
     if not segments:
         return 0
     present = known_batch_ids()
@@ -380,8 +407,9 @@ def recover_wal(root: Path, known_batch_ids: Callable[[], set[str]], *, writer_i
     for segment in segments:
         segment.unlink()
     fsync_dir(directory)
-    log.warning("journal recovery: %d batches replayed from %d WAL segments", len(items),
-                len(segments))
+    log.warning(
+        "journal recovery: %d batches replayed from %d WAL segments", len(items), len(segments)
+    )
     return len(items)
 
 
@@ -407,8 +435,7 @@ def finish_interrupted_compactions(root: Path) -> int:
     return removed
 
 
-def compact(root: Path, *, min_files: int, writer_id: str,
-            skip_newer_than_s: float = 5.0) -> int:
+def compact(root: Path, *, min_files: int, writer_id: str, skip_newer_than_s: float = 5.0) -> int:
     """Merge partitions holding ``min_files`` or more part files; return files merged.
 
     Files younger than ``skip_newer_than_s`` are left alone so compaction never races a
@@ -418,9 +445,11 @@ def compact(root: Path, *, min_files: int, writer_id: str,
     now = time.time()
     for table, schema in JOURNAL_TABLES.items():
         for folder in sorted((Path(root) / table).glob("*/*")):
-            parts = sorted(p for p in folder.glob("*.parquet")
-                           if not p.name.startswith(".")
-                           and now - p.stat().st_mtime > skip_newer_than_s)
+            parts = sorted(
+                p
+                for p in folder.glob("*.parquet")
+                if not p.name.startswith(".") and now - p.stat().st_mtime > skip_newer_than_s
+            )
             if len(parts) < min_files:
                 continue
             merged = pa.concat_tables([pq.read_table(p, schema=schema) for p in parts])

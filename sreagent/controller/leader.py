@@ -22,8 +22,16 @@ LEASE = "controller"
 
 
 class LeaderLease:
-    def __init__(self, store: RunStore, *, node_id: str, url: str, ttl_s: float,
-                 enabled: bool, on_change: Callable[[bool], None] = lambda leader: None):
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        node_id: str,
+        url: str,
+        ttl_s: float,
+        enabled: bool,
+        on_change: Callable[[bool], None] = lambda leader: None,
+    ):
         self.store = store
         self.node_id = node_id
         self.url = url
@@ -67,8 +75,9 @@ class LeaderLease:
     def tick(self) -> None:
         started = time.monotonic()
         try:
-            lease = self.store.try_lease(LEASE, holder=self.node_id, url=self.url,
-                                         ttl_ns=int(self.ttl_s * 1e9))
+            lease = self.store.try_lease(
+                LEASE, holder=self.node_id, url=self.url, ttl_ns=int(self.ttl_s * 1e9)
+            )
         except Exception as err:
             log.warning("leader lease check failed: %s", err)
             return
@@ -82,11 +91,19 @@ class LeaderLease:
         if leader != self._is_leader:
             self._is_leader = leader
             self.transitions += 1
-            log.warning("controller %s is now %s (epoch %d)", self.node_id,
-                        "LEADER" if leader else "a follower", self.epoch)
+            log.warning(
+                "controller %s is now %s (epoch %d)",
+                self.node_id,
+                "LEADER" if leader else "a follower",
+                self.epoch,
+            )
             try:
-                self.store.audit(self.node_id, "leader_transition", LEASE,
-                                 {"leader": leader, "epoch": self.epoch})
+                self.store.audit(
+                    self.node_id,
+                    "leader_transition",
+                    LEASE,
+                    {"leader": leader, "epoch": self.epoch},
+                )
             except Exception:
                 log.warning("could not audit the leader transition", exc_info=True)
             self.on_change(leader)

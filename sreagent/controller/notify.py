@@ -29,8 +29,10 @@ def render(target: WebhookTarget, event: str, payload: dict[str, Any]) -> dict[s
     if target.format == "slack":
         details = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()))
         text = f"sreagent: {event.replace('_', ' ')} ({details})"
-        return {"text": text,
-                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+        return {
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        }
     return {"event": event, "source": "sreagent", **payload}
 
 
@@ -38,7 +40,8 @@ class Notifier:
     def __init__(self, settings: NotificationSettings):
         self.settings = settings
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(
-            maxsize=settings.queue_size)
+            maxsize=settings.queue_size
+        )
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -79,8 +82,9 @@ class Notifier:
                     if event in target.events:
                         self._send(client, target, event, payload)
 
-    def _send(self, client: httpx.Client, target: WebhookTarget, event: str,
-              payload: dict[str, Any]) -> None:
+    def _send(
+        self, client: httpx.Client, target: WebhookTarget, event: str, payload: dict[str, Any]
+    ) -> None:
         body = render(target, event, payload)
         delay = self.settings.backoff_s
         for attempt in range(self.settings.retries + 1):
@@ -91,8 +95,9 @@ class Notifier:
                         self.sent += 1
                     else:  # a 4xx will not get better by retrying
                         self.failed += 1
-                        log.warning("webhook %s refused %s: %s", target.url, event,
-                                    response.status_code)
+                        log.warning(
+                            "webhook %s refused %s: %s", target.url, event, response.status_code
+                        )
                     return
             except httpx.HTTPError as err:
                 log.info("webhook %s attempt %d failed: %s", target.url, attempt + 1, err)

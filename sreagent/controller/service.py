@@ -35,8 +35,13 @@ log = logging.getLogger(__name__)
 class Controller:
     """One controller process's state. ``start()`` before serving, ``stop()`` after."""
 
-    def __init__(self, settings: Settings, *, chain: Chain | None = None,
-                 clock: Callable[[], int] = time.time_ns):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        chain: Chain | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ):
         self.settings = settings
         self.clock = clock
         self.started_at = time.time()
@@ -47,35 +52,57 @@ class Controller:
         self.journal = Journal(settings.journal_root)
         self.journal_lock = threading.Lock()
         hs = settings.hot_state
-        self.hot = HotState(max_hosts=hs.max_hosts, max_series_per_host=hs.max_series_per_host,
-                            samples_per_series=hs.samples_per_series,
-                            events_per_host=hs.events_per_host)
+        self.hot = HotState(
+            max_hosts=hs.max_hosts,
+            max_series_per_host=hs.max_series_per_host,
+            samples_per_series=hs.samples_per_series,
+            events_per_host=hs.events_per_host,
+        )
         self.notifier = Notifier(settings.notifications)
-        self.leader = LeaderLease(self.store, node_id=self.node_id, url=self.url,
-                                  ttl_s=settings.leader.ttl_s, enabled=settings.leader.enabled,
-                                  on_change=self._leadership_changed)
+        self.leader = LeaderLease(
+            self.store,
+            node_id=self.node_id,
+            url=self.url,
+            ttl_s=settings.leader.ttl_s,
+            enabled=settings.leader.enabled,
+            on_change=self._leadership_changed,
+        )
         self.flush_seconds: list[float] = []
         self._flush_observer: Callable[[int, float], None] | None = None
         writer_id = f"{self.node_id}-{secrets.token_hex(3)}".replace("/", "_")
         self.writer_id = writer_id
         self.ingest = Ingest(
-            store=self.store, journal=self.journal, hot=self.hot, clock=clock,
+            store=self.store,
+            journal=self.journal,
+            hot=self.hot,
+            clock=clock,
             make_group_commit=lambda on_durable: GroupCommitJournal(
-                settings.journal_root, writer_id=writer_id, on_durable=self._durable(on_durable),
+                settings.journal_root,
+                writer_id=writer_id,
+                on_durable=self._durable(on_durable),
                 max_pending=settings.journal.max_pending_batches,
                 buffer_rows=settings.journal.buffer_rows,
-                flush_interval_s=settings.journal.flush_interval_s, on_flush=self._on_flush),
+                flush_interval_s=settings.journal.flush_interval_s,
+                on_flush=self._on_flush,
+            ),
             on_accepted=self._detect,
         )
         wf = settings.workflow
         self.engine = WorkflowEngine(
-            store=self.store, chain=chain or BuiltinChain(), journal=self.journal,
+            store=self.store,
+            chain=chain or BuiltinChain(),
+            journal=self.journal,
             runs_root=settings.runs_root,
-            config={"rules": [r.model_dump() for r in wf.rules],
-                    "require_approval": wf.require_approval, "dry_run": wf.dry_run},
-            max_concurrent=wf.max_concurrent_runs, require_approval=wf.require_approval,
+            config={
+                "rules": [r.model_dump() for r in wf.rules],
+                "require_approval": wf.require_approval,
+                "dry_run": wf.dry_run,
+            },
+            max_concurrent=wf.max_concurrent_runs,
+            require_approval=wf.require_approval,
             hooks=EngineHooks(notify=self.notifier.notify, on_finished=self._run_finished),
-            journal_lock=self.journal_lock, is_leader=lambda: self.is_leader,
+            journal_lock=self.journal_lock,
+            is_leader=lambda: self.is_leader,
             sync_journal=lambda: self.ingest.group_commit.flush_parquet(),
         )
         self._open_fingerprints: set[str] = set()
@@ -97,8 +124,9 @@ class Controller:
             self._leadership_changed(True)
         self._rebuild_hot_state()
         self.engine.start()
-        self._compactor = threading.Thread(target=self._compact_loop, name="journal-compactor",
-                                           daemon=True)
+        self._compactor = threading.Thread(
+            target=self._compact_loop, name="journal-compactor", daemon=True
+        )
         self._compactor.start()
         self.ready = True
 
@@ -130,9 +158,13 @@ class Controller:
         finished = finish_interrupted_compactions(root)
         recovered = self.ingest.recover(self.writer_id)
         if removed or finished or recovered:
-            log.warning("journal recovery: %d temporaries removed, %d compactions finished, "
-                        "%d batches replayed from the write-ahead log", len(removed), finished,
-                        recovered)
+            log.warning(
+                "journal recovery: %d temporaries removed, %d compactions finished, "
+                "%d batches replayed from the write-ahead log",
+                len(removed),
+                finished,
+                recovered,
+            )
         self._open_fingerprints = self.store.open_fingerprints()
         self._leader_ready = True
         self.engine.recover()
@@ -150,21 +182,30 @@ class Controller:
         recent = batches.filter(pc.greater_equal(batches.column("sent_at_ns"), since))
         if recent.num_rows == 0:
             return
-        samples = self.journal.read("samples", hosts=sorted(set(recent.column("host")
-                                                                .to_pylist())))
+        samples = self.journal.read("samples", hosts=sorted(set(recent.column("host").to_pylist())))
         samples = samples.filter(pc.greater_equal(samples.column("ts_ns"), since))
         from sreagent.telemetry.arrow import BatchHeader
 
         for host in sorted(set(samples.column("host").to_pylist())):
             rows = samples.filter(pc.equal(samples.column("host"), host))
             rows = rows.sort_by([("ts_ns", "ascending")]).drop_columns(["batch_id", "host"])
-            header = BatchHeader(schema_version="sreagent.batch/v1", collector_id="journal",
-                                 host=host, producer_epoch="rebuild", seq=1,
-                                 sent_at_ns=int(pc.max(rows.column("ts_ns")).as_py()))
+            header = BatchHeader(
+                schema_version="sreagent.batch/v1",
+                collector_id="journal",
+                host=host,
+                producer_epoch="rebuild",
+                seq=1,
+                sent_at_ns=int(pc.max(rows.column("ts_ns")).as_py()),
+            )
             empty = self.journal.read("events").schema.empty_table()
-            self.hot.append(BatchFrame(header=header, samples=rows,
-                                       processes=_empty_processes(),
-                                       events=empty.drop_columns(["batch_id", "host"])))
+            self.hot.append(
+                BatchFrame(
+                    header=header,
+                    samples=rows,
+                    processes=_empty_processes(),
+                    events=empty.drop_columns(["batch_id", "host"]),
+                )
+            )
         log.info("hot state rebuilt from the journal: %s", self.hot.stats()["series"])
 
     def _compact_loop(self) -> None:
@@ -174,19 +215,23 @@ class Controller:
                 continue
             try:
                 with self.journal_lock:
-                    compact(self.settings.journal_root,
-                            min_files=self.settings.journal.compact_min_files,
-                            writer_id=self.node_id.replace("/", "_"))
+                    compact(
+                        self.settings.journal_root,
+                        min_files=self.settings.journal.compact_min_files,
+                        writer_id=self.node_id.replace("/", "_"),
+                    )
             except Exception:
                 log.exception("journal compaction failed (it will be retried)")
 
     # --- ingest hooks --------------------------------------------------------------------------
 
-    def _durable(self, inner: Callable[[list[PendingBatch]], None]
-                 ) -> Callable[[list[PendingBatch]], None]:
+    def _durable(
+        self, inner: Callable[[list[PendingBatch]], None]
+    ) -> Callable[[list[PendingBatch]], None]:
         def wrapped(group: list[PendingBatch]) -> None:
             fault_point("journal:after_flush")
             inner(group)
+
         return wrapped
 
     def _on_flush(self, batches: int, seconds: float) -> None:
@@ -204,51 +249,97 @@ class Controller:
                 fingerprint = f"{host}:{rule.name}"
                 firing = len(values) == rule.for_samples and bool((values > rule.above).all())
                 if firing and fingerprint not in self._open_fingerprints:
-                    self._open_from_detector(host, rule.name, rule.severity, fingerprint, sent_at,
-                                             {"metric": rule.metric, "entity": rule.entity,
-                                              "above": rule.above})
-                elif (not firing and fingerprint in self._open_fingerprints
-                      and float(values[-1]) <= rule.above):
+                    self._open_from_detector(
+                        host,
+                        rule.name,
+                        rule.severity,
+                        fingerprint,
+                        sent_at,
+                        {"metric": rule.metric, "entity": rule.entity, "above": rule.above},
+                    )
+                elif (
+                    not firing
+                    and fingerprint in self._open_fingerprints
+                    and float(values[-1]) <= rule.above
+                ):
                     self._close(fingerprint)
 
-    def _open_from_detector(self, host: str, rule: str, severity: str, fingerprint: str,
-                            at_ns: int, labels: dict[str, Any]) -> None:
+    def _open_from_detector(
+        self,
+        host: str,
+        rule: str,
+        severity: str,
+        fingerprint: str,
+        at_ns: int,
+        labels: dict[str, Any],
+    ) -> None:
         incident_id = f"inc-{time.strftime('%Y%m%d', time.gmtime())}-{secrets.token_hex(4)}"
         incident, opened = self.store.open_incident(
-            incident_id=incident_id, fingerprint=fingerprint, host=host, source="detector",
-            title=f"{rule} on {host}", severity=severity, labels=labels)
+            incident_id=incident_id,
+            fingerprint=fingerprint,
+            host=host,
+            source="detector",
+            title=f"{rule} on {host}",
+            severity=severity,
+            labels=labels,
+        )
         self._open_fingerprints.add(fingerprint)
         if opened:
             self._start_run(incident, trigger=rule, end_ns=at_ns)
 
     def _start_run(self, incident: dict[str, Any], *, trigger: str, end_ns: int) -> str:
         window_ns = int(self.settings.workflow.window_s * 1e9)
-        run_id = self.engine.submit(incident_id=incident["incident_id"], host=incident["host"],
-                                    trigger=trigger, window=(max(0, end_ns - window_ns), end_ns),
-                                    context={"trigger": trigger})
+        run_id = self.engine.submit(
+            incident_id=incident["incident_id"],
+            host=incident["host"],
+            trigger=trigger,
+            window=(max(0, end_ns - window_ns), end_ns),
+            context={"trigger": trigger},
+        )
         self.store.attach_run(incident["incident_id"], run_id)
-        self.notifier.notify("incident_opened", {
-            "incident_id": incident["incident_id"], "host": incident["host"],
-            "title": incident["title"], "severity": incident["severity"], "run_id": run_id})
+        self.notifier.notify(
+            "incident_opened",
+            {
+                "incident_id": incident["incident_id"],
+                "host": incident["host"],
+                "title": incident["title"],
+                "severity": incident["severity"],
+                "run_id": run_id,
+            },
+        )
         return run_id
 
     def _close(self, fingerprint: str) -> None:
         closed = self.store.close_incident(fingerprint)
         self._open_fingerprints.discard(fingerprint)
         if closed:
-            self.notifier.notify("incident_closed", {"incident_id": closed["incident_id"],
-                                                     "host": closed["host"],
-                                                     "title": closed["title"]})
+            self.notifier.notify(
+                "incident_closed",
+                {
+                    "incident_id": closed["incident_id"],
+                    "host": closed["host"],
+                    "title": closed["title"],
+                },
+            )
 
     def _run_finished(self, run: dict[str, Any]) -> None:
         if run["state"] == "completed":
-            executed = [a for a in self.store.list_activities(run["run_id"])
-                        if a["kind"] == "execute_action"]
+            executed = [
+                a
+                for a in self.store.list_activities(run["run_id"])
+                if a["kind"] == "execute_action"
+            ]
             if executed:
-                self.notifier.notify("action_executed", {
-                    "run_id": run["run_id"], "incident_id": run["incident_id"],
-                    "host": run["host"], "actions": len(executed),
-                    "dry_run": self.settings.workflow.dry_run})
+                self.notifier.notify(
+                    "action_executed",
+                    {
+                        "run_id": run["run_id"],
+                        "incident_id": run["incident_id"],
+                        "host": run["host"],
+                        "actions": len(executed),
+                        "dry_run": self.settings.workflow.dry_run,
+                    },
+                )
 
     # --- alertmanager --------------------------------------------------------------------------
 
@@ -259,8 +350,9 @@ class Controller:
         for alert in payload.get("alerts", []):
             labels = dict(alert.get("labels") or {})
             name = labels.get("alertname", "alert")
-            host = (labels.get("host") or labels.get("node") or labels.get("instance")
-                    or "unknown").split(":")[0]
+            host = (
+                labels.get("host") or labels.get("node") or labels.get("instance") or "unknown"
+            ).split(":")[0]
             fingerprint = f"alertmanager:{alert.get('fingerprint') or name + ':' + host}"
             # One delivery may repeat an alert; its last state in the delivery counts.
             latest[fingerprint] = {**alert, "_name": name, "_host": host, "_labels": labels}
@@ -269,25 +361,35 @@ class Controller:
             if alert.get("status") == "resolved":
                 if self.store.close_incident(fingerprint):
                     closed.append(fingerprint)
-                    self.notifier.notify("incident_closed", {"fingerprint": fingerprint,
-                                                             "host": host})
+                    self.notifier.notify(
+                        "incident_closed", {"fingerprint": fingerprint, "host": host}
+                    )
                 continue
             severity = labels.get("severity", "warning")
             if severity not in ("warning", "error", "critical"):
                 severity = "warning"
             summary = (alert.get("annotations") or {}).get("summary", "")
             incident, is_new = self.store.open_incident(
-                incident_id=f"inc-am-{secrets.token_hex(6)}", fingerprint=fingerprint,
-                host=host, source="alertmanager", title=summary or f"{name} on {host}",
-                severity=severity, labels=labels)
+                incident_id=f"inc-am-{secrets.token_hex(6)}",
+                fingerprint=fingerprint,
+                host=host,
+                source="alertmanager",
+                title=summary or f"{name} on {host}",
+                severity=severity,
+                labels=labels,
+            )
             if is_new:
                 opened.append(incident["incident_id"])
                 if self.is_leader:
                     self._start_run(incident, trigger=f"alertmanager:{name}", end_ns=self.clock())
             else:
                 enriched.append(incident["incident_id"])
-        self.store.audit(actor, "alertmanager_webhook", payload.get("groupKey", ""),
-                         {"opened": opened, "enriched": enriched, "closed": closed})
+        self.store.audit(
+            actor,
+            "alertmanager_webhook",
+            payload.get("groupKey", ""),
+            {"opened": opened, "enriched": enriched, "closed": closed},
+        )
         return {"opened": opened, "enriched": enriched, "closed": closed}
 
     # --- approvals -----------------------------------------------------------------------------

@@ -215,7 +215,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     except ValidationError as err:
         first = err.errors()[0]
         raise BadInput(
-            first["msg"], field=".".join(str(p) for p in first["loc"]),
+            first["msg"],
+            field=".".join(str(p) for p in first["loc"]),
             path=str(path) if path else None,
         ) from None
     return Settings.model_validate(loaded.model_dump())

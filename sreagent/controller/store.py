@@ -69,7 +69,8 @@ class RunStore:
             # Reads use their own engine with plain deferred transactions: in WAL mode they
             # never wait for the writer.
             self.read_engine: Engine = create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False})
+                url, connect_args={"timeout": 30, "check_same_thread": False}
+            )
             event.listen(self.read_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
@@ -125,8 +126,9 @@ class RunStore:
         with self._reading() as s:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                found.update(s.scalars(select(ReceiptRow.batch_id).where(
-                    ReceiptRow.batch_id.in_(chunk))))
+                found.update(
+                    s.scalars(select(ReceiptRow.batch_id).where(ReceiptRow.batch_id.in_(chunk)))
+                )
         return found
 
     def receipt_stats(self) -> dict[str, int]:
@@ -138,10 +140,19 @@ class RunStore:
 
     # --- audit log ---------------------------------------------------------------------------
 
-    def audit(self, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+    def audit(
+        self, actor: str, action: str, target: str, detail: dict[str, Any] | None = None
+    ) -> None:
         with self._session() as s:
-            s.add(AuditRow(at_ns=self.clock(), actor=actor, action=action, target=target[:512],
-                           detail=detail or {}))
+            s.add(
+                AuditRow(
+                    at_ns=self.clock(),
+                    actor=actor,
+                    action=action,
+                    target=target[:512],
+                    detail=detail or {},
+                )
+            )
 
     def list_audit(self, *, limit: int = 100, action: str | None = None) -> list[dict[str, Any]]:
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
@@ -152,17 +163,43 @@ class RunStore:
 
     # --- runs --------------------------------------------------------------------------------
 
-    def create_run(self, *, run_id: str, incident_id: str, host: str, trigger: str, chain: str,
-                   window: tuple[int, int], context: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        incident_id: str,
+        host: str,
+        trigger: str,
+        chain: str,
+        window: tuple[int, int],
+        context: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         now = self.clock()
-        row = RunRow(run_id=run_id, incident_id=incident_id, host=host, trigger=trigger,
-                     chain=chain, state="pending", current_step=0, window_start_ns=window[0],
-                     window_end_ns=window[1], created_at_ns=now, updated_at_ns=now, error="",
-                     context=context or {})
+        row = RunRow(
+            run_id=run_id,
+            incident_id=incident_id,
+            host=host,
+            trigger=trigger,
+            chain=chain,
+            state="pending",
+            current_step=0,
+            window_start_ns=window[0],
+            window_end_ns=window[1],
+            created_at_ns=now,
+            updated_at_ns=now,
+            error="",
+            context=context or {},
+        )
         with self._session() as s:
             s.add(row)
-            s.add(RunEventRow(run_id=run_id, at_ns=now, type="run_created",
-                              payload={"trigger": trigger, "incident_id": incident_id}))
+            s.add(
+                RunEventRow(
+                    run_id=run_id,
+                    at_ns=now,
+                    type="run_created",
+                    payload={"trigger": trigger, "incident_id": incident_id},
+                )
+            )
         return _row_dict(row)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -172,8 +209,9 @@ class RunStore:
                 raise NotFound(f"no run {run_id!r}", field="run_id")
             return _row_dict(row)
 
-    def list_runs(self, *, state: str | None = None, host: str | None = None,
-                  limit: int = 100) -> list[dict[str, Any]]:
+    def list_runs(
+        self, *, state: str | None = None, host: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         query = select(RunRow).order_by(RunRow.updated_at_ns.desc(), RunRow.run_id.desc())
         if state:
             query = query.where(RunRow.state == state)
@@ -189,8 +227,15 @@ class RunStore:
         counts.update({state: int(n) for state, n in rows})
         return counts
 
-    def set_run_state(self, run_id: str, state: str, *, expect: Sequence[str] | None = None,
-                      error: str | None = None, payload: dict[str, Any] | None = None) -> bool:
+    def set_run_state(
+        self,
+        run_id: str,
+        state: str,
+        *,
+        expect: Sequence[str] | None = None,
+        error: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> bool:
         """Move a run to ``state`` (only from ``expect`` states when given); record an event.
 
         Returns False, changing nothing, when the run was not in an expected state.
@@ -207,8 +252,14 @@ class RunStore:
         with self._session() as s:
             if s.execute(query).rowcount == 0:  # type: ignore[attr-defined]
                 return False
-            s.add(RunEventRow(run_id=run_id, at_ns=now, type=f"run_{state}",
-                              payload={**(payload or {}), **({"error": error} if error else {})}))
+            s.add(
+                RunEventRow(
+                    run_id=run_id,
+                    at_ns=now,
+                    type=f"run_{state}",
+                    payload={**(payload or {}), **({"error": error} if error else {})},
+                )
+            )
         return True
 
     def add_event(self, run_id: str, type_: str, payload: dict[str, Any] | None = None) -> None:
@@ -217,8 +268,9 @@ class RunStore:
 
     def list_events(self, run_id: str) -> list[dict[str, Any]]:
         with self._reading() as s:
-            rows = s.scalars(select(RunEventRow).where(RunEventRow.run_id == run_id)
-                             .order_by(RunEventRow.id))
+            rows = s.scalars(
+                select(RunEventRow).where(RunEventRow.run_id == run_id).order_by(RunEventRow.id)
+            )
             return [_row_dict(r) for r in rows]
 
     # --- artifacts ---------------------------------------------------------------------------
@@ -232,47 +284,90 @@ class RunStore:
         now = self.clock()
         try:
             with self._session() as s:
-                s.add(ArtifactRow(run_id=run_id, position=position,
-                                  artifact_id=artifact.artifact_id, kind=artifact.kind.value,
-                                  status=artifact.status.value,
-                                  logical_time=artifact.logical_time, host=host,
-                                  created_at_ns=now, body=artifact.model_dump(mode="json")))
-                s.execute(update(RunRow).where(RunRow.run_id == run_id)
-                          .values(current_step=position + 1, updated_at_ns=now))
-                s.add(RunEventRow(run_id=run_id, at_ns=now, type="step_completed",
-                                  payload={"position": position, "kind": artifact.kind.value,
-                                           "artifact_id": artifact.artifact_id,
-                                           "status": artifact.status.value}))
+                s.add(
+                    ArtifactRow(
+                        run_id=run_id,
+                        position=position,
+                        artifact_id=artifact.artifact_id,
+                        kind=artifact.kind.value,
+                        status=artifact.status.value,
+                        logical_time=artifact.logical_time,
+                        host=host,
+                        created_at_ns=now,
+                        body=artifact.model_dump(mode="json"),
+                    )
+                )
+                s.execute(
+                    update(RunRow)
+                    .where(RunRow.run_id == run_id)
+                    .values(current_step=position + 1, updated_at_ns=now)
+                )
+                s.add(
+                    RunEventRow(
+                        run_id=run_id,
+                        at_ns=now,
+                        type="step_completed",
+                        payload={
+                            "position": position,
+                            "kind": artifact.kind.value,
+                            "artifact_id": artifact.artifact_id,
+                            "status": artifact.status.value,
+                        },
+                    )
+                )
         except IntegrityError:
             return False
         return True
 
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         with self._reading() as s:
-            rows = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id == run_id)
-                             .order_by(ArtifactRow.position))
+            rows = s.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.run_id == run_id)
+                .order_by(ArtifactRow.position)
+            )
             return [Artifact.model_validate(r.body) for r in rows]
 
     def latest_artifacts_by_host(self, kind: str) -> dict[str, Artifact]:
         """The newest artifact of ``kind`` per host (by logical time)."""
-        newest = (select(ArtifactRow.host, func.max(ArtifactRow.logical_time).label("t"))
-                  .where(ArtifactRow.kind == kind).group_by(ArtifactRow.host).subquery())
-        query = select(ArtifactRow).join(
-            newest, (ArtifactRow.host == newest.c.host) & (ArtifactRow.logical_time == newest.c.t)
-        ).where(ArtifactRow.kind == kind).order_by(ArtifactRow.created_at_ns)
+        newest = (
+            select(ArtifactRow.host, func.max(ArtifactRow.logical_time).label("t"))
+            .where(ArtifactRow.kind == kind)
+            .group_by(ArtifactRow.host)
+            .subquery()
+        )
+        query = (
+            select(ArtifactRow)
+            .join(
+                newest,
+                (ArtifactRow.host == newest.c.host) & (ArtifactRow.logical_time == newest.c.t),
+            )
+            .where(ArtifactRow.kind == kind)
+            .order_by(ArtifactRow.created_at_ns)
+        )
         with self._reading() as s:
             return {r.host: Artifact.model_validate(r.body) for r in s.scalars(query)}
 
     # --- idempotency keys (activities) ---------------------------------------------------------
 
-    def begin_activity(self, key: str, *, run_id: str, kind: str,
-                       request: dict[str, Any]) -> dict[str, Any] | None:
+    def begin_activity(
+        self, key: str, *, run_id: str, kind: str, request: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Claim ``key`` before running an effect. Returns None when claimed now (run it), or
         the existing row (``started``: interrupted mid-effect; ``completed``: its result)."""
         try:
             with self._session() as s:
-                s.add(IdempotencyRow(key=key, run_id=run_id, kind=kind, status="started",
-                                     request=request, result={}, started_at_ns=self.clock()))
+                s.add(
+                    IdempotencyRow(
+                        key=key,
+                        run_id=run_id,
+                        kind=kind,
+                        status="started",
+                        request=request,
+                        result={},
+                        started_at_ns=self.clock(),
+                    )
+                )
             return None
         except IntegrityError:
             with self._session() as s:
@@ -282,13 +377,19 @@ class RunStore:
 
     def complete_activity(self, key: str, result: dict[str, Any]) -> None:
         with self._session() as s:
-            s.execute(update(IdempotencyRow).where(IdempotencyRow.key == key)
-                      .values(status="completed", result=result, completed_at_ns=self.clock()))
+            s.execute(
+                update(IdempotencyRow)
+                .where(IdempotencyRow.key == key)
+                .values(status="completed", result=result, completed_at_ns=self.clock())
+            )
 
     def list_activities(self, run_id: str) -> list[dict[str, Any]]:
         with self._reading() as s:
-            rows = s.scalars(select(IdempotencyRow).where(IdempotencyRow.run_id == run_id)
-                             .order_by(IdempotencyRow.started_at_ns))
+            rows = s.scalars(
+                select(IdempotencyRow)
+                .where(IdempotencyRow.run_id == run_id)
+                .order_by(IdempotencyRow.started_at_ns)
+            )
             return [_row_dict(r) for r in rows]
 
     # --- approvals ---------------------------------------------------------------------------
@@ -296,8 +397,16 @@ class RunStore:
     def request_approval(self, run_id: str, step: int) -> None:
         with self._session() as s:
             if s.get(ApprovalRow, (run_id, step)) is None:
-                s.add(ApprovalRow(run_id=run_id, step=step, state="pending", actor="", reason="",
-                                  requested_at_ns=self.clock()))
+                s.add(
+                    ApprovalRow(
+                        run_id=run_id,
+                        step=step,
+                        state="pending",
+                        actor="",
+                        reason="",
+                        requested_at_ns=self.clock(),
+                    )
+                )
 
     def get_approval(self, run_id: str, step: int) -> dict[str, Any] | None:
         with self._reading() as s:
@@ -306,8 +415,9 @@ class RunStore:
 
     def list_approvals(self, run_id: str) -> list[dict[str, Any]]:
         with self._reading() as s:
-            rows = s.scalars(select(ApprovalRow).where(ApprovalRow.run_id == run_id)
-                             .order_by(ApprovalRow.step))
+            rows = s.scalars(
+                select(ApprovalRow).where(ApprovalRow.run_id == run_id).order_by(ApprovalRow.step)
+            )
             return [_row_dict(r) for r in rows]
 
     def resolve_approval(self, run_id: str, *, approve: bool, actor: str, reason: str) -> int:
@@ -329,49 +439,88 @@ class RunStore:
             approval.state, approval.actor, approval.reason = decision, actor, reason
             approval.resolved_at_ns = now
             run.state, run.updated_at_ns = "pending", now
-            s.add(RunEventRow(run_id=run_id, at_ns=now, type=f"approval_{decision}",
-                              payload={"actor": actor, "reason": reason,
-                                       "step": run.current_step}))
-            s.add(AuditRow(at_ns=now, actor=actor, action=f"run_{decision}", target=run_id,
-                           detail={"reason": reason, "step": run.current_step}))
+            s.add(
+                RunEventRow(
+                    run_id=run_id,
+                    at_ns=now,
+                    type=f"approval_{decision}",
+                    payload={"actor": actor, "reason": reason, "step": run.current_step},
+                )
+            )
+            s.add(
+                AuditRow(
+                    at_ns=now,
+                    actor=actor,
+                    action=f"run_{decision}",
+                    target=run_id,
+                    detail={"reason": reason, "step": run.current_step},
+                )
+            )
             return run.current_step
 
     # --- incidents ---------------------------------------------------------------------------
 
-    def open_incident(self, *, incident_id: str, fingerprint: str, host: str, source: str,
-                      title: str, severity: str, labels: dict[str, Any] | None = None
-                      ) -> tuple[dict[str, Any], bool]:
+    def open_incident(
+        self,
+        *,
+        incident_id: str,
+        fingerprint: str,
+        host: str,
+        source: str,
+        title: str,
+        severity: str,
+        labels: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         """Open an incident, or enrich the open one with the same fingerprint.
 
         Returns (incident, opened_now).
         """
         now = self.clock()
         with self._session() as s:
-            existing = s.scalars(select(IncidentRow).where(
-                IncidentRow.fingerprint == fingerprint, IncidentRow.state == "open")
-                .with_for_update()).first()
+            existing = s.scalars(
+                select(IncidentRow)
+                .where(IncidentRow.fingerprint == fingerprint, IncidentRow.state == "open")
+                .with_for_update()
+            ).first()
             if existing is not None:
                 existing.alert_count += 1
                 existing.updated_at_ns = now
                 existing.labels = {**existing.labels, **(labels or {})}
                 return _row_dict(existing), False
-            row = IncidentRow(incident_id=incident_id, fingerprint=fingerprint, host=host,
-                              source=source, title=title, severity=severity, state="open",
-                              opened_at_ns=now, updated_at_ns=now, closed_at_ns=None, run_id="",
-                              alert_count=1, labels=labels or {})
+            row = IncidentRow(
+                incident_id=incident_id,
+                fingerprint=fingerprint,
+                host=host,
+                source=source,
+                title=title,
+                severity=severity,
+                state="open",
+                opened_at_ns=now,
+                updated_at_ns=now,
+                closed_at_ns=None,
+                run_id="",
+                alert_count=1,
+                labels=labels or {},
+            )
             s.add(row)
         return _row_dict(row), True
 
     def attach_run(self, incident_id: str, run_id: str) -> None:
         with self._session() as s:
-            s.execute(update(IncidentRow).where(IncidentRow.incident_id == incident_id)
-                      .values(run_id=run_id, updated_at_ns=self.clock()))
+            s.execute(
+                update(IncidentRow)
+                .where(IncidentRow.incident_id == incident_id)
+                .values(run_id=run_id, updated_at_ns=self.clock())
+            )
 
     def close_incident(self, fingerprint: str) -> dict[str, Any] | None:
         now = self.clock()
         with self._session() as s:
-            row = s.scalars(select(IncidentRow).where(
-                IncidentRow.fingerprint == fingerprint, IncidentRow.state == "open")).first()
+            row = s.scalars(
+                select(IncidentRow).where(
+                    IncidentRow.fingerprint == fingerprint, IncidentRow.state == "open"
+                )
+            ).first()
             if row is None:
                 return None
             row.state, row.closed_at_ns, row.updated_at_ns = "closed", now, now
@@ -379,8 +528,9 @@ class RunStore:
 
     def open_fingerprints(self) -> set[str]:
         with self._reading() as s:
-            return set(s.scalars(select(IncidentRow.fingerprint)
-                                 .where(IncidentRow.state == "open")))
+            return set(
+                s.scalars(select(IncidentRow.fingerprint).where(IncidentRow.state == "open"))
+            )
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
         with self._reading() as s:
@@ -401,7 +551,9 @@ class RunStore:
     def _db_now_ns(self, s: Session) -> int:
         # PostgreSQL's clock decides lease expiry, so controllers with skewed clocks agree.
         if self.dialect == "postgresql":
-            return int(s.scalar(text("SELECT (extract(epoch from clock_timestamp()) * 1e9)::bigint")))
+            return int(
+                s.scalar(text("SELECT (extract(epoch from clock_timestamp()) * 1e9)::bigint"))
+            )
         return self.clock()
 
     def try_lease(self, name: str, *, holder: str, url: str, ttl_ns: int) -> dict[str, Any]:
@@ -413,15 +565,22 @@ class RunStore:
             now = self._db_now_ns(s)
             row = s.get(LeaseRow, name, with_for_update=True)
             if row is None:
-                row = LeaseRow(name=name, holder=holder, holder_url=url,
-                               expires_at_ns=now + ttl_ns, epoch=1)
+                row = LeaseRow(
+                    name=name, holder=holder, holder_url=url, expires_at_ns=now + ttl_ns, epoch=1
+                )
                 s.add(row)
                 try:
                     s.flush()
                 except IntegrityError:  # another controller created it first
                     s.rollback()
-                    return {"holder": "", "holder_url": "", "expires_at_ns": 0, "epoch": 0,
-                            "is_holder": False, "now_ns": now}
+                    return {
+                        "holder": "",
+                        "holder_url": "",
+                        "expires_at_ns": 0,
+                        "epoch": 0,
+                        "is_holder": False,
+                        "now_ns": now,
+                    }
             elif row.holder == holder or row.expires_at_ns < now:
                 if row.holder != holder:
                     row.epoch += 1
@@ -431,8 +590,11 @@ class RunStore:
 
     def release_lease(self, name: str, *, holder: str) -> None:
         with self._session() as s:
-            s.execute(update(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder)
-                      .values(expires_at_ns=0))
+            s.execute(
+                update(LeaseRow)
+                .where(LeaseRow.name == name, LeaseRow.holder == holder)
+                .values(expires_at_ns=0)
+            )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

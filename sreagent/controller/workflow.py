@@ -91,9 +91,9 @@ class Step(Protocol):
         """Whether an operator must approve before :meth:`run` (checked before running)."""
         ...
 
-    def run(self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
-            ) -> Artifact:
-        ...
+    def run(
+        self, inputs: Sequence[Artifact], evidence: EvidenceView, ctx: StepContext
+    ) -> Artifact: ...
 
 
 class Chain(Protocol):
@@ -114,8 +114,7 @@ class JournalEvidence:
     """An :class:`EvidenceView` over the durable journal (so a resumed run sees the same
     rows it saw before the crash, unlike hot state)."""
 
-    def __init__(self, journal: Journal, host: str, window: tuple[int, int],
-                 lock: threading.Lock):
+    def __init__(self, journal: Journal, host: str, window: tuple[int, int], lock: threading.Lock):
         self._journal = journal
         self.host = host
         self.start_ns, self.end_ns = window
@@ -200,12 +199,25 @@ class WorkflowEngine:
             self.enqueue(run["run_id"])
         return [r["run_id"] for r in runs]
 
-    def submit(self, *, incident_id: str, host: str, trigger: str, window: tuple[int, int],
-               context: dict[str, Any] | None = None) -> str:
+    def submit(
+        self,
+        *,
+        incident_id: str,
+        host: str,
+        trigger: str,
+        window: tuple[int, int],
+        context: dict[str, Any] | None = None,
+    ) -> str:
         run_id = f"run-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
-        self.store.create_run(run_id=run_id, incident_id=incident_id, host=host,
-                              trigger=trigger, chain=self.chain.name, window=window,
-                              context=context)
+        self.store.create_run(
+            run_id=run_id,
+            incident_id=incident_id,
+            host=host,
+            trigger=trigger,
+            chain=self.chain.name,
+            window=window,
+            context=context,
+        )
         self.enqueue(run_id)
         return run_id
 
@@ -217,9 +229,9 @@ class WorkflowEngine:
         self._queue.put(run_id)
 
     def cancel(self, run_id: str, *, actor: str) -> bool:
-        done = self.store.set_run_state(run_id, "cancelled",
-                                        expect=["pending", "awaiting_approval"],
-                                        payload={"actor": actor})
+        done = self.store.set_run_state(
+            run_id, "cancelled", expect=["pending", "awaiting_approval"], payload={"actor": actor}
+        )
         if done:
             self.store.audit(actor, "run_cancelled", run_id)
         return done
@@ -267,9 +279,12 @@ class WorkflowEngine:
         if run["state"] not in ("pending", "running"):
             return str(run["state"])
         resumed = run["state"] == "running"
-        if not self.store.set_run_state(run_id, "running", expect=["pending", "running"],
-                                        payload={"resumed_at_step": run["current_step"]}
-                                        if resumed else {}):
+        if not self.store.set_run_state(
+            run_id,
+            "running",
+            expect=["pending", "running"],
+            payload={"resumed_at_step": run["current_step"]} if resumed else {},
+        ):
             return str(self.store.get_run(run_id)["state"])
         try:
             return self._advance(run)
@@ -290,19 +305,31 @@ class WorkflowEngine:
             step = steps[position]
             approval_row = self.store.get_approval(run_id, position)
             ctx = StepContext(
-                run_id=run_id, incident_id=run["incident_id"], host=run["host"], window=window,
-                config={**self.config, **(run["context"] or {})}, approval=approval_row["state"] if approval_row else None,
+                run_id=run_id,
+                incident_id=run["incident_id"],
+                host=run["host"],
+                window=window,
+                config={**self.config, **(run["context"] or {})},
+                approval=approval_row["state"] if approval_row else None,
                 activity=lambda kind, key, request, effect: self._activity(
-                    run_id, kind, key, request, effect),
+                    run_id, kind, key, request, effect
+                ),
             )
             undecided = approval_row is None or approval_row["state"] == "pending"
             if self.require_approval and undecided and step.needs_approval(artifacts, ctx):
                 self.store.request_approval(run_id, position)
-                self.store.set_run_state(run_id, "awaiting_approval",
-                                         payload={"step": position, "step_name": step.name})
-                self.hooks.notify("approval_needed", {
-                    "run_id": run_id, "incident_id": run["incident_id"],
-                    "host": run["host"], "step": step.name})
+                self.store.set_run_state(
+                    run_id, "awaiting_approval", payload={"step": position, "step_name": step.name}
+                )
+                self.hooks.notify(
+                    "approval_needed",
+                    {
+                        "run_id": run_id,
+                        "incident_id": run["incident_id"],
+                        "host": run["host"],
+                        "step": step.name,
+                    },
+                )
                 return "awaiting_approval"
             artifact = step.run(artifacts, evidence, ctx)
             fault_point(f"step{position}:before_record")
@@ -315,23 +342,32 @@ class WorkflowEngine:
         self.hooks.on_finished(finished)
         return "completed"
 
-    def _activity(self, run_id: str, kind: str, key: str, request: dict[str, Any],
-                  effect: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _activity(
+        self,
+        run_id: str,
+        kind: str,
+        key: str,
+        request: dict[str, Any],
+        effect: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
         existing = self.store.begin_activity(key, run_id=run_id, kind=kind, request=request)
         if existing is not None:
             if existing["status"] == "completed":
                 return {**existing["result"], "replayed_from_record": True}
-            return {"status": "interrupted",
-                    "message": "the controller stopped while this effect was running; it was "
-                               "not run again (check the target before retrying by hand)"}
+            return {
+                "status": "interrupted",
+                "message": "the controller stopped while this effect was running; it was "
+                "not run again (check the target before retrying by hand)",
+            }
         fault_point("activity:after_claim")
         result = effect()
         self.store.complete_activity(key, result)
         self.store.add_event(run_id, "activity_completed", {"kind": kind, "key": key})
         return result
 
-    def _write_package(self, run: dict[str, Any], artifacts: list[Artifact],
-                       evidence: JournalEvidence) -> None:
+    def _write_package(
+        self, run: dict[str, Any], artifacts: list[Artifact], evidence: JournalEvidence
+    ) -> None:
         path = self.runs_root / run["run_id"]
         if (path / MANIFEST).exists():  # written before a crash; packages are written once
             return
@@ -339,17 +375,32 @@ class WorkflowEngine:
         wanted = set(evidence.batch_ids())
         batches = evidence.table("batches")
         if batches.num_rows:
-            batches = batches.filter(pc.is_in(batches.column("batch_id"),
-                                              value_set=pa.array(sorted(wanted), pa.string())))
+            batches = batches.filter(
+                pc.is_in(
+                    batches.column("batch_id"), value_set=pa.array(sorted(wanted), pa.string())
+                )
+            )
         tables["batches"] = batches
         activities = [
-            ActivityRecord(activity_id=a["key"], kind=a["kind"], key=a["key"],
-                           logical_time=int(run["window_end_ns"]), status=a["status"],
-                           request=a["request"], result=a["result"])
+            ActivityRecord(
+                activity_id=a["key"],
+                kind=a["kind"],
+                key=a["key"],
+                logical_time=int(run["window_end_ns"]),
+                status=a["status"],
+                request=a["request"],
+                result=a["result"],
+            )
             for a in self.store.list_activities(run["run_id"])
         ]
-        write_package(path, run_id=run["run_id"], source="live",
-                      config={"chain": self.chain.name, **self.config}, tables=tables,
-                      artifacts=artifacts, activities=activities,
-                      window=(int(run["window_start_ns"]), int(run["window_end_ns"])))
+        write_package(
+            path,
+            run_id=run["run_id"],
+            source="live",
+            config={"chain": self.chain.name, **self.config},
+            tables=tables,
+            artifacts=artifacts,
+            activities=activities,
+            window=(int(run["window_start_ns"]), int(run["window_end_ns"])),
+        )
         self.store.add_event(run["run_id"], "evidence_package_written", {"path": str(path)})

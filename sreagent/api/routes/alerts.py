@@ -36,7 +36,8 @@ class AlertmanagerWebhook(BaseModel):
 
 
 @router.post("/alertmanager", dependencies=[LeaderOnly])
-def alertmanager(payload: AlertmanagerWebhook, controller: ControllerDep,
-                 who: IngestScope) -> dict[str, Any]:
+def alertmanager(
+    payload: AlertmanagerWebhook, controller: ControllerDep, who: IngestScope
+) -> dict[str, Any]:
     """Receive Alertmanager's webhook (configure it with a bearer token of scope ingest)."""
     return controller.receive_alerts(payload.model_dump(), actor=who.name)

@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 @router.get("")
 def audit_log(
-    controller: ControllerDep, _: AdminScope,
+    controller: ControllerDep,
+    _: AdminScope,
     action: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:

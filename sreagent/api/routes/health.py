@@ -22,8 +22,9 @@ def readyz(controller: ControllerDep) -> JSONResponse:
     """Ready to serve: started, and either leader or a follower that serves reads."""
     if not controller.ready:
         return JSONResponse({"status": "starting"}, status_code=503)
-    return JSONResponse({"status": "ready",
-                         "role": "leader" if controller.is_leader else "follower"})
+    return JSONResponse(
+        {"status": "ready", "role": "leader" if controller.is_leader else "follower"}
+    )
 
 
 @router.get("/metrics", response_class=Response)

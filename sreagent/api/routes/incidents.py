@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
 @router.get("")
 def list_incidents(
-    controller: ControllerDep, _: ReadScope,
+    controller: ControllerDep,
+    _: ReadScope,
     state: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -24,9 +25,13 @@ def list_incidents(
 @router.get("/{incident_id}")
 def get_incident(
     incident_id: Annotated[str, Path(min_length=1, max_length=256)],
-    controller: ControllerDep, _: ReadScope,
+    controller: ControllerDep,
+    _: ReadScope,
 ) -> dict[str, Any]:
     incident = controller.store.get_incident(incident_id)
-    runs = [r for r in controller.store.list_runs(host=incident["host"], limit=1000)
-            if r["incident_id"] == incident_id]
+    runs = [
+        r
+        for r in controller.store.list_runs(host=incident["host"], limit=1000)
+        if r["incident_id"] == incident_id
+    ]
     return {**incident, "runs": [r["run_id"] for r in runs]}

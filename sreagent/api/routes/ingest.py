@@ -52,9 +52,15 @@ async def _read_body(request: Request) -> bytes:
     "/batches",
     response_model=Ack,
     dependencies=[LeaderOnly],
-    openapi_extra={"requestBody": {"required": True, "content": {
-        ARROW_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "object"}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                ARROW_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
 )
 async def post_batch(request: Request, controller: ControllerDep, who: IngestScope) -> Ack:
     """Validate, deduplicate and journal one batch; answer once it is durable."""
@@ -64,10 +70,15 @@ async def post_batch(request: Request, controller: ControllerDep, who: IngestSco
         body = await _read_body(request)
         content_type = request.headers.get("content-type", "")
         content_encoding = request.headers.get("content-encoding")
-        frame, digest = await asyncio.to_thread(ingest.decode, body, content_type,
-                                                content_encoding)
-        ack = await ingest.accept(frame, digest, actor=who.name, body=body,
-                                  content_type=content_type, content_encoding=content_encoding)
+        frame, digest = await asyncio.to_thread(ingest.decode, body, content_type, content_encoding)
+        ack = await ingest.accept(
+            frame,
+            digest,
+            actor=who.name,
+            body=body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+        )
     except BadInput as err:
         ingest.reject(err.code, str(err))
         raise
@@ -84,10 +95,16 @@ def ingest_status(controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     receipts in the store; hot state per host."""
     c = controller.ingest.counters
     return {
-        "accepted": c.accepted, "duplicates": c.duplicates, "conflicts": c.conflicts,
-        "rejected": dict(c.rejected), "samples": c.samples, "processes": c.processes,
-        "events": c.events, "last_batch_id": c.last_batch_id,
-        "last_collector_id": c.last_collector_id, "last_accepted_at_ns": c.last_accepted_at_ns,
+        "accepted": c.accepted,
+        "duplicates": c.duplicates,
+        "conflicts": c.conflicts,
+        "rejected": dict(c.rejected),
+        "samples": c.samples,
+        "processes": c.processes,
+        "events": c.events,
+        "last_batch_id": c.last_batch_id,
+        "last_collector_id": c.last_collector_id,
+        "last_accepted_at_ns": c.last_accepted_at_ns,
         "last_error": c.last_error,
         "receipts": controller.store.receipt_stats(),
         "journal": _journal_status(controller),
@@ -98,9 +115,13 @@ def ingest_status(controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
 
 def _journal_status(controller: ControllerDep) -> dict[str, Any]:
     journal = controller.ingest.group_commit
-    return {"pending_batches": journal.pending, "group_commits": journal.group_commits,
-            "buffered_rows": journal.buffered_rows, "parquet_flushes": journal.parquet_flushes,
-            "last_parquet_flush_at": journal.last_flush_at}
+    return {
+        "pending_batches": journal.pending,
+        "group_commits": journal.group_commits,
+        "buffered_rows": journal.buffered_rows,
+        "parquet_flushes": journal.parquet_flushes,
+        "last_parquet_flush_at": journal.last_flush_at,
+    }
 
 
 @router.get("/schema")
@@ -111,10 +132,17 @@ def ingest_schema(_: ReadScope) -> dict[str, Any]:
         "content_types": list(CONTENT_TYPES),
         "content_encodings": list(CONTENT_ENCODINGS),
         "dedupe_key": ["collector_id", "producer_epoch", "seq"],
-        "limits": {name.lower(): getattr(b, name) for name in dir(b)
-                   if name.startswith("MAX_") and isinstance(getattr(b, name), int)},
-        "patterns": {"metric": b.METRIC_PATTERN, "label_key": b.LABEL_KEY_PATTERN,
-                     "id": b.ID_PATTERN, "event_kind": b.EVENT_KIND_PATTERN},
+        "limits": {
+            name.lower(): getattr(b, name)
+            for name in dir(b)
+            if name.startswith("MAX_") and isinstance(getattr(b, name), int)
+        },
+        "patterns": {
+            "metric": b.METRIC_PATTERN,
+            "label_key": b.LABEL_KEY_PATTERN,
+            "id": b.ID_PATTERN,
+            "event_kind": b.EVENT_KIND_PATTERN,
+        },
         "arrow_schema": BATCH_SCHEMA.to_string(show_schema_metadata=False),
         "json_schema": Batch.model_json_schema(),
     }

@@ -25,15 +25,20 @@ class Decision(BaseModel):
 
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
-    return {**run, "links": {
-        "artifacts": f"/api/v1/runs/{run['run_id']}/artifacts",
-        "events": f"/api/v1/runs/{run['run_id']}/events",
-        "evidence": f"/api/v1/runs/{run['run_id']}/evidence"}}
+    return {
+        **run,
+        "links": {
+            "artifacts": f"/api/v1/runs/{run['run_id']}/artifacts",
+            "events": f"/api/v1/runs/{run['run_id']}/events",
+            "evidence": f"/api/v1/runs/{run['run_id']}/evidence",
+        },
+    }
 
 
 @router.get("")
 def list_runs(
-    controller: ControllerDep, _: ReadScope,
+    controller: ControllerDep,
+    _: ReadScope,
     state: Annotated[str | None, Query(pattern="^(" + "|".join(RUN_STATES) + ")$")] = None,
     host: Annotated[str | None, Query(max_length=253)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -47,8 +52,11 @@ def list_runs(
 def get_run(run_id: RunId, controller: ControllerDep, _: ReadScope) -> dict[str, Any]:
     """One run with its approvals."""
     run = controller.store.get_run(run_id)
-    return {**_public(run), "approvals": controller.store.list_approvals(run_id),
-            "chain": [s.name for s in controller.engine.chain.steps]}
+    return {
+        **_public(run),
+        "approvals": controller.store.list_approvals(run_id),
+        "chain": [s.name for s in controller.engine.chain.steps],
+    }
 
 
 @router.get("/{run_id}/events")
@@ -70,8 +78,9 @@ def _package_dir(controller: ControllerDep, run_id: str) -> Any:
     controller.store.get_run(run_id)
     path = controller.settings.runs_root / run_id
     if not (path / "manifest.json").exists():
-        raise NotFound(f"run {run_id} has no evidence package yet (written when it completes)",
-                       field="run_id")
+        raise NotFound(
+            f"run {run_id} has no evidence package yet (written when it completes)", field="run_id"
+        )
     return path
 
 
@@ -81,12 +90,19 @@ def evidence_files(run_id: RunId, controller: ControllerDep, _: ReadScope) -> di
     from sreagent.evidence import read_manifest
 
     manifest = read_manifest(_package_dir(controller, run_id))
-    return {"run_id": run_id, "format": manifest.format,
-            "files": {name: entry.model_dump() for name, entry in manifest.files.items()},
-            "manifest_sha256": manifest.manifest_sha256}
+    return {
+        "run_id": run_id,
+        "format": manifest.format,
+        "files": {name: entry.model_dump() for name, entry in manifest.files.items()},
+        "manifest_sha256": manifest.manifest_sha256,
+    }
 
 
-@router.get("/{run_id}/evidence", response_class=Response, responses={200: {"content": {"application/zip": {}}}})
+@router.get(
+    "/{run_id}/evidence",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
 def evidence_zip(run_id: RunId, controller: ControllerDep, _: ReadScope) -> Response:
     """The evidence package as a zip (folder ``<run_id>/`` inside)."""
     path = _package_dir(controller, run_id)
@@ -95,24 +111,37 @@ def evidence_zip(run_id: RunId, controller: ControllerDep, _: ReadScope) -> Resp
         for file in sorted(path.iterdir()):
             if file.is_file() and not file.name.startswith("."):
                 archive.write(file, f"{run_id}/{file.name}")
-    return Response(buffer.getvalue(), media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="{run_id}.zip"'})
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{run_id}.zip"'},
+    )
 
 
 @router.post("/{run_id}/approve", dependencies=[LeaderOnly])
-def approve(run_id: RunId, controller: ControllerDep, who: ApproveScope,
-            decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
+def approve(
+    run_id: RunId,
+    controller: ControllerDep,
+    who: ApproveScope,
+    decision: Annotated[Decision | None, Body()] = None,
+) -> dict[str, Any]:
     """Approve the pending execution of a run awaiting approval; the run resumes."""
-    return controller.resolve(run_id, approve=True, actor=who.name,
-                              reason=decision.reason if decision else "")
+    return controller.resolve(
+        run_id, approve=True, actor=who.name, reason=decision.reason if decision else ""
+    )
 
 
 @router.post("/{run_id}/reject", dependencies=[LeaderOnly])
-def reject(run_id: RunId, controller: ControllerDep, who: ApproveScope,
-           decision: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
+def reject(
+    run_id: RunId,
+    controller: ControllerDep,
+    who: ApproveScope,
+    decision: Annotated[Decision | None, Body()] = None,
+) -> dict[str, Any]:
     """Reject it: the run resumes with the actions skipped and completes."""
-    return controller.resolve(run_id, approve=False, actor=who.name,
-                              reason=decision.reason if decision else "")
+    return controller.resolve(
+        run_id, approve=False, actor=who.name, reason=decision.reason if decision else ""
+    )
 
 
 @router.post("/{run_id}/cancel", dependencies=[LeaderOnly])
