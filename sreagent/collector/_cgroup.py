@@ -33,6 +33,7 @@ from pathlib import Path
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
     read_optional,
     sample,
@@ -224,17 +225,18 @@ def _int(raw: bytes | None) -> int | None:
 class _Reader:
     """Reads files of one cgroup directory that its listing showed; notes vanished ones."""
 
-    __slots__ = ("d", "files", "vanished")
+    __slots__ = ("d", "files", "kept", "vanished")
 
-    def __init__(self, d: str, files: frozenset[str]) -> None:
+    def __init__(self, d: str, files: frozenset[str], kept: KeptFiles) -> None:
         self.d = d
         self.files = files
+        self.kept = kept
         self.vanished = False
 
     def __call__(self, name: str) -> bytes | None:
         if name not in self.files:
             return None
-        raw = read_optional(f"{self.d}/{name}")
+        raw = self.kept.read(f"{self.d}/{name}")
         if raw is None:
             self.vanished = True  # the cgroup was removed since the walk
         return raw
@@ -324,6 +326,7 @@ class CgroupSource:
         self._rewalk_every = rewalk_every
         self._layout: list[tuple[str | None, str, _Reader]] | None = None
         self._limits: dict[str, tuple[float | None, int | None]] = {}
+        self._files = KeptFiles(limit=256)
         self._reads = 0
         self._stale = False
         self._max_depth = max_depth
@@ -350,6 +353,7 @@ class CgroupSource:
 
     def _walk(self) -> None:
         """List the cgroups to read (bounded) and remember each directory's file names."""
+        self._files.close()  # reopened lazily; drops descriptors of removed cgroups
         layout: list[tuple[str | None, str, _Reader]] = []
         truncated = False
         limit = self._max_cgroups
@@ -365,7 +369,7 @@ class CgroupSource:
                 if count > limit:
                     truncated = True
                     break
-                layout.append((controller, rel, _Reader(d, files)))
+                layout.append((controller, rel, _Reader(d, files, self._files)))
         self._layout = layout
         self._truncated = truncated
 
@@ -451,4 +455,4 @@ class CgroupSource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
-        pass
+        self._files.close()

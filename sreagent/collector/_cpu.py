@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sreagent.collector._common import capability, read_bytes, sample
+from sreagent.collector._common import KeptFiles, capability, read_bytes, sample
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -137,6 +137,7 @@ class CpuSource:
         self._stat_path = roots.proc / "stat"
         self._loadavg_path = roots.proc / "loadavg"
         self._prev: ProcStat | None = None
+        self._files = KeptFiles()
 
     def capability(self) -> SourceCapability:
         try:
@@ -146,8 +147,8 @@ class CpuSource:
         return capability(self.name, "kernel", f"{self._stat_path}")
 
     def read(self, now_ns: int) -> SourceOutput:
-        stat = parse_stat(read_bytes(self._stat_path))
-        load1, _, _ = parse_loadavg(read_bytes(self._loadavg_path))
+        stat = parse_stat(self._files.read_required(str(self._stat_path)))
+        load1, _, _ = parse_loadavg(self._files.read_required(str(self._loadavg_path)))
         out = [
             sample(now_ns, "load_average_1m", "host", load1),
             sample(now_ns, "procs_running", "host", stat.procs_running),
@@ -172,4 +173,4 @@ class CpuSource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
-        pass
+        self._files.close()

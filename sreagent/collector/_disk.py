@@ -20,8 +20,8 @@ from pathlib import Path
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
-    read_bytes,
     read_int,
     read_optional,
     sample,
@@ -165,6 +165,9 @@ class DiskSource:
         self._use_sysfs = self._block.is_dir()
         self._nodev: set[str] | None = None
         self._mount_list: list[tuple[str, str, str]] | None = None
+        self._files = KeptFiles()
+        self._devices: set[str] = set()
+        self._no_ioerr: set[str] = set()
         self._fs_reads = 0
 
     def capability(self) -> SourceCapability:
@@ -180,11 +183,11 @@ class DiskSource:
             for name in os.listdir(self._block):
                 if name.startswith(SKIPPED_PREFIXES):
                     continue
-                raw = read_optional(self._block / name / "stat")
+                raw = self._files.read(f"{self._block}/{name}/stat")
                 if raw is not None:
                     stats[name] = parse_block_stat(raw)
             return stats
-        all_stats = parse_diskstats(read_bytes(self._diskstats))
+        all_stats = parse_diskstats(self._files.read_required(str(self._diskstats)))
         names = [k for k in all_stats if not k.startswith(SKIPPED_PREFIXES)]
         return {k: all_stats[k] for k in whole_disks(names)}
 
@@ -237,9 +240,21 @@ class DiskSource:
                     )
                 )
         if self._use_sysfs:
+            if stats.keys() != self._devices:
+                # Devices came or went: forget their files and which of them lack ioerr_cnt.
+                self._devices = set(stats)
+                self._no_ioerr.clear()
+                self._files.forget_unless(
+                    lambda path: path.rsplit("/", 2)[-2] in stats or path == str(self._diskstats)
+                )
             for dev in stats:
-                # SCSI devices count failed commands; virtio and NVMe have no such file.
-                errors = read_optional(self._block / dev / "device/ioerr_cnt")
+                # SCSI devices count failed commands; virtio and NVMe have no such file, and
+                # a failed open each interval would cost as much as a read.
+                if dev in self._no_ioerr:
+                    continue
+                errors = self._files.read(f"{self._block}/{dev}/device/ioerr_cnt")
+                if errors is None:
+                    self._no_ioerr.add(dev)
                 if errors is not None:
                     out.append(
                         sample(
@@ -278,7 +293,7 @@ class DiskSource:
         return out
 
     def close(self) -> None:
-        pass
+        self._files.close()
 
 
 def block_device_size(block: Path, name: str) -> int:

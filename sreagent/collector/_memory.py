@@ -11,11 +11,11 @@ from __future__ import annotations
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
     pick_values,
     rate,
     read_bytes,
-    read_optional,
     sample,
 )
 from sreagent.collector._source import Roots, SourceOutput
@@ -109,6 +109,7 @@ class MemorySource:
         self._file_nr = roots.proc / "sys/fs/file-nr"
         self._counters = Counters()
         self._interval = Interval()
+        self._files = KeptFiles()
 
     def capability(self) -> SourceCapability:
         try:
@@ -119,7 +120,7 @@ class MemorySource:
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
-        info = pick_meminfo(read_bytes(self._meminfo))
+        info = pick_meminfo(self._files.read_required(str(self._meminfo)))
         if "MemTotal" not in info:
             raise CorruptFile("no MemTotal line", path=str(self._meminfo))
         total = info["MemTotal"]
@@ -139,7 +140,7 @@ class MemorySource:
         ]
         if "MemAvailable" in info:
             out.append(sample(now_ns, "memory_available_bytes", "host", info["MemAvailable"]))
-        raw_vmstat = read_optional(self._vmstat)
+        raw_vmstat = self._files.read(str(self._vmstat))
         if raw_vmstat is not None:
             vmstat = pick_vmstat(raw_vmstat)
             if "oom_kill" in vmstat:  # since Linux 4.13
@@ -149,7 +150,7 @@ class MemorySource:
                     value = rate(self._counters.delta(key, vmstat[key], 64), seconds)
                     if value is not None:
                         out.append(sample(now_ns, metric, "host", value))
-        raw_file_nr = read_optional(self._file_nr)
+        raw_file_nr = self._files.read(str(self._file_nr))
         if raw_file_nr is not None:
             allocated, maximum = parse_file_nr(raw_file_nr)
             out.append(sample(now_ns, "fds_allocated", "host", allocated))
@@ -158,4 +159,4 @@ class MemorySource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
-        pass
+        self._files.close()

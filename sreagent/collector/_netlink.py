@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
     os_reason,
-    read_bytes,
-    read_int,
     sample,
 )
 from sreagent.collector._nl import NLA_TYPE_MASK, NLM_F_DUMP, NetlinkSocket
@@ -124,6 +123,16 @@ def parse_net_dev(raw: bytes) -> list[LinkStats]:
     return links
 
 
+def _int(raw: bytes | None) -> int | None:
+    """A sysfs integer; None when absent or unreadable (``carrier`` of a down link: EINVAL)."""
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return None
+
+
 class NetlinkSource:
     """``netlink``: per-interface rates, errors, drops, carrier state and changes."""
 
@@ -136,6 +145,7 @@ class NetlinkSource:
         self._counters = Counters()
         self._interval = Interval()
         self._carrier: dict[str, bool] = {}
+        self._files = KeptFiles()
         self._sock: NetlinkSocket | None = None
         self._reason = "disabled by configuration; /proc/net/dev"
         if use_netlink:
@@ -160,11 +170,12 @@ class NetlinkSource:
                 # A socket that broke at run time: keep reporting, from procfs, and say so.
                 self.close()
                 self._reason = f"rtnetlink failed while running: {os_reason(err)}; /proc/net/dev"
-        links = parse_net_dev(read_bytes(self._net_dev))
+        files = self._files
+        links = parse_net_dev(files.read_required(str(self._net_dev)))
         out = []
         for link in links:
-            carrier = read_int(self._class_net / link.name / "carrier")
-            changes = read_int(self._class_net / link.name / "carrier_changes")
+            carrier = _int(files.read(f"{self._class_net}/{link.name}/carrier"))
+            changes = _int(files.read(f"{self._class_net}/{link.name}/carrier_changes"))
             out.append(
                 LinkStats(
                     **{
@@ -226,6 +237,7 @@ class NetlinkSource:
         return SourceOutput(samples=samples, events=events)
 
     def close(self) -> None:
+        self._files.close()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -20,11 +20,11 @@ import struct
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
     os_reason,
     pick_values,
     rate,
-    read_bytes,
     read_optional,
     sample,
 )
@@ -128,6 +128,7 @@ class PerfSource:
         self._counters = Counters()
         self._interval = Interval()
         self._perf: PerfCounters | None = None
+        self._files = KeptFiles()
         self._reason = "disabled by configuration"
         if use_perf:
             try:
@@ -158,8 +159,8 @@ class PerfSource:
                 )
                 self._counters = Counters()  # the fallback counts from a different origin
         if totals is None:
-            stat = pick_values(read_bytes(self._stat_path), (b"ctxt ",))
-            vmstat = pick_values(read_bytes(self._vmstat_path), (b"pgfault ",))
+            stat = pick_values(self._files.read_required(str(self._stat_path)), (b"ctxt ",))
+            vmstat = pick_values(self._files.read_required(str(self._vmstat_path)), (b"pgfault ",))
             totals = {
                 "context_switches_per_second": stat[b"ctxt "],
                 "page_faults_per_second": vmstat[b"pgfault "],
@@ -172,6 +173,7 @@ class PerfSource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
+        self._files.close()
         if self._perf is not None:
             self._perf.close()
             self._perf = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sreagent.collector._common import capability, read_optional, sample
+from sreagent.collector._common import KeptFiles, capability, read_optional, sample
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -52,6 +52,7 @@ class PsiSource:
 
     def __init__(self, roots: Roots) -> None:
         self._paths = {r: roots.proc / "pressure" / r for r in RESOURCES}
+        self._files = KeptFiles()
 
     def capability(self) -> SourceCapability:
         missing = [str(p) for p in self._paths.values() if read_optional(p) is None]
@@ -68,7 +69,7 @@ class PsiSource:
     def read(self, now_ns: int) -> SourceOutput:
         out = []
         for resource, path in self._paths.items():
-            raw = read_optional(path)
+            raw = self._files.read(str(path))
             if raw is None:
                 continue
             labels = {"resource": resource}
@@ -91,4 +92,4 @@ class PsiSource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
-        pass
+        self._files.close()

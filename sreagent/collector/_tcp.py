@@ -9,8 +9,8 @@ from __future__ import annotations
 from sreagent.collector._common import (
     Counters,
     Interval,
+    KeptFiles,
     capability,
-    read_bytes,
     read_optional,
     sample,
 )
@@ -63,6 +63,7 @@ class TcpSource:
         self._netstat = roots.proc / "net/netstat"
         self._counters = Counters()
         self._interval = Interval()
+        self._files = KeptFiles()
 
     def capability(self) -> SourceCapability:
         if read_optional(self._snmp) is None:
@@ -72,9 +73,11 @@ class TcpSource:
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
         tcp = parse_snmp_group(
-            read_bytes(self._snmp), b"Tcp", ("OutSegs", "RetransSegs", "CurrEstab")
+            self._files.read_required(str(self._snmp)),
+            b"Tcp",
+            ("OutSegs", "RetransSegs", "CurrEstab"),
         )
-        raw_ext = read_optional(self._netstat)
+        raw_ext = self._files.read(str(self._netstat))
         ext = (
             parse_snmp_group(raw_ext, b"TcpExt", ("ListenOverflows", "ListenDrops"))
             if raw_ext is not None
@@ -105,4 +108,4 @@ class TcpSource:
         return SourceOutput(samples=out)
 
     def close(self) -> None:
-        pass
+        self._files.close()

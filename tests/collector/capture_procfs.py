@@ -43,6 +43,28 @@ SYS_FILES = ("devices/system/cpu/online",)
 BLOCK_FILES = ("stat", "size", "queue/rotational")
 NET_FILES = ("mtu", "carrier", "carrier_changes", "speed")
 HIERARCHIES = ("cpu", "cpuacct", "memory", "blkio", "unified")
+CGROUP_FILES = frozenset(
+    {
+        "cpu.stat",
+        "cpu.cfs_quota_us",
+        "cpu.cfs_period_us",
+        "cpuacct.usage",
+        "memory.usage_in_bytes",
+        "memory.limit_in_bytes",
+        "memory.failcnt",
+        "memory.oom_control",
+        "blkio.throttle.io_service_bytes",
+        "cpu.pressure",
+        "memory.pressure",
+        "io.pressure",
+        "cpu.max",
+        "memory.current",
+        "memory.max",
+        "memory.events",
+        "io.stat",
+    }
+)
+"""The cgroup files the collector reads; the others are left out of the fixtures."""
 
 
 def copy_file(src: Path, dst: Path) -> None:
@@ -69,7 +91,7 @@ def copy_device_link(src: Path, dst: Path) -> None:
 
 def copy_dir_files(src: Path, dst: Path) -> None:
     for entry in os.scandir(src):
-        if entry.is_file(follow_symlinks=False):
+        if entry.is_file(follow_symlinks=False) and entry.name in CGROUP_FILES:
             copy_file(Path(entry.path), dst / entry.name)
 
 

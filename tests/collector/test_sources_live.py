@@ -388,3 +388,28 @@ def test_carrier_changes_of_a_veth_pair_become_events(use_netlink: bool) -> None
     finally:
         source.close()
         subprocess.run([ip, "link", "del", a], check=False, timeout=30)
+
+
+def test_a_removed_cgroup_is_dropped_at_once_despite_kept_descriptors() -> None:
+    """cgroupfs answers ENODEV on a removed cgroup's open files: the source notices and
+    re-walks on the next read instead of waiting for its periodic walk."""
+    parent = Path("/sys/fs/cgroup/memory")
+    if not (parent / "memory.usage_in_bytes").exists():
+        pytest.skip("no cgroup v1 memory controller on this host")
+    child = parent / f"sreagent-gone-{os.getpid()}"
+    child.mkdir()
+    source = CgroupSource(Roots(), max_depth=1, rewalk_every=1000)
+    entity = f"cgroup/{child.name}"
+    try:
+        assert entity in {s.entity for s in source.read(time.time_ns()).samples}
+    finally:
+        child.rmdir()
+    try:
+        first = {s.entity for s in source.read(time.time_ns()).samples}
+        assert entity not in first
+        assert source._stale  # the vanished files were seen
+        source.read(time.time_ns())
+        assert not source._stale
+        assert all(child.name not in r.d for _, _, r in source._layout or [])
+    finally:
+        source.close()
