@@ -52,26 +52,36 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || ! command -v dpkg 
 fi
 
 arch=$(dpkg --print-architecture)
+find_version() {
+    apt-cache search --names-only "^linux-headers-[0-9][^ ]*-$arch\$" 2>/dev/null \
+        | awk '{print $1}' | sed -e "s/^linux-headers-//" -e "s/-$arch\$//" \
+        | grep -v -e cloud -e rt | sort -V | tail -n 1
+}
+packages=()
 version=${SREAGENT_KERNEL_HEADERS_VERSION:-}
+if [ -z "$version" ] && apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
+    # The distribution has headers for exactly this kernel: take them and their header deps.
+    version=$release
+    mapfile -t packages < <(echo "linux-headers-$release"; apt-cache depends "linux-headers-$release" 2>/dev/null \
+        | awk '/Depends: linux-.*headers/ {print $2}')
+fi
 if [ -z "$version" ]; then
-    # The exact release if Debian has it, else the newest flavour-less header package.
-    if apt-cache show "linux-headers-$release" >/dev/null 2>&1; then
-        version=${release%-"$arch"}
-    else
-        version=$(apt-cache search --names-only "^linux-headers-[0-9][^ ]*-$arch\$" 2>/dev/null \
-            | awk '{print $1}' | sed -e "s/^linux-headers-//" -e "s/-$arch\$//" \
-            | grep -v -e cloud -e rt | sort -V | tail -n 1)
+    version=$(find_version)
+    if [ -z "$version" ]; then
+        apt-get update -qq >/dev/null 2>&1 || true  # fresh images ship without package lists
+        version=$(find_version)
     fi
 fi
 if [ -z "$version" ]; then
-    say "no linux-headers package found in the apt lists (run apt-get update?); the collector will use bpftrace" >&2
+    say "no linux-headers package found in the apt lists; the collector will use bpftrace" >&2
     exit 0
 fi
+[ ${#packages[@]} -gt 0 ] || packages=("linux-headers-$version-$arch" "linux-headers-$version-common")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sreagent-headers.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-say "downloading linux-headers-$version-$arch and -common (not installing them)"
-if ! (cd "$work" && apt-get download -q "linux-headers-$version-$arch" "linux-headers-$version-common" >/dev/null 2>"$work/apt.err"); then
+say "downloading ${packages[*]} (not installing them)"
+if ! (cd "$work" && apt-get download -q "${packages[@]}" >/dev/null 2>"$work/apt.err"); then
     say "download failed: $(tail -n 2 "$work/apt.err" | tr '\n' ' ')" >&2
     exit 0
 fi
@@ -79,19 +89,27 @@ mkdir -p "$work/x"
 for deb in "$work"/*.deb; do
     dpkg -x "$deb" "$work/x"
 done
-common="$work/x/usr/src/linux-headers-$version-common"
-flavour="$work/x/usr/src/linux-headers-$version-$arch"
-if [ ! -d "$common" ] || [ ! -d "$flavour" ]; then
-    say "unexpected package layout: $(ls "$work/x/usr/src" | tr '\n' ' ')" >&2
-    exit 0
-fi
-# The flavour tree links scripts/ and tools/ to the (absent) kbuild package; BCC needs neither,
-# and a symlink cannot replace the common tree's directories of the same name.
-find "$flavour" -maxdepth 1 -type l -delete
+# Merge every unpacked header tree into one: the shared ("common") trees first, then the
+# flavour tree with the kernel's .config and generated headers on top. Top-level links
+# (scripts/, tools/) point into a kbuild package that is not unpacked and BCC does not need,
+# so they are dropped rather than copied dangling.
 staging="$work/merged"
 mkdir -p "$staging"
-cp -a "$common/." "$staging/"
-cp -a "$flavour/." "$staging/"
+trees=()
+for tree in "$work"/x/usr/src/*; do
+    [ -d "$tree" ] && [ ! -e "$tree/.config" ] && trees+=("$tree")
+done
+for tree in "$work"/x/usr/src/*; do
+    [ -d "$tree" ] && [ -e "$tree/.config" ] && trees+=("$tree")
+done
+if [ ${#trees[@]} -eq 0 ] || [ ! -e "${trees[-1]}/.config" ]; then
+    say "unexpected package layout: $(ls "$work/x/usr/src" 2>/dev/null | tr '\n' ' ')" >&2
+    exit 0
+fi
+for tree in "${trees[@]}"; do
+    find "$tree" -maxdepth 1 -type l -delete
+    cp -a "$tree/." "$staging/"
+done
 touch "$staging/$marker"
 mkdir -p "$cache"
 rm -rf "${cache:?}/$version"
