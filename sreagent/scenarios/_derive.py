@@ -466,7 +466,9 @@ def _derive_gpus(world: World, book: SeriesBook, procs: list[Proc]) -> None:
     power_factor = np.clip(
         (g["power_limit"] - spec.idle_watts) / np.maximum(nominal - spec.idle_watts, 1e-9), 0.2, 1.0
     )
-    clock = thermal * power_factor * np.where(g["brake"] > 0, 0.35, 1.0)
+    # Power grows with clock^1.5 below (voltage follows frequency), so a GPU held at its power
+    # limit runs at the clock that draws exactly that limit.
+    clock = thermal * power_factor ** (2 / 3) * np.where(g["brake"] > 0, 0.35, 1.0)
     pcie_cap = g["pcie_width"] / 16.0 * 2.0 ** (g["pcie_gen"] - spec.pcie_generation)
     pcie_factor = np.clip(pcie_cap / 0.6, 0.3, 1.0)  # a job needs 60 % of the full link
     per_gpu = clock * pcie_factor
