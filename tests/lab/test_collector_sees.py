@@ -13,6 +13,8 @@ from sreagent.collector import Roots, Sampler, SamplerOptions
 from sreagent.lab.live import run_injection
 from tests.conftest import require_binary, requires_root
 
+from . import observe as ob
+
 pytestmark = [requires_root, pytest.mark.slow, pytest.mark.root]
 
 
@@ -64,9 +66,11 @@ def test_the_collector_reports_the_injected_entity(
 
 def test_host_peer_net_loss_shows_in_the_host_tcp_counters(nothing_left: list[str]) -> None:
     require_binary("nft")
-    with run_injection("net-loss", 4, options={"topology": "host-peer"}) as inj:
+    with run_injection("net-loss", 6, options={"topology": "host-peer"}) as inj:
         nothing_left.append(inj.tag)
-        time.sleep(0.5)
+        # On a loaded machine the workers take a moment to start: sample once loss is under way.
+        start = ob.snmp_tcp(None, "RetransSegs")
+        assert ob.poll(lambda: ob.snmp_tcp(None, "RetransSegs") - start >= 5, 3.0)
         seen = sampled({"tcp"})
     assert seen.get(("tcp_retransmits_per_second", "host"), 0.0) >= 5.0, {
         k: v for k, v in seen.items() if k[0].startswith("tcp_")
@@ -88,9 +92,13 @@ def test_the_memcg_oom_kill_reaches_the_kmsg_source_as_the_injected_process(
         with run_injection("memory-oom", 5, options={"limit_mib": 32, "leak_mib_per_s": 64}) as inj:
             nothing_left.append(inj.tag)
             assert inj.wait(timeout_s=5.0)
-            time.sleep(0.2)
-            events = sampler.sample(time.time_ns()).events
+            kills: list[str] = []
+            deadline = time.monotonic() + 3.0
+            while inj.injected_entity not in kills and time.monotonic() < deadline:
+                time.sleep(0.2)
+                events = sampler.sample(time.time_ns()).events
+                kills += [e.entity for e in events if e.kind == "oom_kill"]
     finally:
         sampler.close()
-    kills = [e for e in events if e.kind == "oom_kill"]
-    assert [e.entity for e in kills] == [inj.injected_entity], kills
+    # Other OOM kills may happen on a shared host at the same time; ours must be among them.
+    assert inj.injected_entity in kills, kills
