@@ -246,6 +246,7 @@ class Spool:
         self._head: tuple[int, int] = (0, 0)
         self._dropped = 0
         self._corrupt = 0
+        self._unread = 0
         self._active: int | None = None
         self._active_fd: int | None = None
         self._unsynced = False
@@ -278,6 +279,7 @@ class Spool:
                 raise OSError(f"spool: short write ({written} of {len(data)} bytes)")
             self._sizes[active] = offset + len(data)
             self._index.append(_Entry(active, offset, len(payload), now))
+            self._unread += 1
             self._unsynced = True
             self._maybe_sync()
             return True
@@ -289,7 +291,7 @@ class Spool:
             while self._index:
                 item = self._index[0]
                 if isinstance(item, _Gap):
-                    self._index.popleft()
+                    self._pop_head()
                     self._corrupt += 1
                     self._advance_to(item.segment, item.resume)
                     log.warning(
@@ -301,7 +303,7 @@ class Spool:
                     continue
                 payload = self._read(item)
                 if payload is None:  # damaged since it was indexed (bit rot, truncation)
-                    self._index.popleft()
+                    self._pop_head()
                     self._corrupt += 1
                     self._advance_to(item.segment, item.end)
                     continue
@@ -320,7 +322,7 @@ class Spool:
                 and head.offset == record.offset
             ):
                 return  # already dropped while it was being sent
-            self._index.popleft()
+            self._pop_head()
             self._advance_to(record.segment, record.end)
 
     def stats(self) -> SpoolStats:
@@ -328,7 +330,7 @@ class Spool:
             return SpoolStats(
                 bytes=self._total_bytes(),
                 max_bytes=self.max_bytes,
-                records=sum(1 for item in self._index if isinstance(item, _Entry)),
+                records=self._unread,
                 segments=len(self._sizes),
                 dropped_total=self._dropped,
                 corrupt_total=self._corrupt,
@@ -372,7 +374,9 @@ class Spool:
             start = head_offset if segment == head_segment else 0
             if start > len(data):  # cursor ahead of the file: it lost its tail, nothing unread
                 start = len(data)
-            self._index.extend(scan_segment(data, segment, start, self.max_bytes).entries)
+            found = scan_segment(data, segment, start, self.max_bytes).entries
+            self._index.extend(found)
+            self._unread += sum(1 for item in found if isinstance(item, _Entry))
         live = sorted(self._sizes)
         if live and live[0] != head_segment:
             head_segment, head_offset = live[0], 0
@@ -401,6 +405,12 @@ class Spool:
             return 0, 0
 
     # ----------------------------------------------------------------- internals
+
+    def _pop_head(self) -> _Entry | _Gap:
+        item = self._index.popleft()
+        if isinstance(item, _Entry):
+            self._unread -= 1
+        return item
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:016d}{SEGMENT_SUFFIX}"
@@ -468,10 +478,10 @@ class Spool:
         oldest = min(self._sizes)
         if oldest == self._active:
             self._rotate()
-        unread = [item for item in self._index if item.segment == oldest]
-        lost = sum(1 for item in unread if isinstance(item, _Entry))
-        for _ in unread:
-            self._index.popleft()  # entries are in segment order, so these are the leftmost
+        lost = 0
+        # entries are in segment order, so the oldest segment's are the leftmost
+        while self._index and self._index[0].segment == oldest:
+            lost += isinstance(self._pop_head(), _Entry)
         self._dropped += lost
         if lost:
             log.warning("spool: full; dropped the oldest segment with %d unread records", lost)
@@ -492,7 +502,7 @@ class Spool:
             item = self._index[0]
             if not isinstance(item, _Entry) or item.appended_at_ns >= cutoff:
                 break
-            self._index.popleft()
+            self._pop_head()
             expired += 1
             last = item
         if last is not None:
