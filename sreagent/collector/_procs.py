@@ -142,22 +142,26 @@ class ProcessSource:
         self._taskstats = taskstats
         self._prev: dict[int, _Prev] = {}
         self._interval = Interval()
-        self._io_denied = 0
+        self._io_denied: list[int] = []
         self._io_seen = 0
 
     def capability(self) -> SourceCapability:
         if not (self._proc / "self/stat").exists():
             return capability(self.name, "off", f"{self._proc} is not a mounted procfs")
-        if self._io_denied:
-            return capability(
-                self.name,
-                "fallback",
-                f"/proc/<pid>/io unreadable for {self._io_denied} of {self._io_seen} processes "
-                "(needs CAP_SYS_PTRACE or the same user): no IO ranking for them",
-            )
-        return capability(
-            self.name, "kernel", f"{self._proc}/<pid>/{{stat,io,status,smaps_rollup}}"
+        paths = f"{self._proc}/<pid>/{{stat,io,cmdline,cgroup,limits,fd}}"
+        if not self._io_denied:
+            return capability(self.name, "kernel", paths)
+        denied = (
+            f"/proc/<pid>/io unreadable for {len(self._io_denied)} of {self._io_seen} processes "
+            f"(pids {', '.join(map(str, self._io_denied[:3]))}"
+            f"{', ...' if len(self._io_denied) > 3 else ''}): no IO ranking for them"
         )
+        if os.geteuid() != 0:
+            # Without root, other users' io files need CAP_SYS_PTRACE: a privilege fallback.
+            return capability(self.name, "fallback", f"{denied}; needs CAP_SYS_PTRACE")
+        # As root a denial is a per-process protection (a sandbox's init, a non-dumpable
+        # process in another user namespace), not a missing privilege of the collector.
+        return capability(self.name, "kernel", f"{paths}; {denied}")
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
@@ -168,7 +172,7 @@ class ProcessSource:
         rank_io: list[tuple[float, int]] = []
         prev_all = self._prev
         new_prev: dict[int, _Prev] = {}
-        io_denied = 0
+        io_denied: list[int] = []
         with os.scandir(proc) as listing:
             entries = [(e.name, e) for e in listing if e.name.isdigit()]
         for entry, dirent in entries:
@@ -185,7 +189,7 @@ class ProcessSource:
             raw_io = read_optional(f"{proc}/{entry}/io")
             io = parse_pid_io(raw_io) if raw_io else None
             if io is None:
-                io_denied += 1
+                io_denied.append(pid)
             prev = prev_all.get(pid)
             if prev is not None and prev.start_ticks != st.start_ticks:
                 prev = None  # the pid was reused by a new process
