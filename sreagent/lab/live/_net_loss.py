@@ -99,6 +99,7 @@ class _Shaping(Resource):
         for part in (drop, tbf):
             part.create()
             self.parts.append(part)
+            self.created = True
         self.mechanism = "nftables+tbf"
 
     def _remove(self) -> None:

@@ -58,12 +58,10 @@ class Resource(ABC):
         return None
 
     def create(self) -> None:
-        try:
-            self._create()
-        except BaseException:
-            # The pre-flight found nothing by this name, so whatever exists now is ours.
-            self.created = self.present()
-            raise
+        """Create it. A ``_create`` that makes it in several steps sets ``created`` as soon as
+        the first step has made something, so a later step's failure still undoes it; a
+        failure of the first step leaves ``created`` False and whatever exists untouched."""
+        self._create()
         self.created = True
 
     def remove(self) -> None:
@@ -168,6 +166,7 @@ class Netns(Resource):
 
     def _create(self) -> None:
         run_tool(["ip", "netns", "add", self.name], f"creating network namespace {self.name}")
+        self.created = True
         run_tool(["ip", "-n", self.name, "link", "set", "lo", "up"], "bringing lo up")
 
     def _remove(self) -> None:
