@@ -23,6 +23,7 @@ from sreagent.collector._common import (
     Interval,
     capability,
     pick_values,
+    read_bytes,
     read_optional,
     sample,
     trusted,
@@ -68,9 +69,14 @@ def parse_pid_stat(raw: bytes) -> PidStat:
 _IO_KEYS = (b"read_bytes:", b"write_bytes:")
 
 
-def parse_pid_io(raw: bytes) -> tuple[int, int]:
-    """(read_bytes, write_bytes) that reached the storage layer, from /proc/<pid>/io."""
+def parse_pid_io(raw: bytes) -> tuple[int, int] | None:
+    """(read_bytes, write_bytes) that reached the storage layer, from /proc/<pid>/io.
+
+    None when the file lacks them (a kernel without CONFIG_TASK_IO_ACCOUNTING).
+    """
     got = pick_values(raw, _IO_KEYS)
+    if len(got) < 2:
+        return None
     return got[b"read_bytes:"], got[b"write_bytes:"]
 
 
@@ -186,10 +192,14 @@ class ProcessSource:
             except OSError:
                 continue
             st = parse_pid_stat(raw)
-            raw_io = read_optional(f"{proc}/{entry}/io")
-            io = parse_pid_io(raw_io) if raw_io else None
-            if io is None:
+            io = None
+            try:
+                raw_io = read_bytes(f"{proc}/{entry}/io")
+                io = parse_pid_io(raw_io) if raw_io else None
+            except PermissionError:
                 io_denied.append(pid)
+            except OSError:
+                pass  # exited between the two reads: not a permission problem
             prev = prev_all.get(pid)
             if prev is not None and prev.start_ticks != st.start_ticks:
                 prev = None  # the pid was reused by a new process

@@ -769,3 +769,11 @@ def test_truncated_netlink_buffer_yields_the_complete_messages_only() -> None:
     cut = list(messages(raw[: len(raw) - 10]))
     assert len(cut) < len(whole)
     assert [bytes(p) for _, _, p in cut] == [bytes(p) for _, _, p in whole[: len(cut)]]
+
+
+def test_parse_pid_io() -> None:
+    from sreagent.collector._procs import parse_pid_io
+
+    raw = (PROCFS / "debian12-vm-t1/proc" / str(BUSY_PID) / "io").read_bytes()
+    assert parse_pid_io(raw) == (4096, 0)  # read_bytes: 4096, write_bytes: 0
+    assert parse_pid_io(b"rchar: 5\nwchar: 6\n") is None
