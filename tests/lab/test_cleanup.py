@@ -180,3 +180,30 @@ def test_a_step_failing_mid_injection_undoes_what_was_made(nothing_left: list[st
     except LabFailed as err:
         assert "netem qdisc" in str(err)
     assert not everything_with_tag(tag)
+
+
+def test_the_sweep_leaves_look_alike_names_alone(nothing_left: list[str]) -> None:
+    # Near misses of the lab naming, none of them the lab's: the sweep must not touch them.
+    cgroups = [CGROUP / "cpu" / n for n in ("sreagent-lab-nothex00", "my-sreagent-lab-12345678")]
+    netns = "sreagent-lab-1234567"  # seven hex digits
+    tmp = Path("/tmp/sreagent-lab-XYZ")
+    for c in cgroups:
+        c.mkdir()
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    tmp.mkdir()
+    try:
+        report = sweep()
+        assert report.ok
+        assert all(c.is_dir() for c in cgroups)
+        assert Path("/run/netns", netns).exists()
+        assert tmp.is_dir()
+        assert not any(
+            n in label
+            for label in report.removed
+            for n in ("nothex", "my-sreagent", "1234567", "XYZ")
+        )
+    finally:
+        for c in cgroups:
+            c.rmdir()
+        subprocess.run(["ip", "netns", "del", netns], check=True)
+        tmp.rmdir()
