@@ -191,7 +191,10 @@ class ProcessSource:
                 uid = dirent.stat().st_uid  # /proc/<pid> belongs to the process's euid
             except OSError:
                 continue
-            st = parse_pid_stat(raw)
+            try:
+                st = parse_pid_stat(raw)
+            except (ValueError, IndexError):
+                continue  # a truncated read of a dying process: it is gone next scan anyway
             io = None
             try:
                 raw_io = read_bytes(f"{proc}/{entry}/io")
