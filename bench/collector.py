@@ -491,7 +491,8 @@ def write_section(text: str) -> None:
         doc = doc.rstrip("\n") + "\n\n" + text
     else:
         end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+        rest = doc[end + 1 :] if end >= 0 else ""
+        doc = doc[:start] + text.rstrip("\n") + ("\n\n" + rest if rest else "\n")
     DOC.write_text(doc.rstrip("\n") + "\n")
 
 
