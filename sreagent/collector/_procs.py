@@ -23,7 +23,6 @@ from sreagent.collector._common import (
     Interval,
     capability,
     pick_values,
-    read_bytes,
     read_optional,
     sample,
     trusted,
@@ -35,6 +34,26 @@ from sreagent.telemetry import ProcessRow, Sample, SourceCapability
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_CMDLINE = 1024
+
+
+_O_READ = os.O_RDONLY | os.O_CLOEXEC
+_SMALL = 4096
+"""/proc/<pid>/stat and io fit in one read of this size (stat is under 1 KiB even with a
+64-bit kernel's widest numbers)."""
+
+
+def _read_small(path: str) -> bytes | None:
+    """One open, one read, one close: the per-process files are small and read once each."""
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, _SMALL)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class PidStat(NamedTuple):
@@ -74,6 +93,11 @@ def parse_pid_io(raw: bytes) -> tuple[int, int] | None:
 
     None when the file lacks them (a kernel without CONFIG_TASK_IO_ACCOUNTING).
     """
+    f = raw.split()
+    # The fixed layout of fs/proc/base.c do_io_accounting(): rchar, wchar, syscr, syscw,
+    # read_bytes, write_bytes, cancelled_write_bytes, each "name: value".
+    if len(f) >= 12 and f[8] == b"read_bytes:" and f[10] == b"write_bytes:":
+        return int(f[9]), int(f[11])
     got = pick_values(raw, _IO_KEYS)
     if len(got) < 2:
         return None
@@ -184,7 +208,7 @@ class ProcessSource:
         for entry, dirent in entries:
             pid = int(entry)
             # String paths: pathlib costs more than the read itself at this rate.
-            raw = read_optional(f"{proc}/{entry}/stat")
+            raw = _read_small(f"{proc}/{entry}/stat")
             if raw is None:
                 continue  # exited during the scan
             try:
@@ -197,7 +221,11 @@ class ProcessSource:
                 continue  # a truncated read of a dying process: it is gone next scan anyway
             io = None
             try:
-                raw_io = read_bytes(f"{proc}/{entry}/io")
+                fd = os.open(f"{proc}/{entry}/io", _O_READ)
+                try:
+                    raw_io = os.read(fd, _SMALL)
+                finally:
+                    os.close(fd)
                 io = parse_pid_io(raw_io) if raw_io else None
             except PermissionError:
                 io_denied.append(pid)
