@@ -18,15 +18,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+
 from sreagent.controller.errors import BatchConflict
 from sreagent.controller.hotstate import HotState
 from sreagent.controller.journal import GroupCommitJournal, PendingBatch, recover_wal
 from sreagent.controller.store import RunStore
 from sreagent.evidence import Journal
+from sreagent.evidence.tables import BATCHES_SCHEMA
 from sreagent.telemetry import batch_digest, decode_batch
 from sreagent.telemetry.arrow import BatchFrame
 
 log = logging.getLogger(__name__)
+_RECEIPT_COLUMNS = (
+    "batch_id",
+    "collector_id",
+    "producer_epoch",
+    "seq",
+    "host",
+    "digest",
+    "sample_count",
+)
 
 
 @dataclass
@@ -214,19 +227,30 @@ class Ingest:
 
     # --- start-up ------------------------------------------------------------------------------
 
+    def _journal_batches(self, columns: list[str]) -> pa.Table:
+        files = self.journal.files("batches")
+        if not files:
+            return BATCHES_SCHEMA.empty_table().select(columns)
+        dataset = ds.dataset(files, schema=BATCHES_SCHEMA, format="parquet")
+        return dataset.to_table(columns=columns)
+
     def recover(self, writer_id: str) -> int:
         """Replay the WAL a crash left into Parquet, then reconcile receipts."""
         recovered = recover_wal(
             self.journal.root,
-            lambda: set(self.journal.read("batches").column("batch_id").to_pylist()),
+            lambda: set(self._journal_batches(["batch_id"]).column("batch_id").to_pylist()),
             writer_id=writer_id,
         )
         self.reconcile()
         return recovered
 
     def reconcile(self) -> int:
-        """Add receipts for journalled batches the store lacks; return how many were added."""
-        batches = self.journal.read("batches")
+        """Add receipts for journalled batches the store lacks; return how many were added.
+
+        Reads only the identity columns of the journal's ``batches`` table (one row per batch),
+        so start-up cost grows with the number of batches retained, not with their samples.
+        """
+        batches = self._journal_batches(list(_RECEIPT_COLUMNS))
         if batches.num_rows == 0:
             return 0
         ids = batches.column("batch_id").to_pylist()
