@@ -389,6 +389,12 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
             "",
             "",
         ),
+        (
+            "sending one batch (httpx POST + acknowledgement check), client CPU",
+            ms(inproc["send_cpu_median_s"]),
+            "",
+            "",
+        ),
     ]
     for name, v in variants.items():
         ratio = v["collector_cpu_per_batch_s"] / max(1e-9, v["exporter_cpu_per_scrape_s"])
