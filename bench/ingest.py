@@ -137,6 +137,9 @@ def main() -> None:
                         help="batches per second per collector (0: as fast as possible)")
     parser.add_argument("--samples", type=int, default=500, help="samples per batch")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--ring", type=int, default=720,
+                        help="hot_state.samples_per_series (smaller rings fill sooner, so a "
+                             "memory plateau shows in a shorter run)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -146,7 +149,7 @@ def main() -> None:
         "data_dir": str(tmp / "data"),
         "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN),
                              "scopes": ["admin"]}]},
-        "hot_state": {"rebuild_window_s": 0},
+        "hot_state": {"rebuild_window_s": 0, "samples_per_series": args.ring},
         "journal": {"max_pending_batches": 100_000},
     }))
     port = 18000 + os.getpid() % 1000
@@ -200,6 +203,10 @@ def main() -> None:
         "peak_rss_mb": round(max(rss_mb), 1),
         "rss_mb_first_third_mean": round(float(np.mean(rss_mb[:third])), 1),
         "rss_mb_last_third_mean": round(float(np.mean(rss_mb[-third:])), 1),
+        "rss_mb_by_minute": [round(max(r for t, r in zip([t for t, _ in rss], rss_mb, strict=True)
+                                       if m * 60 <= t < (m + 1) * 60), 1)
+                             for m in range(int(rss[-1][0] // 60) + 1)
+                             if any(m * 60 <= t < (m + 1) * 60 for t, _ in rss)],
         "journal_parquet_s": round(journal_seconds, 2),
         "journal_parquet_rows_before_shutdown": int(journal_rows),
         "plain_pyarrow_s_same_sample_rows": round(plain_seconds, 2),
