@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--gap", type=float, default=0.1)
+    parser.add_argument("--processes", type=int, default=300)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     # The process scan and inventory run on their own intervals; keep them out of the fast
@@ -59,13 +61,24 @@ def main() -> None:
         SamplerOptions(**base, kernel_interfaces=False), args.samples, args.gap
     )
     scans = []
-    with Sampler(options=SamplerOptions(enabled=frozenset({"processes", "taskstats"}))) as sampler:
-        sampler.prime(time.time_ns())
-        for _ in range(10):
-            time.sleep(args.gap)
-            sampler.sample(time.time_ns(), full=True)
-            scans.append(sampler.source_cpu_seconds()["processes"] * 1e3)
-    processes = sum(1 for p in os.listdir("/proc") if p.isdigit())
+    # Bring the host to at least --processes processes with idle children, as the target
+    # ("<= 20 ms for 300 processes") is stated for that many.
+    have = sum(1 for p in os.listdir("/proc") if p.isdigit())
+    children = [subprocess.Popen(["sleep", "600"]) for _ in range(max(0, args.processes - have))]
+    try:
+        with Sampler(
+            options=SamplerOptions(enabled=frozenset({"processes", "taskstats"}))
+        ) as sampler:
+            sampler.prime(time.time_ns())
+            for _ in range(10):
+                time.sleep(args.gap)
+                sampler.sample(time.time_ns(), full=True)
+                scans.append(sampler.source_cpu_seconds()["processes"] * 1e3)
+        processes = sum(1 for p in os.listdir("/proc") if p.isdigit())
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
     load = os.getloadavg()[0]
     lines = [
         SECTION,
@@ -88,7 +101,8 @@ def main() -> None:
         f"| **whole fast sample** | | **{kernel_whole:.2f}** | | **{procfs_whole:.2f}** |",
         "",
         f"Full process scan ({processes} processes, top 10 enriched, taskstats for them): "
-        f"median {statistics.median(scans):.1f} ms CPU.",
+        f"median {statistics.median(scans):.1f} ms, best {min(scans):.1f} ms CPU "
+        "(target in bench/collector.py: <= 20 ms for 300 processes).",
         "",
     ]
     text = "\n".join(lines)
