@@ -207,3 +207,42 @@ def fleet_command(
     print(json.dumps({"servers": servers, "days": days, "seed": seed, "episodes": [
         {"server": e.server, "fault_class": str(e.fault_class), "start_s": e.start_s,
          "duration_s": e.duration_s} for e in episodes]}, indent=2))
+
+
+def _record_one(definition: ScenarioDefinition, out: str, resolution_s: int | None) -> str:
+    from sreagent.replay._lab import record_scenario
+
+    record_scenario(definition, out, resolution_s=resolution_s)
+    return out
+
+
+@lab_app.command("record")
+def record_command(
+    scenario: str | None = typer.Argument(None, help="Scenario id, unique prefix or path."),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder that gets one package per scenario."),
+    all_: bool = typer.Option(False, "--all", help="Record every scenario."),
+    resolution: int | None = typer.Option(None, "--resolution", help="Override the scenarios' "
+                                          "resolution in seconds (coarser: smaller packages)."),
+    workers: int = typer.Option(0, help="Parallel recordings (default: one per core)."),
+    scenarios: Path | None = ScenariosOption,
+) -> None:
+    """Run the role chain on scenarios and record each run as a replayable evidence package."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rich.progress import Progress
+
+    definitions = _select(scenario, all_, scenarios)
+    targets = [(d.id, out / d.id) for d in definitions]
+    for _, target in targets:
+        if target.exists():
+            raise BadInput("already exists; packages are written once", path=str(target))
+    jobs = workers or min(len(targets), os.cpu_count() or 1)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("recording", total=len(targets))
+        with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            futures = [pool.submit(_record_one, d, str(target), resolution)
+                       for d, (_, target) in zip(definitions, targets, strict=True)]
+            for future in futures:
+                console.print(f"recorded {future.result()}", highlight=False)
+                progress.advance(task)
