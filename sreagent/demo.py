@@ -1,9 +1,11 @@
 """The demo behind ``make demo``: the longest path through sreagent that is built today.
 
-Today it exercises the contracts and the evidence store end to end on built-in telemetry:
-batches are encoded for the wire, decoded and validated as the controller would, written to
-the Hive-partitioned journal, packed into an evidence package and verified. Later work grows
-it into the live path (collector, controller, role chain, replay, report).
+A scenario from the library (a runaway process saturating a web VM's CPUs) is generated as
+the collector would send it: every batch is encoded for the wire, decoded and validated as the
+controller does, and written to the Hive-partitioned journal. The role chain then analyses the
+window under the default posture (nothing executes), the run is recorded as an evidence
+package, verified, and replayed to prove it is identical. Later work replaces the synthetic
+telemetry with the live collector and controller on this host (issue 10).
 """
 
 from __future__ import annotations
@@ -11,83 +13,74 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
+from rich.console import Console
 from rich.progress import Progress
 
-from sreagent.evidence import Journal, JournalWriter, verify_package, write_package
-from sreagent.telemetry import (
-    Batch,
-    Inventory,
-    Sample,
-    SourceCapability,
-    decode_batch,
-    encode_batch,
-)
+from sreagent.artifacts import IncidentReport, RemediationProposal, RootCauseHypothesis
+from sreagent.chain import ChainConfig, live_activities
+from sreagent.chain._runner import DEFAULT_RUNBOOKS
+from sreagent.evidence import JournalWriter, verify_package
+from sreagent.replay import Replayer, RunInputs, record_run, run_chain, runbook_texts
+from sreagent.runtime import EvidenceView
+from sreagent.scenarios import generate, load_scenario
+from sreagent.telemetry import decode_batch, encode_batch
 
-DEMO_START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: a fixed start keeps output stable
-
-
-def demo_batches(seconds: int = 300, seed: int = 7) -> list[Batch]:
-    """Built-in telemetry: one host, one batch per second, a CPU spike in the last third."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for second in range(seconds):
-        ts = DEMO_START_NS + second * 10**9
-        busy = 0.25 + 0.05 * rng.standard_normal()
-        if second >= 2 * seconds // 3:
-            busy = 0.97 + 0.01 * rng.standard_normal()
-        busy = float(min(max(busy, 0.0), 1.0))
-        samples = [
-            Sample(ts_ns=ts, metric="cpu_utilisation_ratio", entity="host", value=round(busy, 6)),
-            Sample(ts_ns=ts, metric="procs_running", entity="host", value=float(1 + int(busy * 4))),
-            Sample(
-                ts_ns=ts,
-                metric="memory_used_ratio",
-                entity="host",
-                value=round(0.4 + 0.01 * rng.standard_normal(), 6),
-            ),
-        ]
-        batches.append(
-            Batch(
-                collector_id="demo-collector",
-                host="demo-host",
-                producer_epoch="demo-epoch",
-                seq=second + 1,
-                sent_at_ns=ts,
-                samples=samples,
-                capabilities=[
-                    SourceCapability(
-                        source="demo", mode="fallback", reason="built-in telemetry, no collector"
-                    )
-                ],
-                inventory=Inventory(cpu_model="demo", cpu_count=2, memory_bytes=24 * 2**30),
-            )
-        )
-    return batches
+DEMO_SCENARIO = "01_cpu_saturation_runaway"
+DEMO_RESOLUTION_S = 5
 
 
-def run_demo(out: Path) -> dict[str, Path]:
+def run_demo(out: Path, console: Console | None = None) -> dict[str, Path]:
     """Run the demo into ``out`` (replacing an earlier demo there) and return its outputs."""
+    console = console or Console(soft_wrap=True)
     if out.exists():
         shutil.rmtree(out)
+    definition = load_scenario(DEMO_SCENARIO)
+    definition = definition.model_validate({**definition.model_dump(),
+                                            "resolution_s": DEMO_RESOLUTION_S})
+    scenario = generate(definition)
     journal_root = out / "journal"
     writer = JournalWriter(journal_root, writer_id="demo")
-    batches = demo_batches()
     frames = []
-    with Progress() as progress:
-        task = progress.add_task("encode, validate, journal", total=len(batches))
-        for batch in batches:
-            frame = decode_batch(encode_batch(batch))
-            writer.append(frame)
-            frames.append(frame)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("wire encode, validate, journal", total=len(scenario.frames))
+        for frame in scenario.frames:
+            decoded = decode_batch(encode_batch(frame.to_batch()))
+            writer.append(decoded)
+            frames.append(decoded)
             progress.advance(task)
         writer.flush()
-    package = out / "evidence" / "demo-run"
-    write_package(package, run_id="demo-run", source="demo", config={"demo": True}, frames=frames)
-    report = verify_package(package)
-    rows = Journal(journal_root).read("samples").num_rows
-    print(
-        f"journal holds {rows} samples; package verified ({report.rows['samples.parquet']} "
-        "samples). The role chain is not built yet, so the package holds no artifacts."
-    )
+    view = EvidenceView.from_frames(frames)
+    inputs = RunInputs(run_id=scenario.run_id, host=view.host,
+                       window=(view.start_ns, view.end_ns), chain=ChainConfig(),
+                       runbooks=runbook_texts(DEFAULT_RUNBOOKS))
+    result = run_chain(inputs, view, activities=live_activities())
+    package = out / "evidence" / scenario.run_id
+    record_run(package, inputs=inputs, result=result, source="demo", frames=frames,
+               extra_config={"lab": scenario.config().get("lab", {})})
+    verify_package(package)
+    replay = Replayer().replay(package)
+
+    console.print(f"[bold]{definition.title}[/] ({len(frames)} batches, host {view.host})")
+    hypothesis = result.of_kind("root_cause_hypothesis")
+    if hypothesis is not None and isinstance(hypothesis.payload, RootCauseHypothesis):
+        for h in hypothesis.payload.hypotheses[:3]:
+            console.print(f"  #{h.rank} {h.fault_class} at {h.entity} "
+                          f"(confidence {h.confidence:.2f}): {h.title}", highlight=False)
+    proposal = result.of_kind("remediation_proposal")
+    plan = result.of_kind("execution_plan")
+    if proposal is not None and plan is not None and isinstance(proposal.payload,
+                                                                RemediationProposal):
+        decisions = {d.action_id: d.decision for d in plan.payload.decisions}  # type: ignore[union-attr]
+        for a in proposal.payload.actions:
+            console.print(f"  proposed {a.action} on {a.target} ({a.safety_class}): "
+                          f"{decisions.get(a.action_id)}", highlight=False)
+    report = result.of_kind("incident_report")
+    if report is not None and isinstance(report.payload, IncidentReport):
+        console.print(f"  report: {report.payload.title}; verification "
+                      f"{report.payload.verification}", highlight=False)
+    truth = scenario.truth.primary
+    console.print(f"  ground truth: {truth.fault_class} at {truth.entity}" if truth else
+                  "  ground truth: no fault", highlight=False)
+    console.print(f"  replay: {'identical' if replay.identical else 'DIVERGED'} "
+                  f"({len(replay.recorded)} artifacts)", highlight=False)
     return {"journal": journal_root, "evidence package": package}

@@ -13,7 +13,7 @@ from sreagent.cli import app
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="Where to write the output."),
 ) -> None:
-    """Run everything that is built end to end on built-in telemetry and print where it went."""
+    """Run the longest built path (scenario -> wire -> journal -> chain -> package -> replay)."""
     from sreagent.demo import run_demo
 
     result = run_demo(out)
