@@ -58,7 +58,7 @@ def verdict_of(scenario_id: str, truth: Any, result: ChainResult,
         visible = [c.visible_ns for c in causes if c.visible_ns is not None]
         out["detection_delay_samples"] = (
             None if opened is None or not visible
-            else int(round((opened - min(visible)) / resolution_ns)))
+            else round((opened - min(visible)) / resolution_ns))
     else:
         out["correct"] = not result.incident_open
         out["localised"] = not result.incident_open

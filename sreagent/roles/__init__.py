@@ -19,7 +19,6 @@ from sreagent.roles.policy import gate, idempotency_key
 from sreagent.roles.verifier import verify
 
 
-
 def lab_verdict(scenario: object, output: object = None) -> dict[str, object]:
     """The ``sreagent lab run`` hook (sreagent.chain.lab.lab_verdict); imported lazily because
     the chain runner imports the roles."""

@@ -217,24 +217,32 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
         dev_hot = after & (z >= det.z_open) & (move >= needed)
     hot = dev_hot | (static_level > 0)
     persist = 1 if rule.counter else det.open_samples
+    # Earlier bursts of the same shape anywhere in the window, the baseline part included
+    # (a backup every ten minutes has often run once before the analysis part starts).
+    bursts: list[tuple[int, int]] = []
+    if rule.deviation and not rule.counter and base.n >= 5:
+        needed_any = np.maximum(rule.floor, det.min_relative_change * abs(base.median))
+        bursts = [r for r in runs((z >= det.z_open) & (move >= needed_any))
+                  if r[1] - r[0] >= persist]
     score = np.zeros(values.shape[0], dtype=np.float64)
     routine = False
-    earlier: list[int] = []
     for start, end in runs(hot):
         if end - start < persist:
             continue
         sl = slice(start + persist - 1, end)
         static_run = static_level[start:end].max() > 0
+        # A deviation alone is weak evidence (SCORE_DEVIATION): a backup raises IO pressure
+        # far outside its baseline too. Grading deviations by size was tried and opened
+        # incidents on the no-fault controls (docs/evaluation.md).
         run_score = np.where(static_level[sl] == 2, SCORE_CRIT,
                              np.where(static_level[sl] == 1, SCORE_WARN, SCORE_DEVIATION))
         if rule.counter:
             run_score = np.maximum(run_score, SCORE_WARN)
         if not static_run and not rule.counter:
-            longest = max(earlier, default=0)
-            if len(earlier) >= det.recurring_min_bursts and (end - start) <= 2 * longest:
+            earlier = [e - b for b, e in bursts if e <= start]
+            if len(earlier) >= det.recurring_min_bursts and (end - start) <= 2 * max(earlier):
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
                 routine = True
-            earlier.append(end - start)
         score[sl] = run_score
     detector = ("counter_increase" if rule.counter else
                 "static_threshold" if static_level.max(initial=0) > 0 else

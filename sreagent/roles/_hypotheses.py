@@ -258,13 +258,13 @@ def _noisy(scope: Scope) -> list[Candidate]:
     for ent in sorted(usage, key=lambda e: (-usage[e], e))[:2]:
         if usage[ent] < 0.2:
             continue
-        victim, f_victim, vref = None, 0.0, None
+        f_victim, vref = 0.0, None
         for s in scope.view.metric("cgroup_pressure_some_ratio"):
             if s.entity == ent:
                 continue
             f = level(_sustained_rise(scope, s), 0.05, 0.3)
             if f > f_victim:
-                victim, f_victim, vref = s.entity, f, scope.ref(s)
+                f_victim, vref = f, scope.ref(s)
         lim = scope.view.get("cgroup_cpu_throttled_ratio", ent)
         own_throttle = level(scope.peak(lim), 0.1, 0.5) if lim is not None else 0.0
         others_rise = sorted((usage[e] for e in usage if e != ent), reverse=True)

@@ -33,7 +33,7 @@ class DetectionConfig(_Frozen):
     """Consecutive hot samples that open an incident."""
     close_samples: Annotated[int, Field(ge=1)] = 60
     """Consecutive cool samples that close one."""
-    min_risk_to_open: Annotated[float, Field(ge=0, le=1)] = 0.45
+    min_risk_to_open: Annotated[float, Field(ge=0, le=1)] = 0.55
     """Joint risk (medium) an incident needs; a lone weak deviation stays a finding."""
     max_risk_to_close: Annotated[float, Field(ge=0, le=1)] = 0.2
     """Joint risk below which a sample counts as cool (hysteresis with min_risk_to_open)."""
