@@ -16,7 +16,6 @@ its own idempotent activity store; this module only adapts those interfaces to t
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,17 +123,18 @@ class RoleChain:
         "execute_action": _execute_handler})
     """Activity handlers besides ``approval`` (add ``llm_complete`` to use a model)."""
     name: str = "sreagent.roles/v1"
-    _views: weakref.WeakKeyDictionary[Any, EvidenceView] = field(
-        default_factory=weakref.WeakKeyDictionary, repr=False)
+    _views: list[tuple[Any, EvidenceView]] = field(default_factory=list, repr=False)
 
     def view_of(self, evidence: Any) -> EvidenceView:
-        view = self._views.get(evidence)
-        if view is None:
-            tables = {n: evidence.table(n) for n in ("samples", "processes", "events",
-                                                     "batches")}
-            view = EvidenceView.from_tables(tables, host=evidence.host,
-                                            start_ns=evidence.start_ns, end_ns=evidence.end_ns)
-            self._views[evidence] = view
+        """The view of an engine evidence object, built once while the engine uses it (the
+        engine makes one evidence object per run advance; the last few are kept)."""
+        for known, view in self._views:
+            if known is evidence:
+                return view
+        tables = {n: evidence.table(n) for n in ("samples", "processes", "events", "batches")}
+        view = EvidenceView.from_tables(tables, host=evidence.host,
+                                        start_ns=evidence.start_ns, end_ns=evidence.end_ns)
+        self._views = [*self._views[-3:], (evidence, view)]
         return view
 
     @property

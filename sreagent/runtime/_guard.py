@@ -2,9 +2,11 @@
 
 The static check (tests/roles/test_determinism.py) keeps clock, randomness and I/O imports out
 of ``sreagent/roles/``; this guard catches what slips past it at run time: while a role runs
-inside :func:`forbid_effects`, reading the wall clock, global randomness, ``os.urandom``,
-``uuid4``, opening a file, starting a process or opening a socket raises
-:class:`EffectForbidden`. Activities lift the guard (:func:`allow_effects`) because effects are
+inside :func:`forbid_effects`, reading the wall clock through :mod:`time`, global randomness
+(:mod:`random`, ``numpy.random``), ``os.urandom``, ``uuid4``, opening a file, starting a
+process or opening a socket raises :class:`EffectForbidden`. ``datetime.now()`` reads the
+clock in C, below anything patchable without replacing the ``datetime`` class for the whole
+process (which breaks C extensions), so it is left to the static check. Activities lift the guard (:func:`allow_effects`) because effects are
 exactly what they are for, and they are recorded.
 
 The patches are installed once per process and pass straight through unless the *current*
@@ -14,7 +16,6 @@ context (a :mod:`contextvars` flag, so other threads are unaffected) forbids eff
 from __future__ import annotations
 
 import contextvars
-import datetime as _dt
 import os
 import random  # noqa: TID251  (patched, not used: the guard forbids it)
 import sys
@@ -61,26 +62,6 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-class _GuardedDatetime(_dt.datetime):
-    @classmethod
-    def now(cls, tz: Any = None) -> Any:
-        if _FORBIDDEN.get():
-            _raise("datetime.now()")
-        return super().now(tz)
-
-    @classmethod
-    def utcnow(cls) -> Any:
-        if _FORBIDDEN.get():
-            _raise("datetime.utcnow()")
-        return super().utcnow()
-
-    @classmethod
-    def today(cls) -> Any:
-        if _FORBIDDEN.get():
-            _raise("datetime.today()")
-        return super().today()
-
-
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _FORBIDDEN.get() or event not in _AUDITED:
         return
@@ -119,7 +100,6 @@ def _install() -> None:
             return original_rng(seed)
 
         np.random.default_rng = default_rng
-        _dt.datetime = _GuardedDatetime  # type: ignore[misc]
         sys.addaudithook(_audit)
         _installed = True
 
