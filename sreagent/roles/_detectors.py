@@ -166,7 +166,7 @@ class SeriesDetection:
 
 
 def _static_warn(view: EvidenceView, config: ChainConfig, series: Series,
-                 rule: Rule) -> float | None:
+                 rule: Rule) -> float | np.ndarray | None:
     """Hardware-aware thresholds override the table's static ones."""
     if series.metric == "disk_await_seconds":
         kind = view.disk_kind(series.entity.split("/", 1)[-1])
@@ -176,7 +176,10 @@ def _static_warn(view: EvidenceView, config: ChainConfig, series: Series,
     if series.metric == "gpu_power_watts":
         limit = view.get("gpu_power_limit_watts", series.entity)
         if limit is not None and len(limit):
-            return 0.98 * median(limit.values)
+            # Against the limit in force at each sample: a lowered cap must not make the
+            # power drawn before it was lowered look like a breach.
+            idx = np.clip(np.searchsorted(limit.ts, series.ts, "right") - 1, 0, len(limit) - 1)
+            return 0.98 * limit.values[idx]
     return rule.warn
 
 
@@ -196,11 +199,13 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     sign = 1.0 if rule.direction == "up" else -1.0
     move = sign * (values - base.median)
     z = move / base.sigma
-    warn = _static_warn(view, config, series, rule)
-    crit = rule.crit if warn == rule.warn else None
+    warn_at = _static_warn(view, config, series, rule)
+    warn = None if warn_at is None else (median(warn_at) if isinstance(warn_at, np.ndarray)
+                                         else float(warn_at))
+    crit = rule.crit if warn_at is rule.warn else None
     static_level = np.zeros(values.shape[0], dtype=np.int8)
-    if warn is not None:
-        static_level = np.where(sign * values >= sign * warn, 1, 0).astype(np.int8)
+    if warn_at is not None:
+        static_level = np.where(sign * values >= sign * warn_at, 1, 0).astype(np.int8)
         if crit is not None:
             static_level[sign * values >= sign * crit] = 2
     dev_hot = np.zeros(values.shape[0], dtype=bool)
