@@ -43,6 +43,8 @@ CONDITIONAL_LIVE = {
     "collector_spool_corrupt_total": "the daemon's spool; --once has none",
     "collector_spool_dropped_total": "the daemon's spool; --once has none",
     "collector_spool_records": "the daemon's spool; --once has none",
+    "disk_await_seconds": "an average over IOs completed in the interval: absent when none did",
+    "disk_request_latency_seconds": "eBPF: only when block requests completed in the interval",
     "disk_io_errors_total": "only where the device exposes an ioerr_cnt",
     "packet_drops_per_second": "eBPF: only for drop reasons seen in the interval",
     "process_pss_bytes": "smaps_rollup is read every few intervals, not on the first",
