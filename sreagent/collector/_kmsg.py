@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from sreagent.atomic import atomic_write_bytes
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import BadInput
-from sreagent.evidence import atomic_write_bytes
 from sreagent.telemetry import Event, Sample, SourceCapability
 from sreagent.telemetry.batch import MAX_LABEL_VALUE_LEN, MAX_LABELS, MAX_MESSAGE_LEN, Severity
 from sreagent.telemetry.names import entity

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sreagent import __version__
+from sreagent.atomic import atomic_write_bytes
 from sreagent.collector import (
     BUILTIN_SOURCES,
     Roots,
@@ -40,7 +41,7 @@ from sreagent.collector import (
 )
 from sreagent.collector.config import CollectorSettings
 from sreagent.collector.selfprotect import MODE_LEVEL, Decision, Governor, SelfMeter, SelfUsage
-from sreagent.collector.spool import Spool, SpoolStats, atomic_write_bytes
+from sreagent.collector.spool import Spool, SpoolStats
 from sreagent.collector.transport import (
     BatchKey,
     DeadLetters,

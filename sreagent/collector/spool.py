@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sreagent.atomic import atomic_write_bytes
 from sreagent.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -67,29 +68,6 @@ FsyncPolicy = Literal["always", "interval", "never"]
 cut); ``interval``: at most once per ``fsync_interval_s`` (a power cut loses at most that much);
 ``never``: leave it to the kernel. A ``kill -9`` loses nothing under any policy, since written
 data sits in the page cache; only a machine crash loses the unsynced tail."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file, fsync, rename, fsync the directory.
-
-    The same steps as :func:`sreagent.evidence.atomic_write_bytes`, repeated here because
-    importing :mod:`sreagent.evidence` loads polars, some 30 MiB the collector does not need.
-    """
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def frame(payload: bytes, appended_at_ns: int) -> bytes:

@@ -43,9 +43,9 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sreagent.atomic import PARQUET_OPTIONS, TMP_PREFIX, fsync_dir
 from sreagent.controller.errors import Overloaded
 from sreagent.evidence import atomic_write_parquet
-from sreagent.evidence._atomic import PARQUET_OPTIONS, TMP_PREFIX, fsync_dir
 from sreagent.evidence.journal import JOURNAL_TABLES, partition_dir
 from sreagent.evidence.tables import BATCHES_SCHEMA, batch_rows, with_identity
 from sreagent.telemetry import decode_batch

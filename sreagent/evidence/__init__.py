@@ -1,6 +1,6 @@
 """Evidence: per-run packages and the fleet-wide Hive-partitioned journal, both Parquet."""
 
-from sreagent.evidence._atomic import (
+from sreagent.atomic import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_parquet,

@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 import polars as pl
 import pyarrow as pa
 
-from sreagent.evidence._atomic import TMP_PREFIX, atomic_write_parquet
+from sreagent.atomic import TMP_PREFIX, atomic_write_parquet
 from sreagent.evidence.tables import BATCHES_SCHEMA, ROW_TABLES, batch_rows, with_identity
 from sreagent.telemetry.arrow import BatchFrame
 

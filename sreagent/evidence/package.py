@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from sreagent import __version__
 from sreagent.artifacts import Artifact
+from sreagent.atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_parquet
 from sreagent.canonical import canonical_digest, canonical_json, sha256_hex
 from sreagent.errors import BadInput, CorruptFile, ManifestMismatch, SchemaVersionError
-from sreagent.evidence._atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_parquet
 from sreagent.evidence.tables import (
     ACTIVITIES_SCHEMA,
     ARTIFACTS_SCHEMA,

@@ -4,6 +4,9 @@ Write to a temporary file in the same directory, fsync it, rename it over the ta
 fsync the directory so the rename itself survives a power cut. Temporary files start with
 ``.tmp-`` so readers and verifiers skip them, and a crashed writer leaves nothing that looks
 like data.
+
+This module imports nothing heavy (pyarrow only when a Parquet file is written), so the
+collector can use it without loading the analysis stack.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TMP_PREFIX = ".tmp-"
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
@@ -69,6 +73,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> None:
     """Write ``table`` as zstd Parquet to ``path`` atomically."""
+    import pyarrow.parquet as pq
+
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, **PARQUET_OPTIONS))
 
 
