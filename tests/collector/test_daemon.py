@@ -66,10 +66,8 @@ def test_collector_id_is_generated_once_and_kept(tmp_path: Path) -> None:
 
 
 def test_a_read_only_state_dir_gives_an_id_for_this_run_only(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    (locked / "collector_id").mkdir()  # unwritable as a file, even for root
-    collector_id, persisted = load_collector_id(locked / "collector_id" / "sub", None, "h")
+    # Nothing can be created under /proc, not even by root.
+    collector_id, persisted = load_collector_id(Path("/proc/sreagent-no-such-dir"), None, "h")
     assert not persisted and collector_id.startswith("h-")
 
 
