@@ -66,11 +66,14 @@ def test_the_collector_reports_the_injected_entity(
 
 def test_host_peer_net_loss_shows_in_the_host_tcp_counters(nothing_left: list[str]) -> None:
     require_binary("nft")
-    with run_injection("net-loss", 6, options={"topology": "host-peer"}) as inj:
+    # Long enough that a loaded CI machine (slow worker start-up) still leaves a full sampling
+    # window after the loss is under way.
+    with run_injection("net-loss", 15, options={"topology": "host-peer"}) as inj:
         nothing_left.append(inj.tag)
-        # On a loaded machine the workers take a moment to start: sample once loss is under way.
         start = ob.snmp_tcp(None, "RetransSegs")
-        assert ob.poll(lambda: ob.snmp_tcp(None, "RetransSegs") - start >= 5, 3.0)
+        assert ob.poll(lambda: ob.snmp_tcp(None, "RetransSegs") - start >= 5, 10.0), (
+            "no TCP retransmits on the host 10 s into the injection"
+        )
         seen = sampled({"tcp"})
     assert seen.get(("tcp_retransmits_per_second", "host"), 0.0) >= 5.0, {
         k: v for k, v in seen.items() if k[0].startswith("tcp_")
