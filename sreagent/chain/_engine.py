@@ -31,6 +31,7 @@ from sreagent.runtime import (
     LogicalClock,
     RoleContext,
     activity_id,
+    allow_effects,
     forbid_effects,
 )
 
@@ -66,7 +67,10 @@ class _EngineActivities:
                 status, result = handler(request)
                 return {"status": status, **result}
 
-        result = dict(self._ctx.activity(kind, f"{kind}/{key}", request, effect))
+        # The role runs under forbid_effects(); its activities are the one sanctioned way out
+        # (the engine's idempotency store and the actuator open files and start processes).
+        with allow_effects():
+            result = dict(self._ctx.activity(kind, f"{kind}/{key}", request, effect))
         result.pop("replayed_from_record", None)
         status = str(result.pop("status", "ok"))
         if status == "interrupted":

@@ -23,7 +23,7 @@ from sreagent.controller.journal import (
 )
 from sreagent.controller.leader import LeaderLease
 from sreagent.controller.notify import Notifier
-from sreagent.controller.settings import Settings
+from sreagent.controller.settings import Settings, WorkflowSettings
 from sreagent.controller.store import RunStore
 from sreagent.controller.workflow import Chain, EngineHooks, WorkflowEngine, fault_point
 from sreagent.evidence import Journal, remove_stale_temporaries
@@ -90,13 +90,15 @@ class Controller:
         wf = settings.workflow
         self.engine = WorkflowEngine(
             store=self.store,
-            chain=chain or BuiltinChain(),
+            chain=chain or make_chain(wf),
             journal=self.journal,
             runs_root=settings.runs_root,
             config={
                 "rules": [r.model_dump() for r in wf.rules],
                 "require_approval": wf.require_approval,
                 "dry_run": wf.dry_run,
+                **({"chain_config": wf.effective_chain_config.redacted()}
+                   if wf.chain == "roles" else {}),
             },
             max_concurrent=wf.max_concurrent_runs,
             require_approval=wf.require_approval,
@@ -398,6 +400,19 @@ class Controller:
         step = self.store.resolve_approval(run_id, approve=approve, actor=actor, reason=reason)
         self.engine.enqueue(run_id)
         return {"run_id": run_id, "step": step, "decision": "approved" if approve else "rejected"}
+
+
+def make_chain(workflow: WorkflowSettings) -> Chain:
+    """The chain ``workflow.chain`` names, configured from the workflow settings."""
+    if workflow.chain == "builtin":
+        return BuiltinChain()
+    from sreagent.chain import DEFAULT_RUNBOOKS, RoleChain, load_runbooks
+
+    folder = workflow.runbooks_dir
+    if folder is None and DEFAULT_RUNBOOKS.is_dir():  # absent in a wheel without docs/
+        folder = DEFAULT_RUNBOOKS
+    return RoleChain(config=workflow.effective_chain_config,
+                     runbooks=load_runbooks(folder) if folder is not None else None)
 
 
 def _empty_processes() -> Any:

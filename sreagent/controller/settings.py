@@ -11,7 +11,14 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,7 @@ from pydantic_settings import (
 )
 
 from sreagent.errors import BadInput
+from sreagent.runtime import ChainConfig
 
 Scope = Literal["ingest", "read", "approve", "admin"]
 SCOPES: tuple[Scope, ...] = ("ingest", "read", "approve", "admin")
@@ -90,13 +98,40 @@ class WorkflowSettings(_Section):
     max_concurrent_runs: Annotated[int, Field(ge=1)] = 2
     window_s: Annotated[float, Field(gt=0)] = 300.0
     """Telemetry window a run looks at, ending at the detection time."""
+    chain: Literal["roles", "builtin"] = "roles"
+    """``roles``: the role chain (``sreagent.chain.RoleChain``, docs/roles.md). ``builtin``: the
+    controller's small threshold chain (no root-cause analysis; tests and minimal setups)."""
+    chain_config: ChainConfig = ChainConfig()
+    """The role chain's configuration (docs/roles.md), except the posture's ``dry_run`` and
+    ``require_approval``, which come from the two keys below."""
+    runbooks_dir: Path | None = None
+    """Folder of runbook ``*.md`` the role chain retrieves from; default: the shipped ones."""
     require_approval: bool = True
-    """Runs stop in awaiting_approval before the executor step."""
+    """State-changing actions wait for an operator: the run stops in awaiting_approval before
+    the executor step (the role chain's ``posture.require_approval``)."""
     dry_run: bool = True
+    """Record commands without running them (the role chain's ``posture.dry_run``)."""
     rules: list[ThresholdRule] = [
         ThresholdRule(name="cpu_saturation", metric="cpu_utilisation_ratio", above=0.95),
         ThresholdRule(name="memory_pressure", metric="psi_memory_some_ratio", above=0.2),
     ]
+
+    @model_validator(mode="after")
+    def _posture_set_once(self) -> WorkflowSettings:
+        # Two places for one switch would let one silently win over the other.
+        posture = self.chain_config.posture
+        for key in ("dry_run", "require_approval"):
+            if "posture" in self.chain_config.model_fields_set and key in posture.model_fields_set:
+                raise ValueError(f"set workflow.{key}, not workflow.chain_config.posture.{key}")
+        return self
+
+    @property
+    def effective_chain_config(self) -> ChainConfig:
+        """``chain_config`` with the posture's switches taken from ``dry_run`` and
+        ``require_approval``."""
+        posture = self.chain_config.posture.model_copy(
+            update={"dry_run": self.dry_run, "require_approval": self.require_approval})
+        return self.chain_config.model_copy(update={"posture": posture})
 
 
 class WebhookTarget(_Section):
@@ -219,7 +254,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             field=".".join(str(p) for p in first["loc"]),
             path=str(path) if path else None,
         ) from None
-    return Settings.model_validate(loaded.model_dump())
+    return Settings.model_validate(loaded.model_dump(exclude_unset=True))
 
 
 class _DictSource(PydanticBaseSettingsSource):

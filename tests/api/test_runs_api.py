@@ -30,7 +30,8 @@ def _hot_batch(client: TestClient, seq: int = 1) -> None:
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
 def test_threshold_opens_incident_and_run_waits_for_approval(tmp_path: Path, decision: str) -> None:
-    with TestClient(create_app(make_settings(tmp_path))) as client:
+    # The built-in chain (workflow.chain: builtin); test_role_chain_api.py runs the role chain.
+    with TestClient(create_app(make_settings(tmp_path, workflow={"chain": "builtin"}))) as client:
         client.post("/api/v1/ingest/batches", content=body(make_batch(seq=1, value=0.2)),
                     headers={**ARROW, **auth("ingest")})
         assert client.get("/api/v1/incidents", headers=auth("read")).json()["count"] == 0

@@ -133,7 +133,7 @@ def test_crash_between_journal_flush_and_receipt_is_reconciled(tmp_path: Path) -
 @pytest.mark.parametrize("point", ["step1:before_record", "activity:after_claim",
                                    "step4:before_record"])
 def test_kill9_during_a_run_resumes_without_duplicates(tmp_path: Path, point: str) -> None:
-    config = _config(tmp_path, require_approval=False)
+    config = _config(tmp_path, require_approval=False, chain="builtin")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_controller(config, port=port, env={"SREAGENT_CRASH_AT": point},

@@ -1,0 +1,123 @@
+"""The real role chain behind the API: detection -> run -> approval -> a real execution.
+
+The controller ingests a CPU-saturation window whose runaway process is a real ``sleep`` on
+this machine. The role chain's planner proposes ``renice_process`` for it; with a posture that
+allows ``process/*`` and requires approval, the run waits; an operator's approval makes the
+executor run ``renice`` once (the process's nice value really changes) and the verifier's
+artifact appears.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sreagent.api import create_app
+from sreagent.evidence import verify_package
+from sreagent.telemetry import encode_batch
+from sreagent.testing import WindowBuilder
+from tests.controller.helpers import ARROW, auth, make_settings, wait_for
+
+ONSET_S = 600
+
+
+def _nice_of(pid: int) -> int:
+    # /proc/<pid>/stat: the comm field may hold spaces, so split after its closing ')'.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
+
+
+@pytest.fixture
+def victim() -> Iterator[int]:
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def saturation_window(pid: int, host: str = "node-rc", seconds: int = ONSET_S + 20) -> WindowBuilder:
+    """Ten quiet minutes, then CPU saturation driven by ``process/<pid>``."""
+    w = WindowBuilder(seconds=seconds, seed=3, host=host)
+    w.gauge("cpu_utilisation_ratio", base=0.30, noise=0.03, hi=1.0)
+    w.gauge("pressure_some_ratio", base=0.02, noise=0.005, labels={"resource": "cpu"})
+    w.gauge("procs_running", base=2.0, noise=0.5)
+    w.gauge("memory_used_ratio", base=0.45, noise=0.005)
+    w.gauge("process_cpu_ratio", f"process/{pid}", base=0.2, noise=0.02)
+    w.ramp("cpu_utilisation_ratio", start_s=ONSET_S, to=0.99, ramp_s=3, noise=0.005)
+    w.ramp("pressure_some_ratio", labels={"resource": "cpu"}, start_s=ONSET_S, to=0.55,
+           ramp_s=3)
+    w.ramp("procs_running", start_s=ONSET_S, to=11.0, ramp_s=3)
+    w.ramp("process_cpu_ratio", f"process/{pid}", start_s=ONSET_S, to=3.2, ramp_s=3)
+    return w
+
+
+def ingest_window(client: TestClient, window: WindowBuilder) -> None:
+    for frame in window.frames():
+        sent = client.post("/api/v1/ingest/batches", content=encode_batch(frame.to_batch()),
+                           headers={**ARROW, **auth("ingest")})
+        assert sent.status_code == 200, sent.text
+
+
+def role_chain_settings(tmp_path: Path) -> object:
+    return make_settings(tmp_path, workflow={
+        "window_s": 600, "dry_run": False, "require_approval": True,
+        "chain_config": {"posture": {"target_allowlist": ["process/*"]}}})
+
+
+def _run_in(client: TestClient, state: str) -> dict:
+    def find() -> dict | None:
+        runs = client.get("/api/v1/runs", headers=auth("read")).json()["runs"]
+        return next((r for r in runs if r["state"] == state), None)
+    return wait_for(find, timeout=120, what=f"a run in state {state}")
+
+
+def test_approved_action_of_the_role_chain_runs_once(tmp_path: Path, victim: int) -> None:
+    assert _nice_of(victim) == 0
+    with TestClient(create_app(role_chain_settings(tmp_path))) as client:  # type: ignore[arg-type]
+        ingest_window(client, saturation_window(victim))
+        run = _run_in(client, "awaiting_approval")
+        detail = client.get(f"/api/v1/runs/{run['run_id']}", headers=auth("read")).json()
+        assert detail["chain"] == ["observer", "analyzer", "hypotheses", "planner",
+                                   "policy_gate", "executor", "verifier", "memory"]
+        assert detail["approvals"][0]["state"] == "pending"
+        waiting = client.get(f"/api/v1/runs/{run['run_id']}/artifacts",
+                             headers=auth("read")).json()["artifacts"]
+        assert [a["kind"] for a in waiting] == [
+            "observation_summary", "anomaly_finding", "root_cause_hypothesis",
+            "remediation_proposal", "execution_plan"]
+        assert waiting[2]["payload"]["hypotheses"][0]["fault_class"] == "cpu_saturation"
+        decisions = {d["command"][0]: d["decision"] for d in waiting[4]["payload"]["decisions"]}
+        assert decisions["renice"] == "approval_required" and decisions["kill"] == "blocked"
+        assert _nice_of(victim) == 0, "an action ran before its approval"
+
+        done = client.post(f"/api/v1/runs/{run['run_id']}/approve", json={"reason": "ok"},
+                           headers=auth("approve"))
+        assert done.status_code == 200, done.text
+        _run_in(client, "completed")
+        assert _nice_of(victim) == 10
+
+        artifacts = client.get(f"/api/v1/runs/{run['run_id']}/artifacts",
+                               headers=auth("read")).json()["artifacts"]
+        assert [a["kind"] for a in artifacts][5:] == [
+            "execution_result", "verification_result", "incident_report"]
+        results = {r["command"][0]: r for r in artifacts[5]["payload"]["results"]}
+        assert results["renice"]["outcome"] == "executed"
+        assert results["renice"]["output"].startswith("[approved by operator]")
+        assert results["kill"]["outcome"] == "blocked"
+        assert artifacts[6]["input_artifact_ids"][0] == artifacts[5]["artifact_id"]
+
+        # each effect ran once: one execute_action per idempotency key, one approval record
+        events = client.get(f"/api/v1/runs/{run['run_id']}/events",
+                            headers=auth("read")).json()["events"]
+        kinds = [e["payload"]["kind"] for e in events if e["type"] == "activity_completed"]
+        assert kinds.count("approval") == 1
+        assert kinds.count("execute_action") == len(
+            {r["idempotency_key"] for r in results.values() if r["outcome"] == "executed"})
+        report = verify_package(tmp_path / "data" / "runs" / run["run_id"])
+        assert report.rows["artifacts.parquet"] == 8
