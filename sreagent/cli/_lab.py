@@ -8,6 +8,7 @@ package, ``run`` generates and hands the result to the role chain through
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,95 @@ def record_command(
             for future in futures:
                 console.print(f"recorded {future.result()}", highlight=False)
                 progress.advance(task)
+
+
+@lab_app.command("live")
+def live_command(
+    scenario: str = typer.Argument(..., help="cpu-hog, cgroup-throttle, memory-oom, "
+                                   "io-saturation, net-loss, fd-leak or noisy-neighbour."),
+    duration: float = typer.Option(60.0, "--duration", min=1.0, max=600.0,
+                                   help="Longest the fault runs (s); it ends earlier once the "
+                                   "incident's run is done."),
+    approve: bool = typer.Option(False, "--approve", help="Approve the run's safe_reversible "
+                                 "remediation through the API (only actions on what the lab "
+                                 "created); it is executed once and verified."),
+    controller: str | None = typer.Option(None, "--controller", help="Use this running "
+                                          "controller instead of starting one."),
+    token: str = typer.Option("", "--token", envvar="SREAGENT_TOKEN", help="Bearer token for "
+                              "--controller (scopes read, plus ingest for the collector and "
+                              "approve for --approve)."),
+    no_collector: bool = typer.Option(False, "--no-collector", help="Do not start a collector "
+                                      "(one already pushes this host to --controller)."),
+    out: Path = typer.Option(Path("out/lab-live"), "-o", "--out", help="Work folder: configs, "
+                             "logs, journal, the evidence package, the postmortem."),
+    baseline: float = typer.Option(30.0, "--baseline", min=0.0, help="Seconds of normal "
+                                   "telemetry recorded before the injection."),
+    interval: float = typer.Option(1.0, "--interval", min=0.2, help="Collector interval (s)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on standard output."),
+) -> None:
+    """Inject a real fault on this host and watch the collector, controller and role chain
+    catch and explain it (root; docs/live-lab.md)."""
+    from sreagent.errors import CheckFailed
+    from sreagent.lab.live import run_live
+
+    err = Console(stderr=True)
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        err.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}", highlight=False)
+
+    with err.status("live lab", spinner="dots"):
+        result = run_live(scenario, duration_s=duration, approve=approve,
+                          controller_url=controller, token=token,
+                          start_collector_process=not no_collector, out=out,
+                          baseline_s=baseline, interval_s=interval, progress=progress)
+    if as_json:
+        print(json.dumps(result.json_object(), indent=2))
+    else:
+        _print_live(result)
+    problems = live_problems(result, approved=approve)
+    if problems:
+        raise CheckFailed(f"live {scenario}: " + "; ".join(problems))
+
+
+def live_problems(result: Any, *, approved: bool) -> list[str]:
+    """What makes a live run a failed game day (exit 1): no incident, a wrong answer, an
+    execution without approval, cleanup that left something, a replay that diverged."""
+    problems = []
+    if not result.incident_opened:
+        problems.append("no incident opened")
+    elif not result.correct:
+        problems.append(f"top hypothesis {result.top_hypothesis} at {result.top_entity}, "
+                        f"expected {result.expected_hypothesis} at {result.injected_entity}")
+    if result.executed and not approved:
+        problems.append("an action was executed without --approve")
+    if not result.cleanup_ok:
+        problems.append("cleanup left something behind")
+    if result.replay_identical is False:
+        problems.append("the evidence package did not replay identically")
+    return problems
+
+
+def _print_live(r: Any) -> None:
+    table = Table(title=f"live lab: {r.scenario}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    detection = f"{r.detection_seconds:.1f} s" if r.detection_seconds is not None else "-"
+    rows = [
+        ("injected", f"{r.injected_entity} (expect {r.expected_hypothesis})"),
+        ("incident", f"{r.incident_id or 'none'} (rule {r.rule or '-'}), after {detection}"),
+        ("top hypothesis", f"{r.top_hypothesis} at {r.top_entity} "
+         f"(confidence {r.top_confidence if r.top_confidence is not None else '-'}) -> "
+         f"{'correct' if r.correct else 'WRONG'}"),
+        ("proposal", "\n".join(r.proposal) or "-"),
+        ("executed", f"{r.executed} (verification: {r.verification or '-'})"),
+        ("cleanup", "ok" if r.cleanup_ok else "LEFT SOMETHING (see notes)"),
+        ("evidence package", f"{r.package or '-'} (replay "
+         f"{ {True: 'identical', False: 'DIVERGED', None: '-'}[r.replay_identical] })"),
+        ("postmortem", r.postmortem or "-"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    console.print(table)
+    for note in r.notes:
+        console.print(f"note: {note}", highlight=False)

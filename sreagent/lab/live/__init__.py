@@ -7,6 +7,8 @@ The facade the ``sreagent lab live`` command and the end-to-end tests use:
   process sweeps the run if its owner is SIGKILLed.
 - :func:`sweep` / :func:`find_leftovers`: find and remove everything named with the
   ``sreagent-lab-`` prefix that a crashed run left behind (runs in progress are left alone).
+- :func:`run_live`: a whole game-day run (controller, collector, baseline, injection,
+  incident, hypothesis, optional approval, package, replay, postmortem): ``sreagent lab live``.
 - :data:`INJECTORS` / :func:`make_injector`: the scenarios (``cpu-hog``, ``cgroup-throttle``,
   ``memory-oom``, ``io-saturation``, ``net-loss``, ``fd-leak``, ``noisy-neighbour``), each with
   ``plan()``, ``inject()``, ``undo()`` and ``injected_entity``.
@@ -15,6 +17,7 @@ See docs/live-lab.md.
 """
 
 from sreagent.lab.live._errors import LabFailed, LabRefused
+from sreagent.lab.live._flow import E2E_OPTIONS, LiveResult, run_live
 from sreagent.lab.live._host import LabHost
 from sreagent.lab.live._injector import MAX_DURATION_S, Injector, Plan, PlannedResource, UndoResult
 from sreagent.lab.live._names import PREFIX, TAG_ENV, new_tag, run_name
@@ -23,6 +26,7 @@ from sreagent.lab.live._run import Cleanup, Injection, run_injection
 from sreagent.lab.live._sweep import Leftover, SweepReport, find_leftovers, sweep
 
 __all__ = [
+    "E2E_OPTIONS",
     "INJECTORS",
     "MAX_DURATION_S",
     "PREFIX",
@@ -34,6 +38,7 @@ __all__ = [
     "LabHost",
     "LabRefused",
     "Leftover",
+    "LiveResult",
     "Plan",
     "PlannedResource",
     "SweepReport",
@@ -42,6 +47,7 @@ __all__ = [
     "make_injector",
     "new_tag",
     "run_injection",
+    "run_live",
     "run_name",
     "sweep",
 ]
