@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; empty means SQLite (WAL) at ``<data_dir>/controller.db``. PostgreSQL:
     ``postgresql+psycopg://user@host/db`` (set through SREAGENT_DATABASE_URL to keep secrets
     out of files)."""
+    evidence_dir: Path | None = None
+    """Folder ``POST /api/v1/replay`` may read evidence packages from; default
+    ``<data_dir>/runs`` (where runs write theirs). Paths resolving outside it are refused."""
     insecure_dev: bool = False
     """Serve without authentication. Development only; a warning is logged at start-up."""
     auth: AuthSettings = AuthSettings()
@@ -215,6 +218,10 @@ class Settings(BaseSettings):
     @property
     def runs_root(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def replay_root(self) -> Path:
+        return self.evidence_dir or self.runs_root
 
 
 def hash_token(token: str) -> str:

@@ -121,3 +121,10 @@ def test_approved_action_of_the_role_chain_runs_once(tmp_path: Path, victim: int
             {r["idempotency_key"] for r in results.values() if r["outcome"] == "executed"})
         report = verify_package(tmp_path / "data" / "runs" / run["run_id"])
         assert report.rows["artifacts.parquet"] == 8
+
+        # Runs of the controller do not record the chain's inputs (config.json "run") yet, so
+        # replaying one is refused with the replay engine's own explanation, not a 5xx.
+        replay = client.post("/api/v1/replay", json={"run_id": run["run_id"]},
+                             headers=auth("read"))
+        assert replay.status_code == 422 and replay.json()["error"]["field"] == "run"
+        assert "records no chain run" in replay.json()["error"]["message"]

@@ -115,12 +115,6 @@ def test_alertmanager_webhook_opens_enriches_and_closes(tmp_path: Path) -> None:
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "alerts.0.status"
 
 
-def test_replay_is_501_naming_the_issue(client: TestClient) -> None:
-    response = client.post("/api/v1/replay", json={}, headers=auth("read"))
-    assert response.status_code == 501
-    assert "issue 7" in response.json()["error"]["message"]
-
-
 def test_unknown_run_is_404(client: TestClient) -> None:
     response = client.get("/api/v1/runs/run-nope", headers=auth("read"))
     assert response.status_code == 404 and response.json()["error"]["field"] == "run_id"
