@@ -88,11 +88,11 @@ def ms(seconds: float) -> str:
 
 def measure_in_process(samples: int) -> dict[str, Any]:
     from sreagent.collector import Sampler, SamplerOptions
+    from sreagent.collector._wire import default_compression, encode
     from sreagent.collector.config import load_settings
     from sreagent.collector.daemon import build_batch, make_identity
     from sreagent.collector.spool import Spool
-    from sreagent.collector.transport import BatchKey, SpooledBatch
-    from sreagent.telemetry import ARROW_CONTENT_TYPE, encode_batch
+    from sreagent.collector.transport import BatchKey, SpooledBatch, Transport
 
     out: dict[str, Any] = {}
     # 1. fast samples: process scan far off, everything else every call
@@ -119,25 +119,30 @@ def measure_in_process(samples: int) -> dict[str, Any]:
         out["fast_sample_rows"] = int(statistics.median(sizes))
         out["fast_sources"] = sampler.source_names
 
-        # 3. what the daemon adds per interval: build, encode, spool
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings(None, {"state_dir": tmp})
-            identity, _ = make_identity(settings)
-            spool = Spool(Path(tmp) / "spool")
-            extra = []
-            for seq in range(1, samples + 1):
-                output = sampler.sample(time.time_ns())
-                started = time.thread_time()
-                batch = build_batch(
-                    identity, seq, time.time_ns(), output, sampler.capabilities(), []
-                )
-                body = encode_batch(batch)
-                key = BatchKey(batch.collector_id, batch.producer_epoch, seq)
-                spool.append(SpooledBatch(key, ARROW_CONTENT_TYPE, body).to_bytes())
-                extra.append(time.thread_time() - started)
-            spool.close()
-            out["batch_build_encode_spool_cpu_median_s"] = statistics.median(extra)
-            out["batch_bytes"] = len(body)
+        # 3. what the daemon adds per interval: build, encode (each encoding, with the
+        # Content-Encoding the transport would apply by default), spool
+        for encoding in ("json", "arrow"):
+            compress = Transport(["http://127.0.0.1:9"], compression=default_compression(encoding))
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = load_settings(None, {"state_dir": tmp})
+                identity, _ = make_identity(settings)
+                spool = Spool(Path(tmp) / "spool")
+                extra = []
+                for seq in range(1, samples + 1):
+                    output = sampler.sample(time.time_ns())
+                    started = time.thread_time()
+                    batch = build_batch(
+                        identity, seq, time.time_ns(), output, sampler.capabilities(), []
+                    )
+                    content_type, body = encode(batch, encoding)
+                    key = BatchKey(batch.collector_id, batch.producer_epoch, seq)
+                    spool.append(SpooledBatch(key, content_type, body).to_bytes())
+                    payload, _ = compress._compress(body)
+                    extra.append(time.thread_time() - started)
+                spool.close()
+                compress.close()
+                out[f"batch_build_encode_spool_cpu_median_s_{encoding}"] = statistics.median(extra)
+                out[f"batch_bytes_{encoding}"] = len(payload)
 
     # 2. full snapshot with at least 300 processes
     sleepers = []
@@ -176,18 +181,22 @@ def import_rss() -> dict[str, int]:
         "sreagent.telemetry",
         "sreagent.collector",
         "sreagent.collector.daemon",
-        "sreagent.collector._kmsg",
+        "sreagent.collector.__main__",
+        "sreagent.cli",
         "bcc",
     ):
+        # sreagent.cli: what `sreagent collect` loads (every command group is registered)
+        load = "from sreagent.cli import _register; _register()" if module == "sreagent.cli" else ""
         code = (
-            f"import {module}, sys\n"
+            f"import {module}, sys\n{load}\n"
             "print(int(open('/proc/self/statm').read().split()[1]) * "
             f"{os.sysconf('SC_PAGE_SIZE')}, 'polars' in sys.modules)"
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if done.returncode == 0:
             rss, polars = done.stdout.split()
-            out[module + (" (loads polars)" if polars == "True" else "")] = int(rss)
+            name = "sreagent.cli (all command groups)" if module == "sreagent.cli" else module
+            out[name + (" (loads polars)" if polars == "True" else "")] = int(rss)
     return out
 
 
@@ -255,7 +264,17 @@ class _Ack(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) -> dict[str, Any]:
+LIGHT_ENTRY = ("-m", "sreagent.collector")
+"""The collector's own entry point (what a node runs); ``-m sreagent collect`` is the full CLI."""
+FULL_CLI = ("-m", "sreagent", "collect")
+
+
+def side_by_side(
+    seconds: float,
+    warmup: float,
+    disabled: tuple[str, ...] = (),
+    entry: tuple[str, ...] = LIGHT_ENTRY,
+) -> dict[str, Any]:
     if not Path(NODE_EXPORTER).exists():
         raise SystemExit(f"{NODE_EXPORTER} is missing: apt-get install prometheus-node-exporter")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ack)
@@ -276,7 +295,7 @@ def side_by_side(seconds: float, warmup: float, disabled: tuple[str, ...] = ()) 
         stderr=subprocess.DEVNULL,
     )
     collector = subprocess.Popen(
-        [sys.executable, "-m", "sreagent", "collect", "--config", str(config)],
+        [sys.executable, *entry, "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -384,8 +403,14 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         ),
         ("  of which the process scan", ms(inproc["process_scan_cpu_median_s"]), "", ""),
         (
-            "batch build + Arrow encode + spool append, per interval",
-            ms(inproc["batch_build_encode_spool_cpu_median_s"]),
+            "batch build + JSON encode + gzip + spool append, per interval (default)",
+            ms(inproc["batch_build_encode_spool_cpu_median_s_json"]),
+            "",
+            "",
+        ),
+        (
+            'batch build + Arrow encode + spool append, per interval (`encoding = "arrow"`)',
+            ms(inproc["batch_build_encode_spool_cpu_median_s_arrow"]),
             "",
             "",
         ),
@@ -445,7 +470,9 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{platform.node() or 'this host'} ({os.cpu_count()} CPUs, kernel {platform.release()}, "
         f"{'root' if os.geteuid() == 0 else 'unprivileged'}), by `bench/collector.py`. "
-        f"Each daemon run and `prometheus-node-exporter` ran at the same time over the same "
+        f"Each daemon run (`python -m sreagent.collector`, the collector's own entry point, "
+        f"except where the row says `sreagent collect`) and `prometheus-node-exporter` ran at "
+        f"the same time over the same "
         f"{sbs['window_s']:.0f} s window (after a warm-up), the exporter scraped once a second "
         f"over loopback ({sbs['exporter_scrapes']} scrapes, about {sbs['exporter_series_lines']} "
         f"exposition lines each), the daemon sending one batch a second to a small acknowledging "
@@ -463,7 +490,8 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         "Fast sample, CPU per source (median): "
         + ", ".join(f"{name} {ms(cost)}" for name, cost in costly)
         + f". {inproc['fast_sample_rows']} sample rows per fast sample; a batch on the wire is "
-        f"{inproc['batch_bytes']} bytes. node_exporter's own RSS: "
+        f"{inproc['batch_bytes_json']} bytes as gzipped JSON (the default), "
+        f"{inproc['batch_bytes_arrow']} bytes as Arrow. node_exporter's own RSS: "
         f"{sbs['exporter_rss_bytes'] / MIB:.1f} MiB.",
         "",
         "RSS of a fresh interpreter after one import (where the daemon's memory goes): "
@@ -476,18 +504,18 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
 
 
 READING = """Reading the figures. The daemon's CPU per interval is the facade's sample (the
-built-in sources, part A), the batch build and Arrow encode (the contract's `encode_batch`),
-the HTTP send, the spool's durable cursor write after each acknowledgement, and the process
-scan every 15 s (shown as the full snapshot above, divided over its interval). The CPU targets
-are stated per sample; the whole daemon per batch is compared with node_exporter per scrape
-because both are what one interval of monitoring costs the host, but they do not do the same
-work: node_exporter serves about a thousand exposition lines on request, the collector reads
-kernel interfaces, keeps a crash-safe spool and pushes acknowledged batches. Memory is
-dominated by libraries, not data: pyarrow (the wire encoding) alone is about 50 MiB of RSS,
-BCC maps LLVM for the eBPF programs, and importing `sreagent.evidence` (done by the kmsg
-source for its atomic cursor write) loads polars, about 30 MiB more; PSS is lower than RSS
-because those shared libraries are shared with other Python processes. The spool itself
-imports none of them."""
+built-in sources), the batch build and encode (JSON through pydantic-core, gzipped by the
+transport; Arrow only with `transport.encoding = "arrow"`), the HTTP send, the spool's durable
+cursor write after each acknowledgement, and the process scan every 15 s (shown as the full
+snapshot above, divided over its interval). The CPU targets are stated per sample; the whole
+daemon per batch is compared with node_exporter per scrape because both are what one interval
+of monitoring costs the host, but they do not do the same work: node_exporter serves about a
+thousand exposition lines on request, the collector reads kernel interfaces, keeps a
+crash-safe spool and pushes acknowledged batches. Memory is dominated by libraries, not data:
+the collector's own entry point loads pydantic, httpx and the collector (no pyarrow, no
+polars); `sreagent collect` registers every command group of the CLI first, and some of them
+import polars and pyarrow, hence its larger RSS; with eBPF on, BCC maps LLVM. PSS is lower
+than RSS because shared libraries are shared with other Python processes."""
 
 
 def write_section(text: str) -> None:
@@ -515,6 +543,9 @@ def main() -> None:
     variants = {
         "all sources": side_by_side(args.seconds, args.warmup),
         "without eBPF": side_by_side(args.seconds, args.warmup, disabled=("ebpf",)),
+        "without eBPF, `sreagent collect`": side_by_side(
+            args.seconds, args.warmup, disabled=("ebpf",), entry=FULL_CLI
+        ),
     }
     text = render(inproc, variants)
     print(text)

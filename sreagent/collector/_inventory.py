@@ -1,4 +1,4 @@
-"""Hardware inventory on a slow interval: CPU, memory, disks, NICs, GPUs, IB ports.
+"""Hardware inventory on a slow interval: CPU and its topology, memory, disks, NICs, GPUs, IB ports.
 
 Disk kind decides hardware-aware thresholds downstream (an NVMe and an HDD saturate at very
 different latencies), so it is derived from what the kernel says, in this order:
@@ -17,6 +17,7 @@ from sreagent.collector._disk import SECTOR_BYTES, SKIPPED_PREFIXES
 from sreagent.collector._memory import parse_meminfo
 from sreagent.collector._perf import parse_cpu_list
 from sreagent.collector._source import Roots, SourceOutput
+from sreagent.collector._topology import read_topology
 from sreagent.telemetry import DiskInfo, GpuInfo, IbPortInfo, Inventory, NicInfo, SourceCapability
 from sreagent.telemetry.batch import DiskKind
 
@@ -77,7 +78,10 @@ class InventorySource:
 
     def capability(self) -> SourceCapability:
         return capability(
-            self.name, "kernel", f"{self._roots.proc}/cpuinfo, {self._roots.sys}/block, /class/net"
+            self.name,
+            "kernel",
+            f"{self._roots.proc}/cpuinfo, {self._roots.sys}/block, /class/net, "
+            "/devices/system/{cpu,node}",
         )
 
     def inventory(self) -> Inventory:
@@ -91,6 +95,7 @@ class InventorySource:
         )
         meminfo = read_optional(roots.proc / "meminfo")
         memory = parse_meminfo(meminfo).get("MemTotal", 0) if meminfo else 0
+        topology = read_topology(roots.sys)
         return Inventory(
             cpu_model=parse_cpu_model(cpuinfo),
             cpu_count=cpu_count,
@@ -99,6 +104,9 @@ class InventorySource:
             nics=self.nics(),
             gpus=self._gpus() if self._gpus else [],
             ib_ports=self._ib_ports() if self._ib_ports else [],
+            cpu_sockets=topology.sockets if topology is not None else None,
+            cpu_cores=topology.cores if topology is not None else None,
+            numa_nodes=topology.numa_nodes if topology is not None else None,
         )
 
     def disks(self) -> list[DiskInfo]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import resource
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -42,18 +43,126 @@ _SMALL = 4096
 64-bit kernel's widest numbers)."""
 
 
-def _read_small(path: str) -> bytes | None:
-    """One open, one read, one close: the per-process files are small and read once each."""
+_IO_DENIED = -2
+"""In place of the io descriptor: opening it was refused (EACCES)."""
+
+
+def max_kept_processes() -> int:
+    """How many processes' files the scan keeps open: a quarter of the soft RLIMIT_NOFILE
+    goes to it (two descriptors per process), so sockets and the spool never run short."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 65536
+    return max(0, soft // 8)
+
+
+class PidFiles:
+    """``/proc/<pid>/stat`` and ``/proc/<pid>/io`` kept open from one scan to the next.
+
+    Both are seq_files that the kernel regenerates on a read from offset 0, so a kept
+    descriptor re-read with ``pread`` answers like a fresh open, for one syscall instead of
+    three (open, read, close) per file and process: on this project's machines the scan of
+    300 processes went from about 2,100 syscalls to 900. A kept descriptor is bound to the
+    process it was opened for, not to the number: once that process exits, reads fail with
+    ESRCH, so a reused pid is reopened by path and never read through a stale descriptor.
+    ``io`` is permission-checked at each read (ptrace access), as on open. Beyond
+    ``max_processes`` (see :func:`max_kept_processes`) files are opened and closed per scan.
+    """
+
+    __slots__ = ("_fds", "_max", "_proc")
+
+    def __init__(self, proc: str, *, max_processes: int) -> None:
+        self._proc = proc
+        self._max = max_processes
+        self._fds: dict[int, tuple[int, int]] = {}
+        """pid -> (stat fd, io fd, or -1 when io could not be opened, ``_IO_DENIED``)."""
+
+    def read(self, pid: int) -> tuple[bytes, bytes | None, bool] | None:
+        """``(stat, io or None, io denied)`` of a live process, None when it is gone."""
+        fds = self._fds.get(pid)
+        if fds is not None:
+            try:
+                raw = os.pread(fds[0], _SMALL, 0)
+            except OSError:
+                raw = b""
+            if raw:
+                io_fd = fds[1]
+                if io_fd == _IO_DENIED:
+                    # Denied at open (another user's process, without CAP_SYS_PTRACE): ask
+                    # again, as a fresh scan would; the process may have changed its uid.
+                    io_fd = self._open_io(pid)
+                    if io_fd != _IO_DENIED:
+                        self._fds[pid] = (fds[0], io_fd)
+                    else:
+                        return raw, None, True
+                raw_io, denied = _pread_io(io_fd)
+                return raw, raw_io, denied
+            self.forget(pid)  # exited (or the number now names a new process: reopen)
+        return self._open(pid)
+
+    def _open(self, pid: int) -> tuple[bytes, bytes | None, bool] | None:
+        base = f"{self._proc}/{pid}"
+        try:
+            fd = os.open(f"{base}/stat", _O_READ)
+        except OSError:
+            return None
+        try:
+            raw = os.read(fd, _SMALL)
+        except OSError:
+            raw = b""
+        if not raw:
+            os.close(fd)
+            return None
+        io_fd = self._open_io(pid)
+        raw_io, denied = (None, True) if io_fd == _IO_DENIED else _pread_io(io_fd)
+        if len(self._fds) < self._max:
+            self._fds[pid] = (fd, io_fd)
+        else:
+            os.close(fd)
+            if io_fd >= 0:
+                os.close(io_fd)
+        return raw, raw_io, denied
+
+    def _open_io(self, pid: int) -> int:
+        """A descriptor of /proc/<pid>/io, ``_IO_DENIED``, or -1 (exited, or no accounting)."""
+        try:
+            return os.open(f"{self._proc}/{pid}/io", _O_READ)
+        except PermissionError:
+            return _IO_DENIED
+        except OSError:
+            return -1
+
+    def forget(self, pid: int) -> None:
+        fds = self._fds.pop(pid, None)
+        if fds is not None:
+            for fd in fds:
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    def forget_unless(self, alive: set[int]) -> None:
+        """Close the files of processes no longer listed in /proc."""
+        for pid in [p for p in self._fds if p not in alive]:
+            self.forget(pid)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def close(self) -> None:
+        for pid in list(self._fds):
+            self.forget(pid)
+
+
+def _pread_io(fd: int) -> tuple[bytes | None, bool]:
+    """``(content or None, denied)`` of a /proc/<pid>/io descriptor (-1: none)."""
+    if fd < 0:
+        return None, False
     try:
-        fd = os.open(path, _O_READ)
+        return os.pread(fd, _SMALL, 0) or None, False
+    except PermissionError:
+        return None, True
     except OSError:
-        return None
-    try:
-        return os.read(fd, _SMALL)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+        return None, False
 
 
 class PidStat(NamedTuple):
@@ -174,6 +283,7 @@ class ProcessSource:
         self._interval = Interval()
         self._io_denied: list[int] = []
         self._io_seen = 0
+        self._kept = PidFiles(self._proc_s, max_processes=max_kept_processes())
 
     def capability(self) -> SourceCapability:
         if not (self._proc / "self/stat").exists():
@@ -203,41 +313,36 @@ class ProcessSource:
         prev_all = self._prev
         new_prev: dict[int, _Prev] = {}
         io_denied: list[int] = []
+        kept = self._kept
         with os.scandir(proc) as listing:
-            entries = [(e.name, e) for e in listing if e.name.isdigit()]
-        for entry, dirent in entries:
-            pid = int(entry)
-            # String paths: pathlib costs more than the read itself at this rate.
-            raw = _read_small(f"{proc}/{entry}/stat")
-            if raw is None:
+            entries = [(int(e.name), e) for e in listing if e.name.isdigit()]
+        kept.forget_unless({pid for pid, _ in entries})
+        ticks = CLOCK_TICKS
+        for pid, dirent in entries:
+            got = kept.read(pid)
+            if got is None:
                 continue  # exited during the scan
+            raw, raw_io, denied = got
             try:
-                uid = dirent.stat().st_uid  # /proc/<pid> belongs to the process's euid
+                # /proc/<pid> belongs to the process's euid. By path, not from the kept fd:
+                # only the directory's getattr recomputes the owner after a setuid.
+                uid = dirent.stat().st_uid
             except OSError:
                 continue
             try:
                 st = parse_pid_stat(raw)
             except (ValueError, IndexError):
                 continue  # a truncated read of a dying process: it is gone next scan anyway
-            io = None
-            try:
-                fd = os.open(f"{proc}/{entry}/io", _O_READ)
-                try:
-                    raw_io = os.read(fd, _SMALL)
-                finally:
-                    os.close(fd)
-                io = parse_pid_io(raw_io) if raw_io else None
-            except PermissionError:
+            io = parse_pid_io(raw_io) if raw_io else None
+            if denied:
                 io_denied.append(pid)
-            except OSError:
-                pass  # exited between the two reads: not a permission problem
             prev = prev_all.get(pid)
             if prev is not None and prev.start_ticks != st.start_ticks:
                 prev = None  # the pid was reused by a new process
             cpu_ratio = 0.0
             read_rate = write_rate = None
             if prev is not None and seconds:
-                cpu_ratio = max(0, st.cpu_ticks - prev.cpu_ticks) / CLOCK_TICKS / seconds
+                cpu_ratio = max(0, st.cpu_ticks - prev.cpu_ticks) / ticks / seconds
                 if io is not None and prev.io is not None:
                     read_rate = max(0, io[0] - prev.io[0]) / seconds
                     write_rate = max(0, io[1] - prev.io[1]) / seconds
@@ -258,7 +363,7 @@ class ProcessSource:
                 "state": st.state,
                 "cgroup": "",
                 "threads": st.threads,
-                "cpu_seconds_total": st.cpu_ticks / CLOCK_TICKS,
+                "cpu_seconds_total": st.cpu_ticks / ticks,
                 "cpu_ratio": cpu_ratio,
                 "rss_bytes": rss,
                 "fds": None,
@@ -315,4 +420,4 @@ class ProcessSource:
                 samples.append(sample(now_ns, "process_pss_bytes", entity, value))
 
     def close(self) -> None:
-        pass
+        self._kept.close()

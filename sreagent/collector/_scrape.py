@@ -13,9 +13,6 @@ import math
 import time
 from dataclasses import dataclass
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from sreagent.collector._common import capability, sample
 from sreagent.collector._source import SourceOutput
 from sreagent.errors import BadInput
@@ -47,6 +44,9 @@ class ScrapeTarget:
 def parse_exposition(text: str, now_ns: int, entity: str, max_series: int) -> list[Sample]:
     """Samples of a Prometheus text exposition (raises ValueError on malformed text)."""
     out: list[Sample] = []
+    # Imported here: the parser is only needed when scrape targets are configured.
+    from prometheus_client.parser import text_string_to_metric_families
+
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if not math.isfinite(s.value):
@@ -69,6 +69,9 @@ class ScrapeSource:
     ) -> None:
         self._targets = targets
         self._max_series = max_series
+        import httpx
+
+        self._httpx = httpx
         self._client = httpx.Client(headers={"Accept": "text/plain;version=0.0.4"})
         self._errors: dict[str, str] = {}
 
@@ -91,7 +94,7 @@ class ScrapeSource:
                 response = self._client.get(target.url, timeout=target.timeout_s)
                 response.raise_for_status()
                 samples = parse_exposition(response.text, now_ns, entity, self._max_series)
-            except (httpx.HTTPError, ValueError) as err:
+            except (self._httpx.HTTPError, ValueError) as err:
                 self._errors[target.name] = f"{type(err).__name__}: {err}"[:300]
                 out.append(sample(now_ns, "scrape_up", entity, 0.0))
                 continue

@@ -79,9 +79,13 @@ class TransportSettings(_Section):
     """Client certificate (PEM) for mutual TLS."""
     client_key: Path | None = None
     """Its private key, when not in the certificate file."""
-    compression: Literal["none", "gzip", "zstd"] = "none"
-    """Content-Encoding. The Arrow body is already zstd-compressed inside, so ``none`` is the
-    default; ``gzip`` or ``zstd`` helps with the JSON encoding or thin links."""
+    encoding: Literal["json", "arrow"] = "json"
+    """Batch encoding on the wire and in the spool: ``json`` (default; keeps pyarrow, some
+    50 MiB of RSS, out of the collector and costs less CPU) or ``arrow`` (the Arrow IPC
+    stream; less work for the controller's decoder). See docs/collector.md, "Transport"."""
+    compression: Literal["auto", "none", "gzip", "zstd"] = "auto"
+    """Content-Encoding. ``auto``: gzip for the JSON encoding, none for Arrow (whose body is
+    already zstd-compressed inside). ``zstd`` goes through pyarrow's codec and loads it."""
     timeout_seconds: PositiveSeconds = 10.0
     backoff_initial_seconds: PositiveSeconds = 0.5
     backoff_max_seconds: PositiveSeconds = 60.0

@@ -39,6 +39,7 @@ from sreagent.collector import (
     Source,
     SourceOutput,
 )
+from sreagent.collector._wire import default_compression, encode
 from sreagent.collector.config import CollectorSettings
 from sreagent.collector.selfprotect import MODE_LEVEL, Decision, Governor, SelfMeter, SelfUsage
 from sreagent.collector.spool import Spool, SpoolStats
@@ -51,7 +52,7 @@ from sreagent.collector.transport import (
     TransportCounters,
 )
 from sreagent.errors import BadInput
-from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample, SourceCapability, encode_batch
+from sreagent.telemetry import Batch, Sample, SourceCapability
 from sreagent.telemetry.batch import (
     ID_PATTERN,
     MAX_EVENTS,
@@ -391,7 +392,11 @@ class CollectorDaemon:
                 ca_file=transport_cfg.ca_file,
                 client_cert=transport_cfg.client_cert,
                 client_key=transport_cfg.client_key,
-                compression=transport_cfg.compression,
+                compression=(
+                    default_compression(transport_cfg.encoding)
+                    if transport_cfg.compression == "auto"
+                    else transport_cfg.compression
+                ),
                 timeout_s=transport_cfg.timeout_seconds,
                 user_agent=f"sreagent-collector/{__version__}",
             )
@@ -461,8 +466,8 @@ class CollectorDaemon:
             self_metrics(now_ns, state),
         )
         key = BatchKey(batch.collector_id, batch.producer_epoch, batch.seq)
-        body = encode_batch(batch)
-        self.spool.append(SpooledBatch(key, ARROW_CONTENT_TYPE, body).to_bytes())
+        content_type, body = encode(batch, self.settings.transport.encoding)
+        self.spool.append(SpooledBatch(key, content_type, body).to_bytes())
         if self.sender is not None:
             self.sender.wake()
         return batch, decision

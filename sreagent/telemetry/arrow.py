@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -132,6 +133,10 @@ INVENTORY_TYPE = pa.struct(
             ),
             nullable=False,
         ),
+        # CPU topology (additive, nullable: unknown where sysfs does not say).
+        pa.field("cpu_sockets", pa.int64()),
+        pa.field("cpu_cores", pa.int64()),
+        pa.field("numa_nodes", pa.int64()),
     ]
 )
 
@@ -236,7 +241,12 @@ def frame_from_batch(batch: b.Batch) -> BatchFrame:
     )
 
 
+_EMPTY_ROWS = {name: schema.empty_table() for name, schema in _ROW_SCHEMAS.items()}
+
+
 def _rows_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    if not rows:  # tables are immutable: one shared empty table per kind
+        return _EMPTY_ROWS[name]
     return pa.Table.from_pylist(rows, schema=_ROW_SCHEMAS[name])
 
 
@@ -272,7 +282,8 @@ def frame_from_table(table: pa.Table) -> BatchFrame:
         if len(flat) > limit:
             raise LimitExceeded(f"{len(flat)} rows, at most {limit} allowed", field=name)
         tables[name] = pa.Table.from_struct_array(flat) if len(flat) else _rows_table(name, [])
-        _check_rows(name, tables[name])
+        if not _rows_clearly_valid(name, tables[name]):
+            _check_rows(name, tables[name])  # finds the first bad row and names it
     return BatchFrame(header=header, **tables)
 
 
@@ -375,6 +386,67 @@ def _first(mask: pa.ChunkedArray | pa.Array) -> int | None:
     if not pc.any(mask).as_py():
         return None
     return int(pc.index(mask, True).as_py())
+
+
+def _string_lengths_within(values: pa.ChunkedArray, limit: int, min_one: bool) -> bool:
+    """Whether every string has 1 (or 0) to ``limit`` characters, judged on byte lengths from
+    the offsets (no kernel call): UTF-8 characters never outnumber bytes, so a byte length
+    within the limit proves the character length is too; a longer one is only a maybe."""
+    for chunk in values.chunks:
+        if len(chunk) == 0:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+        lengths = np.diff(offsets[chunk.offset: chunk.offset + len(chunk) + 1])
+        if lengths.max() > limit or (min_one and lengths.min() == 0):
+            return False
+    return True
+
+
+def _rows_clearly_valid(name: str, table: pa.Table) -> bool:
+    """A quick pass over whole columns (null counts, numpy min/max, byte lengths, one regex
+    per distinct value) that returns True only when :func:`_check_rows` would pass. False means
+    "maybe not": the caller then runs :func:`_check_rows`, which names the first bad row."""
+    if table.num_rows == 0:
+        return True
+    for column in table.column_names:
+        if not table.schema.field(column).nullable and table.column(column).null_count:
+            return False
+    for column in _FLOATS[name]:
+        values = table.column(column)
+        if values.null_count or not np.isfinite(values.to_numpy()).all():
+            return False
+    for column in _NON_NEGATIVE[name]:
+        values = table.column(column)
+        if values.null_count or values.to_numpy().min() < 0:
+            return False
+    for column, limit, pattern in _STRING_RULES[name]:
+        values = table.column(column)
+        if values.null_count or not _string_lengths_within(
+                values, limit, (name, column) in _MIN_ONE):
+            return False
+        if pattern and not pc.all(pc.match_substring_regex(pc.unique(values), pattern)).as_py():
+            return False
+    if name == "events" and not pc.all(
+            pc.is_in(table.column("severity"), value_set=_SEVERITIES)).as_py():
+        return False
+    label_column = "labels" if name == "samples" else "attributes" if name == "events" else None
+    if label_column:
+        labels = table.column(label_column).combine_chunks()
+        counts = np.diff(np.asarray(labels.offsets))
+        if len(counts) and counts.max() > b.MAX_LABELS:
+            return False
+        keys, items = labels.keys, labels.items
+        if len(keys):
+            if keys.null_count or items.null_count:
+                return False
+            if not (_string_lengths_within(pa.chunked_array([keys]), b.MAX_LABEL_KEY_LEN, False)
+                    and _string_lengths_within(pa.chunked_array([items]),
+                                               b.MAX_LABEL_VALUE_LEN, False)):
+                return False
+            if not pc.all(pc.match_substring_regex(pc.unique(keys),
+                                                   b.LABEL_KEY_PATTERN)).as_py():
+                return False
+    return True
 
 
 def _check_rows(name: str, table: pa.Table) -> None:

@@ -227,6 +227,12 @@ class Inventory(_Model):
     """GPUs."""
     ib_ports: list[IbPortInfo] = []
     """InfiniBand/RDMA ports."""
+    cpu_sockets: Count | None = None
+    """CPU packages (sockets) with an online CPU; null when sysfs does not say."""
+    cpu_cores: Count | None = None
+    """Physical cores with an online CPU (`cpu_count` counts their hardware threads); null when sysfs does not say."""
+    numa_nodes: Count | None = None
+    """Online NUMA nodes; null on a kernel built without NUMA support."""
 
 
 class Batch(_Model):

@@ -36,6 +36,7 @@ from sreagent.collector._psi import PsiSource, parse_pressure
 from sreagent.collector._sockdiag import SockDiagSource, parse_proc_net_tcp
 from sreagent.collector._taskstats import TaskstatsSource
 from sreagent.collector._tcp import TcpSource, parse_snmp, parse_snmp_group
+from sreagent.collector._topology import parse_topology, read_topology
 from sreagent.errors import CorruptFile
 from tests.collector.fixture_tree import PROCFS, SECOND, T0, Tree, absent, one
 
@@ -612,6 +613,45 @@ def test_inventory_of_the_captured_vm(tmp_path: Path) -> None:
     assert [(n.name, n.driver, n.mtu, n.speed_mbps) for n in inv.nics] == [
         ("eth0", "virtio_net", 1400, None),
     ]
+    # sys/devices/system/cpu/cpu{0,1}/topology: both CPUs in package "0-1", each its own core
+    # (thread_siblings_list "0" and "1"); node/online "0".
+    assert (inv.cpu_sockets, inv.cpu_cores, inv.numa_nodes) == (1, 2, 1)
+
+
+def test_topology_of_a_two_socket_smt_numa_host(tmp_path: Path) -> None:
+    # Hand-written: 2 packages x 4 cores x 2 threads, cpu15 offline (so cpu7 has no online
+    # sibling and package 1 lists 4-7,12-14), two NUMA nodes.
+    topo = read_topology(Tree(tmp_path, "topology-2s-smt-numa").roots.sys)
+    assert topo is not None
+    assert (topo.sockets, topo.cores, topo.threads, topo.numa_nodes) == (2, 8, 15, 2)
+    inv = InventorySource(Tree(tmp_path / "inv", "topology-2s-smt-numa").roots).inventory()
+    assert (inv.cpu_count, inv.cpu_sockets, inv.cpu_cores, inv.numa_nodes) == (15, 2, 8, 2)
+
+
+def test_topology_unknown_parts_are_null_not_guessed(tmp_path: Path) -> None:
+    # missing-files has cpu/online but no topology files and no node directory.
+    topo = read_topology(Tree(tmp_path, "missing-files").roots.sys)
+    assert topo is not None
+    assert (topo.sockets, topo.cores, topo.threads, topo.numa_nodes) == (None, None, 2, None)
+    inv = InventorySource(Tree(tmp_path / "inv", "missing-files").roots).inventory()
+    assert (inv.cpu_sockets, inv.cpu_cores, inv.numa_nodes) == (None, None, None)
+    assert read_topology(tmp_path / "no-sysfs") is None
+
+
+def test_parse_topology_counts_distinct_sibling_lists() -> None:
+    # core_id repeats across the two dies of one package (ids would undercount: 2 cores);
+    # the sibling lists tell the four cores apart.
+    siblings = {
+        0: (b"0-3\n", b"0\n"),
+        1: (b"0-3\n", b"1\n"),
+        2: (b"0-3\n", b"2\n"),
+        3: (b"0-3\n", b"3\n"),
+    }
+    topo = parse_topology(b"0-3\n", siblings, b"0\n")
+    assert (topo.sockets, topo.cores, topo.threads, topo.numa_nodes) == (1, 4, 4, 1)
+    # a CPU whose files are missing among CPUs that have them counts as its own core/package
+    partial = parse_topology(b"0-1\n", {0: (b"0\n", b"0\n")}, None)
+    assert (partial.sockets, partial.cores, partial.numa_nodes) == (2, 2, None)
 
 
 def test_inventory_disk_kinds(tmp_path: Path) -> None:
