@@ -29,7 +29,9 @@ def _batch() -> Batch:
         sent_at_ns=1_800_000_000_000_000_000,
         labels={"cluster": "a"},
         samples=[
-            Sample(ts_ns=1, metric="cpu_mode_ratio", entity="host", value=0.25, labels={"mode": "user"}),
+            Sample(
+                ts_ns=1, metric="cpu_mode_ratio", entity="host", value=0.25, labels={"mode": "user"}
+            ),
             Sample(ts_ns=1, metric="load_average_1m", entity="host", value=1e-7),
         ],
         inventory=Inventory(cpu_model="x", cpu_count=4, cpu_sockets=1, cpu_cores=2, numa_nodes=1),
@@ -124,7 +126,7 @@ def test_kept_descriptors_follow_the_process_not_the_number() -> None:
         before = _open_fds()
         got = files.read(child.pid)
         assert got is not None
-        raw, raw_io, _ = got
+        raw, _, _ = got
         assert raw.startswith(f"{child.pid} (sleep)".encode())
         assert len(_open_fds() - before) == 2  # stat and io kept
         again = files.read(child.pid)  # pread at 0 re-reads the live file
