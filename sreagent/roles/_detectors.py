@@ -23,9 +23,18 @@ from typing import Literal
 
 import numpy as np
 
-from sreagent.roles._stats import Baseline, baseline, counter_increments, median, runs
+from sreagent.roles._stats import (
+    Baseline,
+    band,
+    baseline,
+    counter_increments,
+    median,
+    run_lengths,
+    runs,
+)
 from sreagent.runtime._config import ChainConfig
 from sreagent.runtime._view import EvidenceView, Series
+from sreagent.telemetry.names import METRICS_BY_NAME
 
 Direction = Literal["up", "down"]
 
@@ -33,6 +42,14 @@ SCORE_CRIT = 1.0
 SCORE_WARN = 0.75
 SCORE_DEVIATION = 0.3
 SCORE_ROUTINE = 0.1
+SCORE_BAND = 0.6
+"""A sustained band exit of a capacity gauge (still filling) or an error rate: enough to
+open an incident alone (``min_risk_to_open`` 0.55), unlike an activity metric's deviation."""
+BAND_RUN = 3
+"""Consecutive out-of-band samples a band exit needs (the ground truth's "visible" run)."""
+_BAND_FLOORS = {"ratio": 0.01, "bool": 0.5, "tasks": 1.5, "requests": 1.5, "sockets": 1.5,
+                "processes": 1.5, "fds": 1.5}
+"""Smallest band margin by unit: a move of one task or socket is no exit."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,13 @@ class Rule:
     labels: tuple[tuple[str, str], ...] = ()
     """Only series carrying these labels."""
     deviation: bool = True
+    band: Literal["", "fill", "error"] = ""
+    """Band-exit detector (see _band_exits): ``fill`` for capacity gauges that fill up
+    (memory, filesystems, fds, GPU memory and temperature, listen queues), ``error`` for
+    error and loss rates; empty for activity metrics, whose band exits are everyday bursts."""
+    band_family: str = ""
+    """Family a band exit counts in when ``family`` only attributes (a process's RSS growing
+    past its normal range is a memory risk, not just a name)."""
 
 
 def _r(metric: str, family: str, **kw: object) -> Rule:
@@ -68,44 +92,50 @@ RULES: tuple[Rule, ...] = (
        floor=0.1),
     _r("pressure_full_ratio", "io", labels=(("resource", "io"),), warn=0.2, crit=0.5,
        floor=0.05),
-    _r("memory_used_ratio", "memory", warn=0.92, crit=0.97, floor=0.1),
-    _r("swap_in_pages_per_second", "swap", warn=500.0, floor=100.0),
-    _r("swap_out_pages_per_second", "swap", warn=500.0, floor=100.0),
-    _r("major_page_faults_per_second", "swap", floor=100.0),
+    _r("memory_used_ratio", "memory", warn=0.92, crit=0.97, floor=0.1, band="fill"),
+    _r("swap_in_pages_per_second", "swap", warn=500.0, floor=100.0, band="error"),
+    _r("swap_out_pages_per_second", "swap", warn=500.0, floor=100.0, band="error"),
+    _r("major_page_faults_per_second", "swap", floor=100.0, band="error"),
     _r("oom_kills_total", "oom", counter=True, floor=1.0),
     _r("cpu_iowait_ratio", "io", floor=0.1),
     _r("disk_utilisation_ratio", "io", warn=0.95, floor=0.3),
     _r("disk_await_seconds", "io", floor=0.005),
     _r("disk_in_flight", "io", floor=4.0),
     _r("disk_io_errors_total", "io_errors", counter=True, floor=1.0),
-    _r("filesystem_used_ratio", "fs", warn=0.95, crit=0.99, floor=0.05),
-    _r("filesystem_inodes_used_ratio", "fs_inodes", warn=0.95, crit=0.99, floor=0.05),
-    _r("fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1),
-    _r("process_fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1),
+    _r("filesystem_used_ratio", "fs", warn=0.95, crit=0.99, floor=0.05, band="fill"),
+    # Free bytes move first on a large filesystem (a 1 % fill is many gigabytes): the band
+    # exit only, the used ratio carries the thresholds.
+    _r("filesystem_free_bytes", "fs", direction="down", deviation=False, band="fill"),
+    _r("filesystem_inodes_used_ratio", "fs_inodes", warn=0.95, crit=0.99, floor=0.05,
+       band="fill"),
+    _r("fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
+    _r("process_fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
     _r("process_cpu_ratio", "process_cpu", floor=0.5),
-    _r("process_rss_bytes", "process_memory", floor=256 * 2**20),
-    _r("tcp_retransmit_ratio", "net", warn=0.02, crit=0.08, floor=0.005),
-    _r("tcp_retransmits_per_second", "net", floor=20.0),
-    _r("network_drops_per_second", "net", floor=5.0),
-    _r("network_errors_per_second", "net", floor=5.0),
+    _r("process_rss_bytes", "process_memory", floor=256 * 2**20, band="fill",
+       band_family="memory"),
+    _r("tcp_retransmit_ratio", "net", warn=0.02, crit=0.08, floor=0.005, band="error"),
+    _r("tcp_retransmits_per_second", "net", floor=20.0, band="error"),
+    _r("network_drops_per_second", "net", floor=5.0, band="error"),
+    _r("network_errors_per_second", "net", floor=5.0, band="error"),
     _r("network_link_up", "link", direction="down", warn=0.5, deviation=False),
     _r("network_carrier_changes_total", "link", counter=True, floor=1.0),
-    _r("tcp_listen_overflows_per_second", "listen", warn=1.0, floor=1.0),
-    _r("tcp_listen_drops_per_second", "listen", warn=1.0, floor=1.0),
-    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2),
+    _r("tcp_listen_overflows_per_second", "listen", warn=1.0, floor=1.0, band="error"),
+    _r("tcp_listen_drops_per_second", "listen", warn=1.0, floor=1.0, band="error"),
+    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2, band="fill"),
     _r("cgroup_cpu_throttled_ratio", "cgroup_cpu", warn=0.25, crit=0.6, floor=0.1),
     _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1),
     _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5),
     _r("cgroup_io_bytes_per_second", "cgroup_usage", floor=20 * 2**20),
     _r("cgroup_pressure_some_ratio", "cgroup_pressure", warn=0.3, crit=0.6, floor=0.1),
-    _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1),
+    _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1,
+       band="fill"),
     _r("cgroup_oom_kills_total", "oom", counter=True, floor=1.0),
-    _r("gpu_temperature_celsius", "gpu_thermal", warn=87.0, crit=92.0, floor=8.0),
+    _r("gpu_temperature_celsius", "gpu_thermal", warn=87.0, crit=92.0, floor=8.0, band="fill"),
     _r("gpu_throttled", "gpu_throttle", warn=0.5, deviation=False),
     _r("gpu_sm_clock_hertz", "gpu_throttle", direction="down", floor=150e6),
     _r("gpu_power_watts", "gpu_throttle", floor=50.0),
     _r("gpu_utilisation_ratio", "gpu_util", direction="down", floor=0.3),
-    _r("gpu_memory_used_ratio", "gpu_memory", warn=0.97, crit=0.995, floor=0.1),
+    _r("gpu_memory_used_ratio", "gpu_memory", warn=0.97, crit=0.995, floor=0.1, band="fill"),
     _r("gpu_ecc_errors_total", "gpu_ecc", counter=True, floor=1.0),
     _r("gpu_remapped_rows_total", "gpu_ecc", counter=True, floor=1.0),
     _r("gpu_nvlink_errors_total", "gpu_link", counter=True, floor=1.0),
@@ -155,6 +185,8 @@ class SeriesDetection:
     warn: float | None
     routine: bool = False
     detector: str = ""
+    band_score: np.ndarray | None = None
+    """Per-sample score of the band-exit detector alone (None: the rule has none)."""
 
     @property
     def fired(self) -> bool:
@@ -187,6 +219,43 @@ def baseline_end(view: EvidenceView, config: ChainConfig) -> int:
     span = view.end_ns - view.start_ns
     length = min(config.detection.baseline_seconds * 1e9, config.detection.baseline_fraction * span)
     return view.start_ns + int(length)
+
+
+def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarray | None:
+    """Per-sample score of a sustained exit from the baseline band (causal: sample i only
+    looks at samples up to i).
+
+    The band is the baseline's interquartile range widened by a robust margin (_stats.band).
+    A ``fill`` gauge counts once it has been outside the band for BAND_RUN samples *and* is
+    still moving away (above its value two samples earlier): a filesystem, a heap or a queue
+    that keeps growing past its normal range, where a static threshold fires only near the
+    end. An ``error`` rate counts once it has been outside for BAND_RUN samples by at least
+    the band's width and a quarter of the rule's floor, or by anything at all when the
+    baseline had none (errors appearing where there were none). Once it counts, the exit
+    stays hot until the series is back inside its band.
+    """
+    if not rule.band or int(in_base.sum()) < 5:
+        return None
+    spec = METRICS_BY_NAME.get(rule.metric)
+    normal = band(values[in_base], _BAND_FLOORS.get(spec.unit if spec else "", 1e-9))
+    sign = 1.0 if rule.direction == "up" else -1.0
+    excess = sign * (values - (normal.high if sign > 0 else normal.low))
+    out = ~in_base & (excess > 0)
+    long_enough = run_lengths(out) >= BAND_RUN
+    if rule.band == "fill":
+        rising = np.zeros(values.shape[0], dtype=bool)
+        rising[2:] = sign * (values[2:] - values[:-2]) > 0
+        trigger = long_enough & rising
+    else:
+        quiet = float(np.max(np.abs(values[in_base]))) == 0.0
+        needed = 0.0 if quiet else max(normal.width, rule.floor / 4.0)
+        trigger = long_enough & (excess >= needed)
+    score = np.zeros(values.shape[0], dtype=np.float64)
+    for start, end in runs(out):
+        fired = np.nonzero(trigger[start:end])[0]
+        if fired.shape[0]:
+            score[start + int(fired[0]):end] = SCORE_BAND
+    return score
 
 
 def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
@@ -249,12 +318,18 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
                 routine = True
         score[sl] = run_score
+    band_score = _band_exits(values, rule, in_base)
+    banded = band_score is not None and bool(band_score.max(initial=0.0) > 0)
+    if band_score is not None:
+        score = np.maximum(score, band_score)
     detector = ("counter_increase" if rule.counter else
                 "static_threshold" if static_level.max(initial=0) > 0 else
+                ("band_trend" if rule.band == "fill" else "band_exit") if banded else
                 "recurring_burst" if routine else "robust_zscore")
     return SeriesDetection(series, rule, values, base, z, score, static_level, warn,
-                           routine=routine and not (static_level.max(initial=0) > 0),
-                           detector=detector)
+                           routine=routine and not banded
+                           and not (static_level.max(initial=0) > 0),
+                           detector=detector, band_score=band_score)
 
 
 @dataclass
@@ -311,10 +386,13 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
             continue
         d = detect_series(view, config, series, rule, base_end)
         dets.append(d)
-        if d.fired and rule.family not in ATTRIBUTION_FAMILIES:
+        risky = d.score if rule.family not in ATTRIBUTION_FAMILIES else (
+            d.band_score if rule.band_family else None)
+        if d.fired and risky is not None and risky.max(initial=0.0) > 0:
             idx = np.clip(np.searchsorted(grid, series.ts), 0, grid.shape[0] - 1)
-            fam = family_risk.setdefault(rule.family, np.zeros(grid.shape[0]))
-            np.maximum.at(fam, idx, d.score)
+            fam = family_risk.setdefault(rule.band_family or rule.family,
+                                         np.zeros(grid.shape[0]))
+            np.maximum.at(fam, idx, risky)
     events: list[EventHit] = []
     for e in view.events:
         family = EVENT_FAMILIES.get(e.kind)

@@ -29,6 +29,44 @@ def baseline(values: np.ndarray, floor: float) -> Baseline:
     return Baseline(med, max(mad, floor), int(values.shape[0]))
 
 
+@dataclass(frozen=True)
+class Band:
+    """A gauge's normal range: the baseline's interquartile range widened by a margin."""
+
+    low: float
+    high: float
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+def band(values: np.ndarray, floor: float) -> Band:
+    """The baseline band of ``values``: ``[q25 - m, q75 + m]``.
+
+    ``m = max(3 x 1.4826 x MAD, 5 % of |median|, floor)``. Quartiles rather than extremes, so
+    recurring bursts inside the baseline (well under a quarter of the time) neither widen the
+    band nor hide a later move. The same definition as the scenario library's "visible"
+    (sreagent.scenarios._stats), so a detector built on it and the ground truth agree on
+    when a series left its normal range.
+    """
+    if values.shape[0] == 0:
+        return Band(-floor, floor)
+    q25, med, q75 = percentile(values, 25.0), median(values), percentile(values, 75.0)
+    mad = median(np.abs(values - med))
+    margin = max(3.0 * MAD_TO_SIGMA * mad, 0.05 * abs(med), floor)
+    return Band(q25 - margin, q75 + margin)
+
+
+def run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each index, how many consecutive true values end there (0 where false)."""
+    n = mask.shape[0]
+    idx = np.arange(n)
+    # The index of the last false at or before i; the run is the distance to it.
+    last_false = np.maximum.accumulate(np.where(mask, -1, idx))
+    return np.where(mask, idx - last_false, 0)
+
+
 def percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation), without its per-call overhead."""
     n = values.shape[0]
