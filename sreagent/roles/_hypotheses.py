@@ -436,7 +436,7 @@ def _network(scope: Scope) -> list[Candidate]:
     if f_ratio > 0 or f_rps > 0:
         nic = max(sorted(nic_scores), key=lambda e: nic_scores[e][0], default=None)
         f_nic = nic_scores[nic][0] if nic else 0.0
-        ent = nic if nic and f_nic > 0 else _default_nic(scope.view)
+        ent = nic if nic and f_nic > 0 else (_busiest_nic(scope) or _default_nic(scope.view))
         refs = [scope.ref(x) for x in (ratio, rps) if x is not None]
         refs += nic_scores[nic][1] if nic else []
         c = Candidate("packet_loss", ent,
@@ -464,6 +464,17 @@ def _network(scope: Scope) -> list[Candidate]:
                              {"link_down_share": 0.35, "carrier_changes": 0.35,
                               "link_events": 0.3}, refs))
     return out
+
+
+def _busiest_nic(scope: Scope) -> str | None:
+    """The NIC whose transmit packet rate rose most in the incident, when one did.
+
+    Live lab (issue 10): loss in the path (a dropping middlebox, a shaper's queue) leaves no
+    drop or error on any NIC of this host, yet the retransmitting traffic leaves through one
+    NIC; the host's first NIC in name order says nothing about which one."""
+    rises = sorted((scope.rise(s), s.entity)
+                   for s in scope.view.metric("network_transmit_packets_per_second"))
+    return rises[-1][1] if rises and rises[-1][0] > 0 else None
 
 
 def _default_nic(view: EvidenceView) -> str:
