@@ -413,11 +413,13 @@ def _rows_clearly_valid(name: str, table: pa.Table) -> bool:
             return False
     for column in _FLOATS[name]:
         values = table.column(column)
-        if values.null_count or not np.isfinite(values.to_numpy()).all():
+        values = values.drop_null() if values.null_count else values  # nullable: null is fine
+        if len(values) and not np.isfinite(values.to_numpy()).all():
             return False
     for column in _NON_NEGATIVE[name]:
         values = table.column(column)
-        if values.null_count or values.to_numpy().min() < 0:
+        values = values.drop_null() if values.null_count else values
+        if len(values) and values.to_numpy().min() < 0:
             return False
     for column, limit, pattern in _STRING_RULES[name]:
         values = table.column(column)
