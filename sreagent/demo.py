@@ -1,17 +1,27 @@
-"""The demo behind ``make demo``: the longest path through sreagent that is built today.
+"""The demo behind ``make demo``: sreagent end to end on this machine.
 
-A scenario from the library (a runaway process saturating a web VM's CPUs) is generated as
-the collector would send it: every batch is encoded for the wire, decoded and validated as the
-controller does, and written to the Hive-partitioned journal. The role chain then analyses the
-window under the default posture (nothing executes), the run is recorded as an evidence
-package, verified, and replayed to prove it is identical. Later work replaces the synthetic
-telemetry with the live collector and controller on this host (issue 10).
+Live, when it can be (root on Linux): the controller (``sreagent serve``: SQLite run store, a
+local evidence folder) and the collector (``sreagent collect``) start as processes on loopback,
+a baseline is recorded, the ``cpu-hog`` fault is injected for real, the controller opens the
+incident and the role chain explains it under the default posture (nothing executes); the run's
+evidence package is exported, verified and replayed, the postmortem is rendered and the fault
+is undone (sreagent.lab.live, docs/live-lab.md).
+
+Otherwise, saying why, the synthetic demo: a scenario from the library (a runaway process
+saturating a web VM's CPUs) is generated as the collector would send it: every batch is encoded
+for the wire, decoded and validated as the controller does, and written to the Hive-partitioned
+journal. The role chain then analyses the window under the default posture, the run is recorded
+as an evidence package, verified, and replayed to prove it is identical.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.progress import Progress
@@ -27,13 +37,94 @@ from sreagent.telemetry import decode_batch, encode_batch
 
 DEMO_SCENARIO = "01_cpu_saturation_runaway"
 DEMO_RESOLUTION_S = 5
+LIVE_SCENARIO = "cpu-hog"
+LIVE_DURATION_S = 45.0
+"""The fault's upper bound; it is undone as soon as the incident's run is done."""
+LIVE_BASELINE_S = 20.0
+"""Normal telemetry before the fault: the chain's baselines come from it (and the whole demo
+must stay under two minutes)."""
 
 
-def run_demo(out: Path, console: Console | None = None) -> dict[str, Path]:
-    """Run the demo into ``out`` (replacing an earlier demo there) and return its outputs."""
+def live_demo_unavailable() -> str | None:
+    """Why the live demo cannot run on this machine, or None when it can."""
+    if sys.platform != "linux":
+        return f"live faults need Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return ("live faults need root (cgroups, process control); `sudo make demo` runs the "
+                "live demo")
+    from sreagent.lab.live import LabRefused, make_injector, new_tag
+
+    try:
+        make_injector(LIVE_SCENARIO, new_tag(), LIVE_DURATION_S).preflight()
+    except LabRefused as refused:
+        return str(refused)
+    return None
+
+
+def run_demo(out: Path, console: Console | None = None,
+             mode: Literal["auto", "live", "synthetic"] = "auto") -> dict[str, Path]:
+    """Run the demo into ``out`` (replacing an earlier demo there) and return its outputs:
+    live when this machine allows it (``auto``), else the synthetic one, saying why."""
     console = console or Console(soft_wrap=True)
     if out.exists():
         shutil.rmtree(out)
+    if mode != "synthetic":
+        reason = live_demo_unavailable()
+        if reason is None:
+            outputs = run_live_demo(out / "live", console)
+            if outputs is not None:
+                return outputs
+            reason = "the live run ended without an incident report (its notes say why)"
+        if mode == "live":
+            from sreagent.lab.live import LabRefused
+
+            raise LabRefused(f"live demo not possible: {reason}")
+        console.print(f"[yellow]live demo not run:[/] {reason}.\nRunning the synthetic demo "
+                      "(a recorded scenario through the same chain) instead.", highlight=False)
+    return run_synthetic_demo(out, console)
+
+
+def run_live_demo(out: Path, console: Console) -> dict[str, Path] | None:
+    """The live demo; its outputs, or None when it produced no incident report."""
+    from sreagent.lab.live import run_live
+
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}", highlight=False)
+
+    console.print(f"[bold]live demo[/]: {LIVE_SCENARIO} on this host, through the collector, "
+                  "the controller and the role chain", highlight=False)
+    with console.status("live demo", spinner="dots"):
+        r = run_live(LIVE_SCENARIO, duration_s=LIVE_DURATION_S, baseline_s=LIVE_BASELINE_S,
+                     out=out, progress=progress)
+    for note in r.notes:
+        console.print(f"  note: {note}", highlight=False)
+    if r.report_title is None or r.package is None:
+        return None
+    detected = f"{r.detection_seconds:.1f} s" if r.detection_seconds is not None else "-"
+    console.print(f"[bold]{r.report_title}[/] (incident {r.incident_id}, opened by rule "
+                  f"{r.rule} {detected} after the injection)", highlight=False)
+    console.print(f"  injected: {r.injected_entity} (expect {r.expected_hypothesis})",
+                  highlight=False)
+    console.print(f"  top hypothesis: {r.top_hypothesis} at {r.top_entity} -> "
+                  f"{'correct' if r.correct else 'WRONG'}", highlight=False)
+    for line in r.proposal:
+        console.print(f"  proposed {line}", highlight=False)
+    if r.report_summary:
+        console.print(f"  report: {r.report_summary}", highlight=False)
+    console.print(f"  executed: {r.executed}; cleanup: {'ok' if r.cleanup_ok else 'FAILED'}; "
+                  f"replay: { {True: 'identical', False: 'DIVERGED', None: '-'}[r.replay_identical] }",
+                  highlight=False)
+    outputs = {"live work folder": Path(r.workdir), "evidence package": Path(r.package)}
+    if r.postmortem:
+        outputs["postmortem report"] = Path(r.postmortem)
+    return outputs
+
+
+def run_synthetic_demo(out: Path, console: Console) -> dict[str, Path]:
+    """The synthetic demo into ``out``; its outputs."""
+    out.mkdir(parents=True, exist_ok=True)
     definition = load_scenario(DEMO_SCENARIO)
     definition = definition.model_validate({**definition.model_dump(),
                                             "resolution_s": DEMO_RESOLUTION_S})

@@ -78,6 +78,9 @@ class LiveResult(BaseModel):
     executed: bool
     """Any action of the run's execution_result ran for real (never under the default posture)."""
     verification: str | None
+    report_title: str | None
+    """The run's incident_report: its title and summary."""
+    report_summary: str | None
     cleanup_ok: bool
     package: str | None
     replay_identical: bool | None
@@ -238,6 +241,7 @@ def run_live(
     interval_s: float = 1.0,
     window_s: float | None = None,
     options: dict[str, Any] | None = None,
+    render_postmortem: bool = True,
     host: LabHost | None = None,
     progress: Progress = lambda message: None,
 ) -> LiveResult:
@@ -297,7 +301,8 @@ def run_live(
             else:
                 state.notes.append(f"no incident opened within the fault's {duration_s:.0f} s")
             progress("undoing the fault")
-        return _finish(client, state, plan.fault_class, scenario, tag, workdir, progress)
+        return _finish(client, state, plan.fault_class, scenario, tag, workdir,
+                       render_postmortem, progress)
     finally:
         stop_all(services)
 
@@ -374,7 +379,7 @@ def _follow_run(client: ControllerClient, incident: dict[str, Any], state: _Stat
 
 
 def _finish(client: ControllerClient, state: _State, expected: str, scenario: str, tag: str,
-            workdir: Path, progress: Progress) -> LiveResult:
+            workdir: Path, render_postmortem: bool, progress: Progress) -> LiveResult:
     inj = state.injection
     cleanup_ok = bool(inj is not None and inj.cleanup is not None and inj.cleanup.ok)
     if inj is not None and inj.cleanup is not None and not inj.cleanup.ok:
@@ -383,7 +388,7 @@ def _finish(client: ControllerClient, state: _State, expected: str, scenario: st
     run = state.run
     package: Path | None = None
     identical: bool | None = None
-    report: str | None = None
+    html: str | None = None
     if run is not None and state.incident is not None:
         run = _wait_run(client, run["run_id"], (*FINAL_STATES, "awaiting_approval"))
         if run["state"] == "completed":
@@ -392,9 +397,11 @@ def _finish(client: ControllerClient, state: _State, expected: str, scenario: st
             identical, note = replay_package(package)
             if identical is not True:
                 state.notes.append(note)
-            report, how = postmortem(package, workdir / "postmortem.html")
-            if report is None:
-                state.notes.append(how)
+            if render_postmortem:
+                progress("rendering the postmortem report")
+                html, how = postmortem(package, workdir / "postmortem.html")
+                if html is None:
+                    state.notes.append(how)
         elif run["state"] != "awaiting_approval":
             state.notes.append(f"run {run['run_id']} ended {run['state']}: "
                                f"{run.get('error', '')}")
@@ -402,6 +409,7 @@ def _finish(client: ControllerClient, state: _State, expected: str, scenario: st
     top = (rca.get("hypotheses") or [None])[0]
     execution = _payload(state.artifacts, "execution_result") or {}
     verification = _payload(state.artifacts, "verification_result")
+    report = _payload(state.artifacts, "incident_report") or {}
     top_class = top["fault_class"] if top else None
     top_entity = top["entity"] if top else None
     return LiveResult(
@@ -419,10 +427,12 @@ def _finish(client: ControllerClient, state: _State, expected: str, scenario: st
         and _entity_matches(top_entity, state.injected_entity, state.related),
         executed=any(r.get("outcome") == "executed" for r in execution.get("results", [])),
         verification=verification.get("overall") if verification else None,
+        report_title=report.get("title"),
+        report_summary=report.get("summary"),
         cleanup_ok=cleanup_ok,
         package=str(package) if package is not None else None,
         replay_identical=identical,
-        postmortem=report,
+        postmortem=html,
         incident_id=state.incident["incident_id"] if state.incident else None,
         run_id=run["run_id"] if run else None,
         run_state=run["state"] if run else None,
