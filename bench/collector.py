@@ -202,12 +202,16 @@ def import_rss() -> dict[str, int]:
 
 def send_cost(rounds: int) -> float:
     """Client-side CPU of one POST and acknowledgement through the collector's transport."""
+    from sreagent.collector._wire import default_compression, encode
     from sreagent.collector.transport import BatchKey, Transport
-    from sreagent.telemetry import Batch, Sample, encode_batch
+    from sreagent.telemetry import Batch, Sample
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ack)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    transport = Transport([f"http://127.0.0.1:{server.server_address[1]}"])
+    # as the daemon sends by default: JSON, gzipped by the transport
+    transport = Transport(
+        [f"http://127.0.0.1:{server.server_address[1]}"], compression=default_compression("json")
+    )
     costs = []
     try:
         for seq in range(1, rounds + 1):
@@ -222,9 +226,9 @@ def send_cost(rounds: int) -> float:
                     for _ in range(150)
                 ],
             )
-            body = encode_batch(batch)
+            content_type, body = encode(batch, "json")
             started = time.thread_time()
-            result = transport.send(BatchKey("bench", "e1", seq), body)
+            result = transport.send(BatchKey("bench", "e1", seq), body, content_type)
             costs.append(time.thread_time() - started)
             assert result.outcome == "delivered", result
     finally:
@@ -247,7 +251,9 @@ class _Ack(BaseHTTPRequestHandler):
         from sreagent.telemetry import decode_batch
 
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        header = decode_batch(body, self.headers.get("Content-Type", "")).header
+        header = decode_batch(
+            body, self.headers.get("Content-Type", ""), self.headers.get("Content-Encoding")
+        ).header
         type(self).received += 1
         data = json.dumps(
             {
@@ -415,7 +421,7 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
             "",
         ),
         (
-            "sending one batch (httpx POST + acknowledgement check), client CPU",
+            "sending one batch (gzip + httpx POST + acknowledgement check), client CPU",
             ms(inproc["send_cpu_median_s"]),
             "",
             "",

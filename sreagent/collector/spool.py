@@ -9,6 +9,7 @@ Layout of the spool directory::
     0000000000000001.seg   append-only segment files of framed records
     0000000000000002.seg   (only the newest one is ever appended to)
     cursor.json            committed read position and counters, replaced atomically
+    head                   the read position within the cursor's segment, rewritten in place
 
 A record on disk is a 20-byte header followed by the payload::
 
@@ -26,6 +27,13 @@ file, the whole unread tail truncated on the first bad record):
   replaced atomically (temp file, fsync, rename, fsync of the directory), so a counter is
   never lost or counted twice across a crash: a drop is committed before the segment it
   removes is deleted.
+* An acknowledgement within the cursor's segment only rewrites the 24-byte ``head`` file in
+  place (magic, segment, offset, CRC-32), without fsync: the atomic replace with two fsyncs
+  cost 1.3 ms of CPU and 19 ms of waiting per batch here. ``kill -9`` keeps it (the page
+  cache survives the process); after a power loss it may be torn or old, and the spool then
+  resends from the durable cursor: at most one segment of delivered batches again, which the
+  controller answers as duplicates. Counters, and any move to another segment (before the
+  segments behind it are deleted), still go through the durable cursor.
 * The spool is bounded by bytes and by age. When an append would exceed the byte bound the
   OLDEST segment goes, and every unread record in it is counted in ``dropped_total``; a
   record older than ``max_age`` is dropped (and counted) when it reaches the head.
@@ -60,6 +68,9 @@ HEADER = struct.Struct("<4sIIQ")
 HEADER_BYTES = HEADER.size
 _CRC_PREFIX = struct.Struct("<IQ")
 CURSOR_FILE = "cursor.json"
+HEAD_FILE = "head"
+_HEAD = struct.Struct("<4sQQI")
+_HEAD_MAGIC = b"SRHD"
 SEGMENT_SUFFIX = ".seg"
 CURSOR_VERSION = 1
 
@@ -229,6 +240,9 @@ class Spool:
         self._active_fd: int | None = None
         self._unsynced = False
         self._last_sync = monotonic()
+        self._head_fd: int | None = None
+        self._durable_segment = -1
+        """Segment of the last durable cursor; acknowledgements within it skip the fsyncs."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._open()
 
@@ -289,7 +303,9 @@ class Spool:
             return None
 
     def commit(self, record: SpoolRecord) -> None:
-        """Mark ``record`` (the head) as delivered; the position is made durable before return."""
+        """Mark ``record`` (the head) as delivered. The position is recorded before return:
+        it survives ``kill -9``; after a power loss, delivered batches of the cursor's segment
+        may be sent again (see the module docstring)."""
         with self._lock:
             if not self._index:
                 return
@@ -301,7 +317,7 @@ class Spool:
             ):
                 return  # already dropped while it was being sent
             self._pop_head()
-            self._advance_to(record.segment, record.end)
+            self._advance_to(record.segment, record.end, durable=False)
 
     def stats(self) -> SpoolStats:
         with self._lock:
@@ -325,6 +341,9 @@ class Spool:
             if self._active_fd is not None:
                 os.close(self._active_fd)
                 self._active_fd = None
+            if self._head_fd is not None:
+                os.close(self._head_fd)
+                self._head_fd = None
 
     def __enter__(self) -> Spool:
         return self
@@ -373,7 +392,10 @@ class Spool:
             self._corrupt = int(raw.get("corrupt_total", 0))
             if segment < 0 or offset < 0:
                 raise ValueError("negative position")
-            return segment, offset
+            self._durable_segment = segment
+            # The in-place head can only be ahead of the durable cursor (it is written after
+            # it); an older or torn one is ignored.
+            return max((segment, offset), self._read_head() or (0, 0))
         except FileNotFoundError:
             return 0, 0
         except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -396,7 +418,34 @@ class Spool:
     def _total_bytes(self) -> int:
         return sum(self._sizes.values())
 
+    def _write_head(self) -> None:
+        """Record the head in place (see the module docstring: no fsync, unless ``always``)."""
+        segment, offset = self._head
+        body = _HEAD.pack(_HEAD_MAGIC, segment, offset, 0)
+        body = body[:-4] + struct.pack("<I", zlib.crc32(body[:-4]))
+        if self._head_fd is None:
+            self._head_fd = os.open(
+                self.directory / HEAD_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        os.pwrite(self._head_fd, body, 0)
+        if self.fsync == "always":
+            os.fsync(self._head_fd)
+
+    def _read_head(self) -> tuple[int, int] | None:
+        """The in-place head, or None when absent or not intact (torn by a power loss)."""
+        try:
+            raw = (self.directory / HEAD_FILE).read_bytes()
+        except OSError:
+            return None
+        if len(raw) != _HEAD.size:
+            return None
+        magic, segment, offset, crc = _HEAD.unpack(raw)
+        if magic != _HEAD_MAGIC or zlib.crc32(raw[:-4]) != crc:
+            return None
+        return segment, offset
+
     def _write_cursor(self) -> None:
+        self._durable_segment = self._head[0]
         segment, offset = self._head
         body = json.dumps(
             {
@@ -410,8 +459,13 @@ class Spool:
         ).encode()
         atomic_write_bytes(self.directory / CURSOR_FILE, body)
 
-    def _advance_to(self, segment: int, offset: int) -> None:
-        """Move the head, make it durable, then delete segments wholly behind it."""
+    def _advance_to(self, segment: int, offset: int, *, durable: bool = True) -> None:
+        """Move the head, record it, then delete segments wholly behind it.
+
+        ``durable`` False (a plain acknowledgement) writes only the in-place head file while
+        the head stays in the durable cursor's segment; counters and segment changes always
+        go through the durable cursor.
+        """
         if self._index:
             nxt = self._index[0]
             if nxt.segment != segment:
@@ -419,7 +473,11 @@ class Spool:
         elif segment != self._active and self._active is not None:
             segment, offset = self._active, 0
         self._head = (segment, offset)
+        if not durable and segment == self._durable_segment:
+            self._write_head()
+            return
         self._write_cursor()
+        self._write_head()
         for old in sorted(s for s in self._sizes if s < segment):
             self._delete_segment(old)
 

@@ -15,6 +15,7 @@ import pytest
 
 from sreagent.collector.spool import (
     CURSOR_FILE,
+    HEAD_FILE,
     HEADER_BYTES,
     Spool,
     frame,
@@ -332,3 +333,57 @@ def test_cursor_is_replaced_atomically_and_holds_the_counters(tmp_path: Path) ->
     cursor = json.loads((tmp_path / CURSOR_FILE).read_bytes())
     assert cursor["dropped_total"] == stats.dropped_total > 0
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_acknowledgements_within_a_segment_skip_the_durable_cursor(tmp_path: Path) -> None:
+    # One segment: three commits rewrite only the in-place head; a reopen (as after kill -9,
+    # the page cache survives) resumes after the last commit.
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        for n in range(1, 6):
+            spool.append(payload(n))
+        record = spool.peek()
+        assert record is not None
+        spool.commit(record)  # the first commit makes the cursor durable in this segment
+        cursor_before = (tmp_path / CURSOR_FILE).read_bytes()
+        inode_before = os.stat(tmp_path / CURSOR_FILE).st_ino
+        for _ in range(2):
+            record = spool.peek()
+            assert record is not None
+            spool.commit(record)
+        assert (tmp_path / CURSOR_FILE).read_bytes() == cursor_before
+        assert os.stat(tmp_path / CURSOR_FILE).st_ino == inode_before  # not replaced
+        assert (tmp_path / HEAD_FILE).stat().st_size == 24
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        assert drain(spool) == [4, 5]
+
+
+def test_a_torn_head_resends_from_the_durable_cursor_and_loses_nothing(tmp_path: Path) -> None:
+    # After a power loss the head may be torn: the spool falls back to cursor.json and sends
+    # the delivered batches of that segment again (duplicates), never skipping one.
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        for n in range(1, 6):
+            spool.append(payload(n))
+        for _ in range(3):
+            record = spool.peek()
+            assert record is not None
+            spool.commit(record)
+    head = bytearray((tmp_path / HEAD_FILE).read_bytes())
+    head[12] ^= 0xFF  # a flipped byte of the offset: the CRC no longer checks
+    (tmp_path / HEAD_FILE).write_bytes(bytes(head))
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        assert drain(spool) == [2, 3, 4, 5]  # from the durable cursor (after batch 1)
+
+
+def test_segment_changes_and_counters_still_go_through_the_durable_cursor(tmp_path: Path) -> None:
+    with Spool(tmp_path, max_bytes=1 << 20, segment_bytes=256) as spool:
+        for n in range(1, 13):
+            spool.append(payload(n))
+        assert len(segments(tmp_path)) > 2
+        drained = drain(spool)
+    assert drained == list(range(1, 13))
+    cursor = json.loads((tmp_path / CURSOR_FILE).read_bytes())
+    # the durable cursor followed the head into the last segment before the others went
+    assert cursor["segment"] == int(segments(tmp_path)[-1].stem)
+    (tmp_path / HEAD_FILE).unlink()  # even without the head, nothing delivered comes back
+    with Spool(tmp_path, max_bytes=1 << 20) as spool:
+        assert len(drain(spool)) <= 3  # at most the last segment's records again
