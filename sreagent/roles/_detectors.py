@@ -70,6 +70,8 @@ class Rule:
     (memory, filesystems, fds, GPU memory and temperature, listen queues), ``error`` for
     error and loss rates; empty for activity metrics, whose band exits are everyday bursts."""
     band_family: str = ""
+    band_excess: float = 0.0
+    """Share of the band's width a ``fill`` exit must also clear (bursty gauges)."""
     """Family a band exit counts in when ``family`` only attributes (a process's RSS growing
     past its normal range is a memory risk, not just a name)."""
 
@@ -121,7 +123,10 @@ RULES: tuple[Rule, ...] = (
     _r("network_carrier_changes_total", "link", counter=True, floor=1.0),
     _r("tcp_listen_overflows_per_second", "listen", warn=1.0, floor=1.0, band="error"),
     _r("tcp_listen_drops_per_second", "listen", warn=1.0, floor=1.0, band="error"),
-    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2, band="fill"),
+    # Accept queues are bursty (a client reconnect storm fills them to 10 % for a few
+    # seconds): the exit must also clear half the band's width.
+    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2, band="fill",
+       band_excess=0.5),
     _r("cgroup_cpu_throttled_ratio", "cgroup_cpu", warn=0.25, crit=0.6, floor=0.1),
     _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1),
     _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5),
@@ -227,7 +232,7 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarr
 
     The band is the baseline's interquartile range widened by a robust margin (_stats.band).
     A ``fill`` gauge counts once it has been outside the band for BAND_RUN samples *and* is
-    still moving away (above its value two samples earlier): a filesystem, a heap or a queue
+    not receding (at least its value two samples earlier): a filesystem, a heap or a queue
     that keeps growing past its normal range, where a static threshold fires only near the
     end. An ``error`` rate counts once it has been outside for BAND_RUN samples by at least
     the band's width and a quarter of the rule's floor, or by anything at all when the
@@ -244,8 +249,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarr
     long_enough = run_lengths(out) >= BAND_RUN
     if rule.band == "fill":
         rising = np.zeros(values.shape[0], dtype=bool)
-        rising[2:] = sign * (values[2:] - values[:-2]) > 0
-        trigger = long_enough & rising
+        # Not receding: quantised gauges (whole degrees, whole fds) plateau between steps.
+        rising[2:] = sign * (values[2:] - values[:-2]) >= 0
+        trigger = long_enough & rising & (excess >= rule.band_excess * normal.width)
     else:
         quiet = float(np.max(np.abs(values[in_base]))) == 0.0
         needed = 0.0 if quiet else max(normal.width, rule.floor / 4.0)
