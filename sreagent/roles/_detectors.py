@@ -65,10 +65,12 @@ class Rule:
     labels: tuple[tuple[str, str], ...] = ()
     """Only series carrying these labels."""
     deviation: bool = True
-    band: Literal["", "fill", "error"] = ""
+    band: Literal["", "fill", "error", "peer"] = ""
     """Band-exit detector (see _band_exits): ``fill`` for capacity gauges that fill up
     (memory, filesystems, fds, GPU memory and temperature, listen queues), ``error`` for
-    error and loss rates; empty for activity metrics, whose band exits are everyday bursts."""
+    error and loss rates, ``peer`` for a device that leaves its band while its peers stay
+    in theirs (_peer_divergence); empty for activity metrics, whose band exits are everyday
+    bursts."""
     band_family: str = ""
     band_excess: float = 0.0
     """Share of the band's width a ``fill`` exit must also clear (bursty gauges)."""
@@ -139,7 +141,7 @@ RULES: tuple[Rule, ...] = (
     _r("gpu_throttled", "gpu_throttle", warn=0.5, deviation=False),
     _r("gpu_sm_clock_hertz", "gpu_throttle", direction="down", floor=150e6),
     _r("gpu_power_watts", "gpu_throttle", floor=50.0),
-    _r("gpu_utilisation_ratio", "gpu_util", direction="down", floor=0.3),
+    _r("gpu_utilisation_ratio", "gpu_util", direction="down", floor=0.3, band="peer"),
     _r("gpu_memory_used_ratio", "gpu_memory", warn=0.97, crit=0.995, floor=0.1, band="fill"),
     _r("gpu_ecc_errors_total", "gpu_ecc", counter=True, floor=1.0),
     _r("gpu_remapped_rows_total", "gpu_ecc", counter=True, floor=1.0),
@@ -247,7 +249,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarr
     excess = sign * (values - (normal.high if sign > 0 else normal.low))
     out = ~in_base & (excess > 0)
     long_enough = run_lengths(out) >= BAND_RUN
-    if rule.band == "fill":
+    if rule.band == "peer":
+        trigger = long_enough  # the peers decide (_peer_divergence)
+    elif rule.band == "fill":
         rising = np.zeros(values.shape[0], dtype=bool)
         # Not receding: quantised gauges (whole degrees, whole fds) plateau between steps.
         rising[2:] = sign * (values[2:] - values[:-2]) >= 0
@@ -325,8 +329,9 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                 routine = True
         score[sl] = run_score
     band_score = _band_exits(values, rule, in_base)
-    banded = band_score is not None and bool(band_score.max(initial=0.0) > 0)
-    if band_score is not None:
+    banded = (band_score is not None and rule.band != "peer"
+              and bool(band_score.max(initial=0.0) > 0))
+    if band_score is not None and rule.band != "peer":
         score = np.maximum(score, band_score)
     detector = ("counter_increase" if rule.counter else
                 "static_threshold" if static_level.max(initial=0) > 0 else
@@ -373,6 +378,38 @@ class Detection:
         return None
 
 
+def _peer_divergence(grid: np.ndarray, dets: list[SeriesDetection]) -> None:
+    """Keep a ``peer`` band exit only while most of its peers stay inside their bands.
+
+    Eight GPUs of one job that idle together are a checkpoint or a paused job; one GPU that
+    leaves its band alone is a straggler or a failing device. Peers are the other series of
+    the same metric (at least two of them); the exit then scores like any band exit.
+    """
+    by_metric: dict[str, list[SeriesDetection]] = {}
+    for d in dets:
+        if d.rule.band == "peer" and d.band_score is not None:
+            by_metric.setdefault(d.rule.metric, []).append(d)
+    for group in by_metric.values():
+        if len(group) < 3:
+            for d in group:
+                d.band_score = None
+            continue
+        out = np.zeros((len(group), grid.shape[0]))
+        for k, d in enumerate(group):
+            idx = np.clip(np.searchsorted(grid, d.series.ts), 0, grid.shape[0] - 1)
+            out[k, idx] = d.band_score > 0  # type: ignore[operator]
+        total = out.sum(axis=0)
+        for k, d in enumerate(group):
+            others_out = (total - out[k]) / (len(group) - 1)
+            idx = np.clip(np.searchsorted(grid, d.series.ts), 0, grid.shape[0] - 1)
+            alone = others_out[idx] < 0.5
+            d.band_score = np.where(alone, d.band_score, 0.0)  # type: ignore[arg-type]
+            if d.band_score.max(initial=0.0) > 0:
+                d.score = np.maximum(d.score, d.band_score)
+                if d.detector in ("robust_zscore", "recurring_burst"):
+                    d.detector, d.routine = "peer_divergence", False
+
+
 def detect(view: EvidenceView, config: ChainConfig) -> Detection:
     """Run every detector over the window and combine them into a per-sample joint risk.
 
@@ -390,8 +427,10 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
         rule = rule_for(series)
         if rule is None or len(series) == 0:
             continue
-        d = detect_series(view, config, series, rule, base_end)
-        dets.append(d)
+        dets.append(detect_series(view, config, series, rule, base_end))
+    _peer_divergence(grid, dets)
+    for d in dets:
+        rule, series = d.rule, d.series
         risky = d.score if rule.family not in ATTRIBUTION_FAMILIES else (
             d.band_score if rule.band_family else None)
         if d.fired and risky is not None and risky.max(initial=0.0) > 0:
