@@ -38,9 +38,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sreagent.atomic import PARQUET_OPTIONS  # noqa: E402
 from sreagent.controller.settings import hash_token  # noqa: E402
 from sreagent.evidence import Journal  # noqa: E402
-from sreagent.evidence._atomic import PARQUET_OPTIONS  # noqa: E402
 from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample  # noqa: E402
 from sreagent.telemetry.arrow import batch_to_table  # noqa: E402
 

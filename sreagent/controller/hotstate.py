@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from sreagent.telemetry.arrow import BatchFrame
 
@@ -227,37 +228,56 @@ class HotState:
 
 
 def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:
+    """The batch's samples split per series, in order of first appearance, each time-sorted.
+
+    Vectorised: (metric, entity) become dictionary codes and one stable argsort groups them;
+    only rows that carry labels are looked at one by one (most samples carry none).
+    """
     samples = frame.samples
-    if samples.num_rows == 0:
+    n = samples.num_rows
+    if n == 0:
         return {}
-    metrics = samples.column("metric").to_pylist()
-    entities = samples.column("entity").to_pylist()
+    metric = pc.dictionary_encode(samples.column("metric")).combine_chunks()
+    entity = pc.dictionary_encode(samples.column("entity")).combine_chunks()
+    metric_idx = metric.indices.to_numpy().astype(np.int64)
+    entity_idx = entity.indices.to_numpy().astype(np.int64)
+    codes = metric_idx * len(entity.dictionary) + entity_idx
     labels_col = samples.column("labels").combine_chunks()
-    # Most samples carry no labels; only build label tuples where the map is non-empty.
     offsets = labels_col.offsets.to_numpy()
     has_labels = np.nonzero(np.diff(offsets))[0]
-    labels: list[tuple[tuple[str, str], ...]] = [()] * samples.num_rows
+    label_sets: list[tuple[tuple[str, str], ...]] = [()]
     if len(has_labels):
         keys = labels_col.keys.to_pylist()
         items = labels_col.items.to_pylist()
+        label_code = np.zeros(n, dtype=np.int64)
+        seen: dict[tuple[tuple[str, str], ...], int] = {(): 0}
         for i in has_labels.tolist():
             lo, hi = int(offsets[i]), int(offsets[i + 1])
-            labels[i] = tuple(sorted(zip(keys[lo:hi], items[lo:hi], strict=True)))
-    index: dict[SeriesKey, list[int]] = {}
-    for i, key in enumerate(zip(metrics, entities, labels, strict=True)):
-        rows = index.get(key)
-        if rows is None:
-            index[key] = [i]
-        else:
-            rows.append(i)
+            labels = tuple(sorted(zip(keys[lo:hi], items[lo:hi], strict=True)))
+            code = seen.get(labels)
+            if code is None:
+                code = seen[labels] = len(label_sets)
+                label_sets.append(labels)
+            label_code[i] = code
+        codes = codes * len(label_sets) + label_code
+    else:
+        label_code = None
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    groups = np.split(order, bounds)
+    groups.sort(key=lambda rows: int(rows[0]))  # first appearance, as the rows came
+    metrics = metric.dictionary.to_pylist()
+    entities = entity.dictionary.to_pylist()
     ts_all = samples.column("ts_ns").to_numpy()
     values_all = samples.column("value").to_numpy()
-    out = {}
-    for key, rows in index.items():
-        idx = np.asarray(rows)
-        ts, values = ts_all[idx], values_all[idx]
+    out: dict[SeriesKey, tuple[np.ndarray, np.ndarray]] = {}
+    for rows in groups:
+        first = int(rows[0])
+        labels = label_sets[int(label_code[first])] if label_code is not None else ()
+        key = (metrics[metric_idx[first]], entities[entity_idx[first]], labels)
+        ts, values = ts_all[rows], values_all[rows]
         if len(ts) > 1 and np.any(np.diff(ts) < 0):
-            order = np.argsort(ts, kind="stable")
-            ts, values = ts[order], values[order]
+            order_in = np.argsort(ts, kind="stable")
+            ts, values = ts[order_in], values[order_in]
         out[key] = (ts, values)
     return out

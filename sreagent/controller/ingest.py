@@ -133,10 +133,11 @@ class Ingest:
                 done = loop.create_future()
                 self._inflight[key] = (digest, done)
                 try:
-                    known = await asyncio.to_thread(self.store.receipt_digest, key)
+                    # The journal's commit thread looks the key up among durable receipts for
+                    # its whole round (one query) and answers the stored digest if found.
+                    item = PendingBatch(frame, digest, body, content_type, content_encoding)
+                    known = await asyncio.wrap_future(self.group_commit.submit(item))
                     if known is None:
-                        item = PendingBatch(frame, digest, body, content_type, content_encoding)
-                        await asyncio.wrap_future(self.group_commit.submit(item))
                         done.set_result(True)
                         return self._ack(frame, "accepted", digest)
                     self._recent.put(key, known)

@@ -84,6 +84,7 @@ class Controller:
                 buffer_rows=settings.journal.buffer_rows,
                 flush_interval_s=settings.journal.flush_interval_s,
                 on_flush=self._on_flush,
+                known=self.store.receipt_digests,
             ),
             on_accepted=self._detect,
         )

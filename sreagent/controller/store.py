@@ -113,6 +113,15 @@ class RunStore:
         with self._reading() as s:
             return s.scalar(select(ReceiptRow.digest).where(ReceiptRow.batch_id == batch_id))
 
+    def receipt_digests(self, batch_ids: Sequence[str]) -> dict[str, str]:
+        """``{batch_id: digest}`` of those ids that have a receipt (one query)."""
+        if not batch_ids:
+            return {}
+        with self._reading() as s:
+            rows = s.execute(select(ReceiptRow.batch_id, ReceiptRow.digest)
+                             .where(ReceiptRow.batch_id.in_(list(batch_ids))))
+            return {str(batch_id): str(digest) for batch_id, digest in rows}
+
     def insert_receipts(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record accepted batches; a receipt that already exists is left as it is."""
         if not rows:

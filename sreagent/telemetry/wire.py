@@ -160,7 +160,12 @@ def content_digest(header: dict[str, Any], tables: dict[str, dict[str, list[Any]
         columns = dict(tables[name])
         for key in ("labels", "attributes"):
             if key in columns:
-                columns[key] = [sorted(_pairs(v)) for v in columns[key]]
+                # Arrow hands maps back as lists of (key, value) tuples: sort those as they
+                # are (JSON writes a tuple as a list); most rows have none.
+                columns[key] = [
+                    (sorted(v) if isinstance(v, list) else sorted(_pairs(v))) if v else []
+                    for v in columns[key]
+                ]
         content[name] = columns
     return sha256_hex(canonical_json(content))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sreagent.controller.hotstate import HotState, Ring
-from sreagent.telemetry import frame_from_batch
+from sreagent.controller.hotstate import HotState, Ring, _group_series
+from sreagent.telemetry import Batch, BatchFrame, Sample, frame_from_batch
 from tests.controller.helpers import make_batch
 
 
@@ -53,3 +53,35 @@ def test_series_samples_and_events_limits_are_counted() -> None:
     window = hot.window("node-1", 0, 2**62)
     assert sorted(s["metric"] for s in window) == ["m_a", "m_b", "m_c"]
     assert all(np.all(np.diff(s["ts_ns"]) >= 0) for s in window)
+
+
+def _reference_groups(frame: BatchFrame) -> dict:
+    """Row by row: what _group_series must equal (series in order of first appearance, each
+    stably sorted by time)."""
+    out: dict = {}
+    for row in frame.samples.to_pylist():
+        key = (row["metric"], row["entity"], tuple(sorted(row["labels"])))
+        out.setdefault(key, []).append((row["ts_ns"], row["value"]))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vectorised_grouping_equals_row_by_row(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = 1 + int(rng.integers(0, 400))
+    samples = [Sample(ts_ns=int(rng.integers(0, 50)) + 10**18,
+                      metric=str(rng.choice(["cpu_utilisation_ratio", "disk_await_seconds",
+                                             "memory_used_ratio"])),
+                      entity=str(rng.choice(["host", "disk/sda", "cpu/0", "cpu/1"])),
+                      labels={} if rng.random() < 0.6 else
+                      {str(k): str(rng.choice(["a", "b"]))
+                       for k in rng.choice(["mode", "kind", "zone"],
+                                           size=int(rng.integers(1, 3)), replace=False)},
+                      value=float(rng.random())) for _ in range(rows)]
+    frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=1,
+                                   sent_at_ns=10**18, samples=samples))
+    groups = _group_series(frame)
+    expected = _reference_groups(frame)
+    assert list(groups) == list(expected)
+    for key, (ts, values) in groups.items():
+        assert list(zip(ts.tolist(), values.tolist(), strict=True)) == expected[key]
