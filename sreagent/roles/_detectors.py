@@ -250,8 +250,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarr
     out = ~in_base & (excess > 0)
     long_enough = run_lengths(out) >= BAND_RUN
     if rule.band == "peer":
-        trigger = long_enough  # the peers decide (_peer_divergence)
-    elif rule.band == "fill":
+        # The raw exit: _peer_divergence compares it with the peers' before it counts.
+        return out.astype(np.float64)
+    if rule.band == "fill":
         rising = np.zeros(values.shape[0], dtype=bool)
         # Not receding: quantised gauges (whole degrees, whole fds) plateau between steps.
         rising[2:] = sign * (values[2:] - values[:-2]) >= 0
@@ -402,8 +403,8 @@ def _peer_divergence(grid: np.ndarray, dets: list[SeriesDetection]) -> None:
         for k, d in enumerate(group):
             others_out = (total - out[k]) / (len(group) - 1)
             idx = np.clip(np.searchsorted(grid, d.series.ts), 0, grid.shape[0] - 1)
-            alone = others_out[idx] < 0.5
-            d.band_score = np.where(alone, d.band_score, 0.0)  # type: ignore[arg-type]
+            diverging = (d.band_score > 0) & (others_out[idx] < 0.5)  # type: ignore[operator]
+            d.band_score = np.where(run_lengths(diverging) >= BAND_RUN, SCORE_BAND, 0.0)
             if d.band_score.max(initial=0.0) > 0:
                 d.score = np.maximum(d.score, d.band_score)
                 if d.detector in ("robust_zscore", "recurring_burst"):
