@@ -272,4 +272,14 @@ def hypothesise(finding: Artifact, view: EvidenceView, ctx: RoleContext) -> Arti
     )
 
 
+# --- Hook (issue 9): imported labelled telemetry goes down the generic series path. ----------
+# A window whose batches came from `sreagent import` and in which no series has a detector
+# rule (pods, anonymous server metrics, single series) is analysed by sreagent.roles._series;
+# every other window - the collector's, the scenario library's, the goldens' - reaches the
+# detect/hypothesise above unchanged.
+from sreagent.roles._series import route as _route_series  # noqa: E402
+
+detect, hypothesise = _route_series(detect, hypothesise)
+
+
 __all__ = ["ATTRIBUTION_FAMILIES", "detect", "detection_of", "hypothesise", "incident_window"]
