@@ -1,7 +1,8 @@
 """Ingest benchmark: N simulated collectors over loopback HTTP against a real `sreagent serve`.
 
 End to end through validation, dedupe, the journal (WAL + Parquet) and hot state. Reports
-samples/s accepted, acknowledgement latency p50/p99 (client side), the controller's peak RSS
+samples/s accepted, acknowledgement latency p50/p99 (client side), the controller's CPU time
+per accepted batch (a figure that does not depend on what other processes leave it), its peak RSS
 (and RSS over time, to see whether memory stays flat), and, in the same run, the time plain
 pyarrow takes to write the same sample rows to one Parquet file beside the time the journal
 spent writing them.
@@ -172,7 +173,10 @@ def main() -> None:
         stop = threading.Event()
         watcher = threading.Thread(target=watch_rss, args=(server.pid, rss, stop), daemon=True)
         watcher.start()
+        server_proc = psutil.Process(server.pid)
+        cpu_before = sum(server_proc.cpu_times()[:2])
         latencies, counts, elapsed = asyncio.run(drive(args, url))
+        server_cpu_s = sum(server_proc.cpu_times()[:2]) - cpu_before
         stop.set()
         watcher.join()
         metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
@@ -200,6 +204,11 @@ def main() -> None:
         "samples_per_s": round(accepted_samples / elapsed),
         "ack_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "ack_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        # CPU seconds the controller spent per accepted batch (user + system, all threads):
+        # unlike samples/s this does not depend on how much CPU other processes left it.
+        "controller_cpu_ms_per_batch": round(server_cpu_s * 1000 / max(1, counts.get("200", 0)),
+                                             2),
+        "samples_per_controller_cpu_s": round(accepted_samples / max(server_cpu_s, 1e-9)),
         "peak_rss_mb": round(max(rss_mb), 1),
         "rss_mb_first_third_mean": round(float(np.mean(rss_mb[:third])), 1),
         "rss_mb_last_third_mean": round(float(np.mean(rss_mb[-third:])), 1),

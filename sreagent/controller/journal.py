@@ -11,8 +11,9 @@ collectors that is hundreds of fsyncs per acknowledgement round. Instead:
    arrive during a round share the next one.
 2. **Parquet on size or time.** Acknowledged batches stay buffered (bounded by
    ``journal.buffer_rows``) and are written as Hive-partitioned part files every
-   ``journal.flush_interval_s`` or when the buffer is full, partitions in parallel. The WAL
-   segments a Parquet flush covers are deleted after it.
+   ``journal.flush_interval_s`` or when the buffer is full, through
+   :class:`sreagent.evidence.JournalWriter` (one file per table, date and host, one
+   ``syncfs`` per flush). The WAL segments a Parquet flush covers are deleted after it.
 3. **Recovery.** At start-up, WAL segments left by a crash are replayed into Parquet (batches
    the Parquet journal already has are skipped) and then deleted, so the journal holds every
    acknowledged batch exactly once. A torn last record (the crash hit mid-write) was never
@@ -25,7 +26,6 @@ crash in between is finished at the next start (:func:`finish_interrupted_compac
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -33,9 +33,8 @@ import struct
 import threading
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -43,11 +42,10 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sreagent.atomic import PARQUET_OPTIONS, TMP_PREFIX, fsync_dir
+from sreagent.atomic import fsync_dir
 from sreagent.controller.errors import Overloaded
 from sreagent.evidence import atomic_write_parquet
-from sreagent.evidence.journal import JOURNAL_TABLES, partition_dir
-from sreagent.evidence.tables import BATCHES_SCHEMA, batch_rows, with_identity
+from sreagent.evidence.journal import JOURNAL_TABLES, JournalWriter
 from sreagent.telemetry import decode_batch
 from sreagent.telemetry.arrow import BatchFrame
 
@@ -153,80 +151,6 @@ class Wal:
 
 
 # --- Parquet part files ------------------------------------------------------------------------
-
-
-def write_parts(
-    root: Path,
-    items: list[tuple[BatchFrame, str]],
-    *,
-    writer_id: str,
-    sequence: int,
-    threads: int = 1,
-) -> list[Path]:
-    """Write frames as one part file per (table, date, host), then make them durable.
-
-    Each file is written under a temporary name and renamed into place (readers never see a
-    partial file). ``threads`` > 1 writes partitions in parallel; measured slower here (the
-    small per-file encodes contend for the GIL), hence 1 by default. Durability comes from ONE ``syncfs`` of the journal's
-    file system at the end instead of two fsyncs per file: a flush touches one file per host
-    and table, so per-file fsyncs would dominate. The caller releases the write-ahead log only
-    after this returns, so a crash before the sync loses nothing.
-    """
-    buckets: dict[tuple[str, Path], list[pa.Table]] = defaultdict(list)
-    for frame, digest in items:
-        header = frame.header
-        for table in JOURNAL_TABLES:
-            folder = partition_dir(root, table, header.sent_at_ns, header.host)
-            if table == "batches":
-                rows = pa.Table.from_pylist([batch_rows(frame, digest)], schema=BATCHES_SCHEMA)
-            else:
-                rows = with_identity(frame, table)
-                if rows.num_rows == 0:
-                    continue
-            buckets[(table, folder)].append(rows)
-    jobs = [
-        (folder / f"part-{writer_id}-{sequence:08d}.parquet", pa.concat_tables(parts))
-        for (_table, folder), parts in sorted(buckets.items(), key=lambda kv: str(kv[0]))
-    ]
-
-    def write(job: tuple[Path, pa.Table]) -> None:
-        path, table = job
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
-        os.replace(tmp, path)
-
-    if threads <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            write(job)
-    else:
-        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
-            list(pool.map(write, jobs))
-    if jobs:
-        _syncfs(root)
-    return [path for path, _ in jobs]
-
-
-def _syncfs(path: Path) -> None:
-    """Flush every dirty page and directory entry of the file system holding ``path``."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _LIBC is None or _LIBC.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syncfs.argtypes = [ctypes.c_int]
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _load_libc()
 
 
 # --- the group-commit journal ----------------------------------------------------------------
@@ -383,7 +307,11 @@ class GroupCommitJournal:
             if items:
                 self._sequence += 1
                 started = time.perf_counter()
-                write_parts(self.root, items, writer_id=self.writer_id, sequence=self._sequence)
+                writer = JournalWriter(self.root, writer_id=self.writer_id,
+                                       sequence=self._sequence - 1)
+                for frame, digest in items:
+                    writer.append(frame, digest)
+                writer.flush()
                 self.parquet_seconds += time.perf_counter() - started
                 self.parquet_rows += sum(frame.row_count for frame, _ in items)
                 self.parquet_flushes += 1
@@ -417,7 +345,10 @@ def recover_wal(root: Path, known_batch_ids: Callable[[], set[str]], *, writer_i
             items.append((frame, str(header["digest"])))
             present.add(frame.batch_id)
     if items:
-        write_parts(Path(root), items, writer_id=f"{writer_id}-recovered", sequence=1)
+        writer = JournalWriter(Path(root), writer_id=f"{writer_id}-recovered")
+        for frame, digest in items:
+            writer.append(frame, digest)
+        writer.flush()
     for segment in segments:
         segment.unlink()
     fsync_dir(directory)

@@ -7,6 +7,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from sreagent.atomic import TMP_PREFIX
 from sreagent.controller.journal import (
     WAL_DIR,
     PendingBatch,
@@ -14,9 +17,8 @@ from sreagent.controller.journal import (
     compact,
     finish_interrupted_compactions,
     recover_wal,
-    write_parts,
 )
-from sreagent.evidence import Journal
+from sreagent.evidence import Journal, JournalWriter
 from sreagent.telemetry import batch_digest, decode_batch
 from tests.controller.helpers import ARROW, body, make_batch
 
@@ -46,7 +48,7 @@ def test_wal_round_trip_and_torn_tail_is_ignored(tmp_path: Path) -> None:
 def test_recovery_replays_only_what_parquet_lacks(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     first = [_pending(1), _pending(2)]
-    write_parts(tmp_path, [(p.frame, p.digest) for p in first], writer_id="old", sequence=1)
+    _write(tmp_path, [(p.frame, p.digest) for p in first], writer_id="old", sequence=1)
     wal = Wal(tmp_path / WAL_DIR, "old")
     wal.append([*first, _pending(3, host="node-2")])  # 1 and 2 were flushed, 3 was not
     wal.close()
@@ -65,7 +67,7 @@ def test_compaction_merges_and_an_interrupted_one_is_finished(tmp_path: Path) ->
     journal = Journal(tmp_path)
     for seq in range(1, 6):
         p = _pending(seq)
-        write_parts(tmp_path, [(p.frame, p.digest)], writer_id="w", sequence=seq)
+        _write(tmp_path, [(p.frame, p.digest)], writer_id="w", sequence=seq)
     old = time.time() - 60
     for f in tmp_path.rglob("part-*.parquet"):
         os.utime(f, (old, old))
@@ -80,3 +82,27 @@ def test_compaction_merges_and_an_interrupted_one_is_finished(tmp_path: Path) ->
         (merged.parent / name).write_bytes(b"left over")
     assert finish_interrupted_compactions(tmp_path) == len(sources)
     assert journal.read("samples").num_rows == before.num_rows
+
+
+def _write(root: Path, items: list, *, writer_id: str, sequence: int) -> list[Path]:
+    writer = JournalWriter(root, writer_id=writer_id, sequence=sequence - 1)
+    for frame, digest in items:
+        writer.append(frame, digest)
+    return writer.flush()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_evidence_writer_names_parts_by_flush_and_writes_them_in_parallel(
+        tmp_path: Path, threads: int) -> None:
+    writer = JournalWriter(tmp_path, writer_id="w", threads=threads)
+    for seq in range(1, 5):
+        writer.append(_pending(seq, host=f"node-{seq % 2}").frame, f"d{seq}")
+    first = writer.flush()
+    assert {p.name for p in first} == {"part-w-00000001.parquet"}
+    assert len(first) == 2 * 2  # two hosts x (batches, samples); no events in these
+    writer.append(_pending(9).frame, "d9")
+    assert {p.name for p in writer.flush()} == {"part-w-00000002.parquet"}
+    assert not list(tmp_path.rglob(f"{TMP_PREFIX}*"))  # every part renamed into place
+    batches = Journal(tmp_path).read("batches")
+    assert sorted(batches.column("seq").to_pylist()) == [1, 2, 3, 4, 9]
+    assert sorted(batches.column("digest").to_pylist()) == ["d1", "d2", "d3", "d4", "d9"]
