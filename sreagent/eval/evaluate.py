@@ -422,6 +422,17 @@ def evaluate_baselines(
         raise BadInput(
             f"dataset {dataset.name} holds {dataset.task} cases, not {task}", path=str(dataset.root)
         )
+    return evaluate_dataset_baselines(dataset, task, methods=methods, progress=progress)
+
+
+def evaluate_dataset_baselines(
+    dataset: Dataset,
+    task: Task,
+    *,
+    methods: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_baselines` on a loaded (possibly narrowed) dataset."""
     summaries: dict[str, dict[str, Any]] = {}
     if task == "rca":
         for method in methods or RCA_BASELINES:
