@@ -182,17 +182,21 @@ def _fit(series: Series, base_end_ns: int, z_open: float) -> SeriesScore | None:
     return SeriesScore(series, med, scale, z / calibration, calibration)
 
 
-def find_alarm_runs(hot: np.ndarray, persist: int) -> tuple[tuple[int, int], ...]:
-    """Runs of at least ``persist`` hot samples, joined across gaps shorter than ``persist``.
+def find_alarm_runs(hot: np.ndarray, persist: int,
+                    join: int | None = None) -> tuple[tuple[int, int], ...]:
+    """Runs of at least ``persist`` hot samples, joined across gaps shorter than ``join``
+    (default ``persist``).
 
     A run spans its first to its last hot sample: the samples it took to count as persistent
-    belong to it, the cool samples after it do not.
+    belong to it, the cool samples after it do not. Joined runs are one incident: it closes
+    only after ``join`` cool samples, as the host analyzer's does after ``close_samples``.
     """
+    join = persist if join is None else join
     merged: list[tuple[int, int]] = []
     for start, stop in runs(hot):
         if stop - start < persist:
             continue
-        if merged and start - merged[-1][1] < persist:
+        if merged and start - merged[-1][1] < join:
             merged[-1] = (merged[-1][0], stop)
         else:
             merged.append((start, stop))
@@ -221,7 +225,7 @@ def analyse(view: EvidenceView, ctx: RoleContext) -> SeriesAnalysis:
         threshold = max(threshold, percentile(base_scores, CALIBRATION_PERCENTILE))
     hot = analysed & (sample_score > threshold)
     result = SeriesAnalysis(base_end, grid, tuple(fitted), sample_score, threshold,
-                            find_alarm_runs(hot, cfg.open_samples))
+                            find_alarm_runs(hot, cfg.open_samples, cfg.close_samples))
     view.memo[key] = result
     return result
 
