@@ -204,6 +204,9 @@ class VerifyReport:
     path: Path
     manifest: Manifest
     files: dict[str, FileEntry] = field(default_factory=dict)
+    package: EvidencePackage | None = field(default=None, repr=False, compare=False)
+    """The verified package, holding the tables and artifacts verification already decoded
+    (reading them through it does not decode the files a second time)."""
 
     @property
     def rows(self) -> dict[str, int]:
@@ -268,6 +271,7 @@ def verify_package(path: Path | str) -> VerifyReport:
     } - {MANIFEST}
     if unknown := sorted(present - listed):
         raise ManifestMismatch("file is not listed in the manifest", path=str(root / unknown[0]))
+    tables: dict[str, pa.Table] = {}
     for name in sorted(listed):
         entry = manifest.files[name]
         file = root / name
@@ -275,7 +279,9 @@ def verify_package(path: Path | str) -> VerifyReport:
             raise ManifestMismatch("file listed in the manifest is missing", path=str(file))
         data = file.read_bytes()
         if name.endswith(".parquet"):
-            rows = _check_parquet(file, data, TABLE_SCHEMAS.get(name.removesuffix(".parquet")))
+            table = _check_parquet(file, data, TABLE_SCHEMAS.get(name.removesuffix(".parquet")))
+            tables[name.removesuffix(".parquet")] = table
+            rows = table.num_rows
             if rows != entry.rows:
                 raise ManifestMismatch(
                     f"has {rows} rows, the manifest says {entry.rows}", path=str(file)
@@ -291,7 +297,7 @@ def verify_package(path: Path | str) -> VerifyReport:
             )
     if manifest.files[CONFIG].sha256 != manifest.config_sha256:
         raise ManifestMismatch("config_sha256 does not match config.json", path=str(root / CONFIG))
-    package = EvidencePackage(root, manifest)
+    package = EvidencePackage(root, manifest, tables=tables)
     try:
         package.artifacts  # noqa: B018 - rebuilding re-checks every content hash
     except ValidationError as err:
@@ -299,10 +305,10 @@ def verify_package(path: Path | str) -> VerifyReport:
             f"an artifact does not match its id: {err.errors()[0]['msg']}",
             path=str(root / "artifacts.parquet"),
         ) from None
-    return VerifyReport(path=root, manifest=manifest, files=dict(manifest.files))
+    return VerifyReport(path=root, manifest=manifest, files=dict(manifest.files), package=package)
 
 
-def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> int:
+def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> pa.Table:
     # Parquet files start and end with the magic "PAR1"; a truncated file loses the footer.
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         raise CorruptFile(
@@ -314,25 +320,44 @@ def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> int:
     except (pa.ArrowInvalid, OSError) as err:
         raise CorruptFile(f"Parquet file cannot be read: {err}", path=str(file)) from None
     if schema is not None and not table.schema.equals(schema, check_metadata=False):
+        table = _evolved(table, schema)
+    if schema is not None and not table.schema.equals(schema, check_metadata=False):
         raise CorruptFile(
             f"Parquet schema differs from {PACKAGE_FORMAT}: {table.schema.names}",
             path=str(file),
         )
-    return int(table.num_rows)
+    return table
+
+
+def _evolved(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table written before a nullable field was added inside one of its columns (an
+    additive contract change, such as the inventory's CPU topology), cast to the current
+    schema with that field null; the table unchanged when it differs in any other way."""
+    if table.schema.names != schema.names:
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return table
 
 
 class EvidencePackage:
     """A package opened for reading. Tables load lazily; use :func:`verify_package` first
-    when the package comes from elsewhere."""
+    when the package comes from elsewhere (its report's ``package`` reuses what it read)."""
 
-    def __init__(self, path: Path | str, manifest: Manifest | None = None):
+    def __init__(self, path: Path | str, manifest: Manifest | None = None,
+                 tables: dict[str, pa.Table] | None = None):
         self.path = Path(path)
         self.manifest = manifest or read_manifest(self.path)
+        self._decoded = dict(tables or {})
+        """Tables already decoded from these files (by verification)."""
 
     def table(self, name: str) -> pa.Table:
         """One of the package's tables by name (``samples``, ``artifacts``...)."""
         if name not in TABLE_SCHEMAS:
             raise BadInput(f"no table {name!r}; tables are {sorted(TABLE_SCHEMAS)}")
+        if name in self._decoded:
+            return self._decoded[name]
         try:
             return pq.read_table(self.path / f"{name}.parquet", schema=TABLE_SCHEMAS[name])
         except (pa.ArrowInvalid, OSError) as err:

@@ -235,9 +235,10 @@ class Replayer:
 
     def replay(self, path: Path | str) -> ReplayResult:
         root = Path(path)
-        if self.verify:
-            verify_package(root)
-        package = EvidencePackage(root)
+        # Verification decodes every table and artifact; its package hands them on, so a
+        # verified replay reads each file once.
+        package = (verify_package(root).package if self.verify else None) \
+            or EvidencePackage(root)
         inputs = RunInputs.from_config(package.config, path=str(root / "config.json"))
         config = apply_overrides(inputs.chain, self.overrides) if self.overrides else None
         view, verify_view = package_views(package, inputs)

@@ -99,15 +99,16 @@ class EvidenceView:
         hosts = sorted({f.header.host for f in frames})
         host = _pick_host(hosts, host)
         frames = [f for f in frames if f.header.host == host]
-        samples = _concat([_tag(f, f.samples) for f in frames])
-        processes = _concat([_tag(f, f.processes) for f in frames])
-        events = _concat([_tag(f, f.events) for f in frames])
         last = max(frames, key=lambda f: (f.header.sent_at_ns, f.header.seq))
         inventory = next(
             (f.header.inventory for f in sorted(frames, key=lambda f: -f.header.seq)
              if f.header.inventory is not None), None)
         modes: dict[str, str] = {c.source: c.mode for c in last.header.capabilities}
-        return cls._build(host, samples, processes, events, inventory, modes, start_ns, end_ns)
+        batch_ids = pa.array([f.batch_id for f in frames], pa.string())
+        return cls._build(host, _stack(frames, "samples", batch_ids, host),
+                          _stack(frames, "processes", batch_ids, host),
+                          _stack(frames, "events", batch_ids, host),
+                          inventory, modes, start_ns, end_ns)
 
     @classmethod
     def from_tables(cls, tables: dict[str, pa.Table], *, host: str | None = None,
@@ -116,22 +117,20 @@ class EvidenceView:
         for name in ("samples", "processes", "events"):
             if name not in tables:
                 raise BadInput("missing from the telemetry tables", field=name)
-        hosts = sorted(set(tables["samples"].column("host").to_pylist()))
+        hosts = _hosts_of(tables["samples"])
         host = _pick_host(hosts, host)
 
         def only(t: pa.Table) -> pa.Table:
-            return t.filter(pc.equal(t.column("host"), host)) if t.num_rows else t
+            # Most packages hold one host: filtering would copy every column for nothing.
+            if not t.num_rows or _hosts_of(t) == [host]:
+                return t
+            return t.filter(pc.equal(t.column("host"), host))
 
         inventory = None
         modes: dict[str, str] = {}
         batches = tables.get("batches")
         if batches is not None and batches.num_rows:
-            rows = sorted(only(batches).to_pylist(), key=lambda r: (r["sent_at_ns"], r["seq"]))
-            for row in rows:
-                if row["inventory"] is not None:
-                    inventory = Inventory.model_validate(row["inventory"])
-            if rows:
-                modes = {c["source"]: c["mode"] for c in rows[-1]["capabilities"]}
+            inventory, modes = _header_state(only(batches))
         return cls._build(host, only(tables["samples"]), only(tables["processes"]),
                           only(tables["events"]), inventory, modes, start_ns, end_ns)
 
@@ -141,30 +140,17 @@ class EvidenceView:
                start_ns: int | None, end_ns: int | None) -> EvidenceView:
         if samples.num_rows == 0:
             raise BadInput(f"host {host!r} has no samples in this window", field="samples")
-        ts_all = samples.column("ts_ns").to_numpy()
+        ts_all = _numpy(samples.column("ts_ns"))
         lo = int(ts_all.min()) if start_ns is None else start_ns
         hi = int(ts_all.max()) if end_ns is None else end_ns
         if hi < lo:
             raise BadInput("the window ends before it starts", field="end_ns")
         if start_ns is not None or end_ns is not None:
-            mask = pc.and_(pc.greater_equal(samples.column("ts_ns"), lo),
-                           pc.less_equal(samples.column("ts_ns"), hi))
-            samples = samples.filter(mask)
-            if events.num_rows:
-                events = events.filter(pc.and_(pc.greater_equal(events.column("ts_ns"), lo),
-                                               pc.less_equal(events.column("ts_ns"), hi)))
-            if processes.num_rows:
-                processes = processes.filter(
-                    pc.and_(pc.greater_equal(processes.column("ts_ns"), lo),
-                            pc.less_equal(processes.column("ts_ns"), hi)))
-        series = _series_of(samples)
-        # Batches: their first and last sample time, for evidence references.
-        bdf = pl.from_arrow(samples.select(["batch_id", "ts_ns"]))
-        assert isinstance(bdf, pl.DataFrame)
-        spans = (bdf.group_by("batch_id").agg(pl.col("ts_ns").min().alias("first"),
-                                              pl.col("ts_ns").max().alias("last"))
-                 .sort(["first", "batch_id"]))
-        grid = np.unique(samples.column("ts_ns").to_numpy())
+            samples = _within(samples, lo, hi)
+            events = _within(events, lo, hi)
+            processes = _within(processes, lo, hi)
+        series, grid = _series_of(samples)
+        batch_ids, batch_first, batch_last = _batch_spans(samples)
         resolution = float(np.median(np.diff(grid)) / 1e9) if grid.shape[0] > 1 else 1.0
         event_rows = tuple(
             EventRow(ts_ns=r["ts_ns"], kind=r["kind"], entity=r["entity"], source=r["source"],
@@ -173,7 +159,10 @@ class EvidenceView:
             for r in sorted(events.to_pylist(), key=lambda r: (r["ts_ns"], r["kind"],
                                                                  r["entity"]))
         ) if events.num_rows else ()
-        procs = pl.from_arrow(processes) if processes.num_rows else pl.DataFrame()
+        # One chunk: a frame-built table has a chunk per batch, and every filter a role runs
+        # on a many-chunk frame pays per chunk.
+        procs = pl.from_arrow(_in_time_order(processes).combine_chunks()) \
+            if processes.num_rows else pl.DataFrame()
         assert isinstance(procs, pl.DataFrame)
         by_metric: dict[str, list[SeriesKey]] = {}
         for key in series:
@@ -181,8 +170,8 @@ class EvidenceView:
         return cls(
             host=host, start_ns=lo, end_ns=hi, resolution_s=max(resolution, 1e-3),
             series=series, events=event_rows, processes=procs, inventory=inventory,
-            source_modes=modes, batch_ids=tuple(spans["batch_id"].to_list()),
-            batch_first_ns=spans["first"].to_numpy(), batch_last_ns=spans["last"].to_numpy(),
+            source_modes=modes, batch_ids=batch_ids,
+            batch_first_ns=batch_first, batch_last_ns=batch_last,
             expected_interval_s=max(resolution, 1e-3), grid=grid, _by_metric=by_metric,
         )
 
@@ -237,45 +226,186 @@ def _pick_host(hosts: list[str], host: str | None) -> str:
     return host
 
 
-def _tag(frame: BatchFrame, table: pa.Table) -> pa.Table:
-    n = table.num_rows
-    return table.add_column(0, "host", pa.array([frame.header.host] * n, pa.string())) \
-        .add_column(0, "batch_id", pa.array([frame.batch_id] * n, pa.string()))
+def _hosts_of(table: pa.Table) -> list[str]:
+    return sorted(pc.unique(table.column("host")).to_pylist())
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+def _numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    out: np.ndarray = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _stack(frames: Sequence[BatchFrame], name: str, batch_ids: pa.Array, host: str) -> pa.Table:
+    """One row table of many frames, with ``batch_id`` and ``host`` columns in front (the
+    layout of a package's tables), built with one ``take`` instead of a column per frame."""
+    tables = [getattr(f, name) for f in frames]
+    rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    counts = np.fromiter((t.num_rows for t in tables), np.int64, len(tables))
+    owner = np.repeat(np.arange(len(tables), dtype=np.int64), counts)
+    return rows.add_column(0, "host", pa.repeat(pa.scalar(host, pa.string()), rows.num_rows)) \
+        .add_column(0, "batch_id", batch_ids.take(pa.array(owner)))
+
+
+def _within(table: pa.Table, lo: int, hi: int) -> pa.Table:
+    """Rows with ``lo <= ts_ns <= hi`` (the table itself when every row already is)."""
+    if not table.num_rows:
+        return table
+    ts = table.column("ts_ns")
+    bounds = pc.min_max(ts)
+    if bounds["min"].as_py() >= lo and bounds["max"].as_py() <= hi:
+        return table
+    return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
+
+
+def _in_time_order(table: pa.Table) -> pa.Table:
+    """Process rows sorted by (time, pid), so the view does not depend on the order batches
+    or rows arrived in (the table itself when already sorted, as a package's always is)."""
+    ts = _numpy(table.column("ts_ns"))
+    pid = _numpy(table.column("pid")) if "pid" in table.column_names else np.zeros_like(ts)
+    if ts.shape[0] < 2:
+        return table
+    step = np.diff(ts)
+    if step.min() >= 0 and bool(np.all(np.diff(pid)[step == 0] > 0)):
+        return table
+    return table.take(pa.array(np.lexsort((pid, ts))))
+
+
+def _header_state(batches: pa.Table) -> tuple[Inventory | None, dict[str, str]]:
+    """The inventory of the last batch (by send time, then sequence) that carried one, and
+    the source modes of the last batch."""
+    order = np.lexsort((_numpy(batches.column("seq")), _numpy(batches.column("sent_at_ns"))))
+    last = int(order[-1])
+    modes = {c["source"]: c["mode"]
+             for c in batches.column("capabilities")[last].as_py() or []}
+    carried = _numpy(pc.is_valid(batches.column("inventory")))
+    with_inventory = order[carried[order]]
+    inventory = None
+    if with_inventory.shape[0]:
+        inventory = Inventory.model_validate(
+            batches.column("inventory")[int(with_inventory[-1])].as_py())
+    return inventory, modes
 
 
 def _label_keys(labels: Any) -> pa.Array:
     """One ``k=v,k=v`` string per row of a map column (keys arrive sorted from the contract)."""
     labels = labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
     if len(labels.keys) == 0:
-        return pa.array([""] * len(labels), pa.string())
+        return pa.repeat(pa.scalar("", pa.string()), len(labels))
     pairs = pc.binary_join_element_wise(labels.keys, labels.items, "=")
     as_list = pa.ListArray.from_arrays(labels.offsets, pairs)
     return pc.fill_null(pc.binary_join(as_list, "\x1f"), "")
 
 
-def _series_of(samples: pa.Table) -> dict[SeriesKey, Series]:
-    frame = pl.DataFrame({
-        "metric": pl.from_arrow(samples.column("metric")),
-        "entity": pl.from_arrow(samples.column("entity")),
-        "lkey": pl.from_arrow(_label_keys(samples.column("labels"))),
-        "ts": pl.from_arrow(samples.column("ts_ns")),
-        "value": pl.from_arrow(samples.column("value")),
-    }).sort(["metric", "entity", "lkey", "ts"])
-    ts = frame["ts"].to_numpy()
-    values = frame["value"].to_numpy().astype(np.float64, copy=False)
-    groups = (frame.with_row_index("row")
-              .group_by(["metric", "entity", "lkey"], maintain_order=True)
-              .agg(pl.col("row").first().alias("start"), pl.len().alias("n")))
+def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Per-row codes of a string column, numbered in the strings' sort order, and the
+    sorted distinct strings (a code's string is ``names[code]``)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = pc.dictionary_encode(column)
+    names = encoded.dictionary.to_pylist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), np.int64)
+    rank[order] = np.arange(len(names), dtype=np.int64)
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
+
+
+DENSE_KEY_LIMIT = 1 << 24
+"""Largest (metric x entity x label set) product numbered through a dense table; beyond it
+the distinct keys are found by sorting."""
+
+
+def _series_of(samples: pa.Table) -> tuple[dict[SeriesKey, Series], np.ndarray]:
+    """Every series of the samples (in (metric, entity, label key) order) and the grid.
+
+    One stable sort by series number keeps each series' rows in arrival order, which is time
+    order whenever the rows arrived sorted by time (a package's or a journal's always do);
+    otherwise one stable (series, time) sort puts them right. Each series is then a slice
+    of two read-only arrays: no per-series filtering, no copies.
+    """
+    metric, metrics = _sorted_codes(samples.column("metric"))
+    entity, entities = _sorted_codes(samples.column("entity"))
+    lkey, lkeys = _sorted_codes(_label_keys(samples.column("labels")))
+    key = (metric * len(entities) + entity) * len(lkeys) + lkey
+    space = len(metrics) * len(entities) * len(lkeys)
+    if space <= DENSE_KEY_LIMIT:
+        present = np.flatnonzero(np.bincount(key, minlength=space))
+        number = np.empty(space, np.int64)
+        number[present] = np.arange(present.shape[0], dtype=np.int64)
+        row_series = number[key]
+    else:
+        present, row_series = np.unique(key, return_inverse=True)
+    n_series = present.shape[0]
+    ts_raw = _numpy(samples.column("ts_ns"))
+    narrow = row_series.astype(np.uint16) if n_series <= 1 << 16 else row_series
+    order = np.argsort(narrow, kind="stable")  # radix sort for 16-bit keys
+    ts = ts_raw[order]
+    counts = np.bincount(row_series, minlength=n_series)
+    starts = np.zeros(n_series + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    steps = np.diff(ts)
+    steps[starts[1:-1] - 1] = 0  # a series boundary is not a step back in time
+    if steps.shape[0] and steps.min() < 0:
+        order = np.lexsort((ts_raw, row_series))
+        ts = ts_raw[order]
+    values = _numpy(samples.column("value")).astype(np.float64, copy=False)[order]
+    ts.flags.writeable = False
+    values.flags.writeable = False
+    grid = _grid(ts_raw)
     out: dict[SeriesKey, Series] = {}
-    for metric, entity_name, lkey, start, n in groups.iter_rows():
+    per_label = len(lkeys)
+    per_entity = len(entities) * per_label
+    for i, code in enumerate(present.tolist()):
+        m, rest = divmod(code, per_entity)
+        e, lk = divmod(rest, per_label)
+        text = lkeys[lk]
         labels: LabelKey = tuple(
-            tuple(p.split("=", 1)) for p in lkey.split("\x1f")
-        ) if lkey else ()
-        sl = slice(start, start + n)
-        out[(metric, entity_name, labels)] = Series(metric, entity_name, labels, ts[sl],
-                                                    values[sl])
-    return out
+            (k, v) for k, _, v in (p.partition("=") for p in text.split("\x1f"))
+        ) if text else ()
+        sl = slice(int(starts[i]), int(starts[i + 1]))
+        name, ent = metrics[m], entities[e]
+        out[(name, ent, labels)] = Series(name, ent, labels, ts[sl], values[sl])
+    return out, grid
+
+
+def _grid(ts: np.ndarray) -> np.ndarray:
+    """Distinct sample times, ascending (without a sort when they arrived in order)."""
+    steps = np.diff(ts)
+    if steps.shape[0] and steps.min() < 0:
+        grid = np.unique(ts)
+    else:
+        grid = ts[np.concatenate(([True], steps != 0))]
+    grid.flags.writeable = False
+    return grid
+
+
+def _batch_spans(samples: pa.Table) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Each batch's first and last sample time, ordered by (first, batch id).
+
+    Rows of one batch arrive together, so the batch column is cut into runs (a cheap
+    neighbour comparison) and only the runs are grouped, not every row.
+    """
+    column = samples.column("batch_id")
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    ts = _numpy(samples.column("ts_ns"))
+    n = len(column)
+    if n == 0:
+        return (), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if n > 1:
+        changed = _numpy(pc.not_equal(column.slice(1), column.slice(0, n - 1)))
+        starts = np.concatenate(([0], np.flatnonzero(changed) + 1))
+    else:
+        starts = np.zeros(1, np.int64)
+    run_first = np.minimum.reduceat(ts, starts)
+    run_last = np.maximum.reduceat(ts, starts)
+    encoded = pc.dictionary_encode(column.take(pa.array(starts)))
+    ids = encoded.dictionary.to_pylist()
+    which = encoded.indices.to_numpy(zero_copy_only=False)
+    first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
+    last = np.full(len(ids), np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(first, which, run_first)
+    np.maximum.at(last, which, run_last)
+    order = sorted(range(len(ids)), key=lambda i: (int(first[i]), ids[i]))
+    pick = np.array(order, np.int64)
+    return tuple(ids[i] for i in order), first[pick], last[pick]
