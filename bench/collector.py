@@ -504,10 +504,23 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
         + ", ".join(f"`{m}` {v / MIB:.0f} MiB" for m, v in inproc["import_rss_bytes"].items())
         + ".",
         "",
+        BEFORE,
+        "",
         READING,
     ]
     return "\n".join(lines)
 
+
+BEFORE = """Before (same script, same machine; `sreagent collect`, Arrow encoding, per-scan opens of
+/proc/<pid> files, the cursor replaced with two fsyncs per acknowledgement): 2026-11-29 06:33
+UTC, load 9.9/8.7: fast sample 2.93 ms, full snapshot 36.46 ms (process scan 30.37 ms), batch
+build + Arrow encode + spool 2.56 ms, send 2.76 ms, all sources RSS 258.1 MiB and 1.97 % of a
+core (19.75 ms per batch, ratio 1.08), without eBPF RSS 140.7 MiB and 2.12 % (21.25 ms per
+batch, ratio 1.05). Re-measured at 09:25 UTC the same day after atomic writes left
+`sreagent.evidence` (load 8.5/7.2): fast sample 2.78 ms, full snapshot 35.67 ms (process scan
+29.97 ms), build + encode + spool 4.31 ms, send 2.56 ms, all sources 258.6 MiB and 1.77 %
+(17.75 ms per batch, ratio 0.99), without eBPF 143.1 MiB and 1.75 % (17.50 ms, ratio 1.09):
+polars was still loaded, by the CLI's other command groups, not by the collector."""
 
 READING = """Reading the figures. The daemon's CPU per interval is the facade's sample (the
 built-in sources), the batch build and encode (JSON through pydantic-core, gzipped by the

@@ -78,6 +78,9 @@ class SamplerOptions:
     """Hardware inventory every N samples (and on the first)."""
     scrape_every: int = 1
     """Scrape targets every N samples."""
+    capability_every: int = 30
+    """A source's own capability check runs again after N of its reads (and after its first
+    read, and whenever a read fails or recovers); reports in between reuse the last answer."""
     top_n: int = 10
     """Processes enriched per ranking (CPU, RSS, IO)."""
     pss_top: int = 0
@@ -95,7 +98,13 @@ class SamplerOptions:
     scrape_targets: tuple[ScrapeTarget, ...] = ()
 
     def __post_init__(self) -> None:
-        for key in ("process_every", "cgroup_every", "inventory_every", "scrape_every"):
+        for key in (
+            "process_every",
+            "cgroup_every",
+            "inventory_every",
+            "scrape_every",
+            "capability_every",
+        ):
             if getattr(self, key) < 1:
                 raise BadInput(f"{key} must be at least 1, got {getattr(self, key)}", field=key)
         for key in ("top_n", "pss_top", "cgroup_max", "cgroup_depth"):
@@ -120,6 +129,10 @@ class _Slot:
     errors_total: int = 0
     cpu_ns: int = 0
     """Thread CPU time of the last read."""
+    reads: int = 0
+    cap: SourceCapability | None = None
+    """The source's last capability answer, computed when it had ``cap_reads`` reads."""
+    cap_reads: int = -1
 
 
 @dataclass
@@ -233,16 +246,31 @@ class Sampler:
     def capabilities(self) -> list[SourceCapability]:
         """Mode and reason of every source; shed and failing sources say so."""
         out = []
+        every = self.options.capability_every
         for slot in self._state.slots:
             name = slot.source.name
             if slot.shed:
                 out.append(capability(name, "off", "shed under CPU pressure"))
                 continue
-            try:
-                cap = slot.source.capability()
-            except Exception as err:  # a broken capability check must not hide the others
-                out.append(capability(name, "off", f"capability check failed: {_describe(err)}"))
-                continue
+            # Several sources check by reading their files again, and the daemon asks every
+            # interval: about 1 ms of CPU for the whole set here, for answers that change
+            # rarely. Asked again after the first read, every ``capability_every`` reads, and
+            # when a read fails or recovers (which clears ``cap``).
+            stale = (
+                slot.cap is None
+                or (slot.cap_reads == 0 and slot.reads > 0)
+                or slot.reads - slot.cap_reads >= every
+            )
+            cap = slot.cap
+            if stale or cap is None:
+                try:
+                    cap = slot.cap = slot.source.capability()
+                except Exception as err:  # a broken capability check must not hide the others
+                    slot.cap = None
+                    reason = f"capability check failed: {_describe(err)}"
+                    out.append(capability(name, "off", reason))
+                    continue
+                slot.cap_reads = slot.reads
             if slot.error is not None:
                 cap = capability(
                     name, "off", f"last read failed: {slot.error} (was {cap.mode}: {cap.reason})"
@@ -266,16 +294,21 @@ class Sampler:
                 slot.due_in -= 1
                 continue
             slot.due_in = slot.every - 1
+            slot.reads += 1
             started = time.thread_time_ns()
             try:
                 got = slot.source.read(now_ns)
             except Exception as err:  # the loop outlives any one source
+                if slot.error is None:
+                    slot.cap = None  # its capability may have changed with the failure
                 slot.error = _describe(err)
                 slot.errors_total += 1
                 continue
             finally:
                 slot.cpu_ns = time.thread_time_ns() - started
                 costs[slot.source.name] = slot.cpu_ns / 1e9
+            if slot.error is not None:
+                slot.cap = None  # recovered
             slot.error = None
             merged.samples.extend(got.samples)
             merged.processes.extend(got.processes)
@@ -345,6 +378,7 @@ class Sampler:
             if slot.shed and (wanted is None or slot.source.name in wanted):
                 slot.shed = False
                 slot.due_in = 0
+                slot.cap = None
                 _set_active(slot.source, True)
                 back.append(slot.source.name)
         return back

@@ -17,11 +17,11 @@ import contextlib
 import heapq
 import os
 import resource
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sreagent.collector._common import (
     Interval,
+    KeptFiles,
     capability,
     pick_values,
     read_optional,
@@ -182,7 +182,9 @@ class PidStat(NamedTuple):
 def parse_pid_stat(raw: bytes) -> PidStat:
     close = raw.rfind(b")")
     comm = raw[raw.find(b"(") + 1 : close].decode("utf-8", "replace")
-    f = raw[close + 2 :].split()
+    # Only the first 22 fields after comm are used; not splitting the other thirty saves
+    # about a third of the parse, 300 times per scan.
+    f = raw[close + 2 :].split(None, 22)
     return PidStat(
         comm=comm[:64],
         state=f[0].decode()[:1],
@@ -253,8 +255,9 @@ def pick_cgroup(raw: bytes) -> str:
     return by_controller.get("", by_controller.get("memory", ""))[:512]
 
 
-@dataclass
-class _Prev:
+class _Prev(NamedTuple):
+    """The previous scan's reading of one process (a tuple: 300 of them per scan)."""
+
     start_ticks: int
     cpu_ticks: int
     io: tuple[int, int] | None
@@ -284,6 +287,9 @@ class ProcessSource:
         self._io_denied: list[int] = []
         self._io_seen = 0
         self._kept = PidFiles(self._proc_s, max_processes=max_kept_processes())
+        # The top processes change little from one scan to the next: their cmdline, cgroup
+        # and limits files are kept open too (three per process and ranking).
+        self._top_files = KeptFiles(limit=9 * top_n)
 
     def capability(self) -> SourceCapability:
         if not (self._proc / "self/stat").exists():
@@ -380,6 +386,8 @@ class ProcessSource:
         top_rss = [pid for _, pid in heapq.nlargest(n, rank_rss)]
         top_io = [pid for _, pid in heapq.nlargest(n, rank_io)]
         top = list(dict.fromkeys(top_cpu + top_rss + top_io))
+        prefixes = tuple(f"{proc}/{pid}/" for pid in top)
+        self._top_files.forget_unless(lambda path: path.startswith(prefixes))
         samples: list[Sample] = [sample(now_ns, "processes_total", "host", len(rows))]
         for pid in top:
             self._enrich(pid, rows[pid], samples, now_ns, pss=pid in top_rss[: self._pss_top])
@@ -396,10 +404,11 @@ class ProcessSource:
     ) -> None:
         base = f"{self._proc_s}/{pid}"
         entity = f"process/{pid}"
-        raw = read_optional(f"{base}/cmdline")
+        kept = self._top_files
+        raw = kept.read(f"{base}/cmdline")
         if raw:
             row["cmdline"] = parse_cmdline(raw)
-        raw = read_optional(f"{base}/cgroup")
+        raw = kept.read(f"{base}/cgroup")
         if raw:
             row["cgroup"] = pick_cgroup(raw)
         # Fails when the process exited, or for another user's fds without CAP_SYS_PTRACE.
@@ -409,7 +418,7 @@ class ProcessSource:
         samples.append(sample(now_ns, "process_rss_bytes", entity, float(row["rss_bytes"])))
         fds = row.get("fds")
         if isinstance(fds, int):
-            raw = read_optional(f"{base}/limits")
+            raw = kept.read(f"{base}/limits")
             limit = parse_nofile_limit(raw) if raw else None
             if limit:
                 samples.append(sample(now_ns, "process_fds_used_ratio", entity, fds / limit))
@@ -421,3 +430,4 @@ class ProcessSource:
 
     def close(self) -> None:
         self._kept.close()
+        self._top_files.close()

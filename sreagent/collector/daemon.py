@@ -17,6 +17,7 @@ time; ``seq`` counts from 1 within an epoch. The controller deduplicates on the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -487,6 +488,10 @@ class CollectorDaemon:
             self.identity.producer_epoch,
             self.settings.interval_seconds,
         )
+        # Everything alive now (modules, pydantic schemas, open sources) lives as long as the
+        # process: move it out of the collector's sight, so the periodic full collections
+        # the sampling loop's garbage triggers walk only what the loop made.
+        gc.freeze()
         try:
             due = self._monotonic()
             built = 0

@@ -247,3 +247,47 @@ def test_trusted_process_rows_are_indistinguishable_from_validated_ones(tmp_path
         ):
             assert getattr(row, attr) == getattr(validated, attr), attr
         assert row.model_dump_json() == validated.model_dump_json()
+
+
+@dataclass
+class Counting(Scripted):
+    """A scripted source that counts its capability checks and can change its answer."""
+
+    checks: int = 0
+    mode: str = "kernel"
+
+    def capability(self) -> SourceCapability:
+        self.checks += 1
+        return capability(self.name, self.mode, f"check {self.checks}")  # type: ignore[arg-type]
+
+
+def test_capability_checks_are_reused_between_reads_and_redone_when_due() -> None:
+    src = Counting("src", script=[1.0, 1.0, RuntimeError("gone"), 1.0] + [1.0] * 20)
+    sampler = Sampler(sources=[src], options=SamplerOptions(capability_every=3))
+    assert sampler.capabilities()[0].reason == "check 1"  # before any read
+    sampler.sample(T0)
+    src.mode = "fallback"
+    # after the first read the check runs again, then its answer is reused
+    assert sampler.capabilities()[0].mode == "fallback"
+    assert src.checks == 2
+    sampler.capabilities()
+    sampler.capabilities()
+    assert src.checks == 2
+    sampler.sample(T0 + SECOND)
+    sampler.sample(T0 + 2 * SECOND)  # fails: reported as off with the error, whatever cached
+    cap = sampler.capabilities()[0]
+    assert cap.mode == "off" and "RuntimeError: gone" in cap.reason
+    assert src.checks == 3  # the failure made the cached answer stale
+    src.mode = "kernel"
+    sampler.sample(T0 + 3 * SECOND)  # recovers: asked again
+    assert sampler.capabilities()[0].mode == "kernel"
+    assert src.checks == 4
+    for n in range(4, 7):
+        sampler.sample(T0 + n * SECOND)
+    sampler.capabilities()
+    assert src.checks == 5  # three reads later: due again
+
+
+def test_capability_every_must_be_positive() -> None:
+    with pytest.raises(BadInput, match="capability_every"):
+        SamplerOptions(capability_every=0)
