@@ -37,8 +37,9 @@ class Ring:
     def __init__(self, capacity: int, initial: int = 16):
         self.capacity = capacity
         size = min(capacity, initial)
-        self._ts = np.zeros(size, dtype=np.int64)
-        self._values = np.zeros(size, dtype=np.float64)
+        # Uninitialised: only the first ``count`` slots (from ``pos``) are ever read.
+        self._ts = np.empty(size, dtype=np.int64)
+        self._values = np.empty(size, dtype=np.float64)
         self.count = 0
         self.pos = 0
 
@@ -263,20 +264,25 @@ def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.nda
     else:
         label_code = None
     order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    groups = np.split(order, bounds)
-    groups.sort(key=lambda rows: int(rows[0]))  # first appearance, as the rows came
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+    ends = np.append(starts[1:], n)
+    firsts = order[starts]  # each series' first row (stable sort: its lowest index)
+    appearance = np.argsort(firsts, kind="stable")  # series in order of first appearance
+    ts_sorted = samples.column("ts_ns").to_numpy()[order]
+    values_sorted = samples.column("value").to_numpy()[order]
     metrics = metric.dictionary.to_pylist()
     entities = entity.dictionary.to_pylist()
-    ts_all = samples.column("ts_ns").to_numpy()
-    values_all = samples.column("value").to_numpy()
+    keys_m = metric_idx[firsts].tolist()
+    keys_e = entity_idx[firsts].tolist()
+    keys_l = label_code[firsts].tolist() if label_code is not None else None
+    lo_all, hi_all = starts.tolist(), ends.tolist()
     out: dict[SeriesKey, tuple[np.ndarray, np.ndarray]] = {}
-    for rows in groups:
-        first = int(rows[0])
-        labels = label_sets[int(label_code[first])] if label_code is not None else ()
-        key = (metrics[metric_idx[first]], entities[entity_idx[first]], labels)
-        ts, values = ts_all[rows], values_all[rows]
-        if len(ts) > 1 and np.any(np.diff(ts) < 0):
+    for g in appearance.tolist():
+        lo, hi = lo_all[g], hi_all[g]
+        key = (metrics[keys_m[g]], entities[keys_e[g]],
+               label_sets[keys_l[g]] if keys_l is not None else ())
+        ts, values = ts_sorted[lo:hi], values_sorted[lo:hi]
+        if hi - lo > 1 and np.any(np.diff(ts) < 0):
             order_in = np.argsort(ts, kind="stable")
             ts, values = ts[order_in], values[order_in]
         out[key] = (ts, values)
