@@ -467,14 +467,17 @@ def _network(scope: Scope) -> list[Candidate]:
 
 
 def _busiest_nic(scope: Scope) -> str | None:
-    """The NIC whose transmit packet rate rose most in the incident, when one did.
+    """The NIC that sent the most bytes during the incident, when any sent some.
 
     Live lab (issue 10): loss in the path (a dropping middlebox, a shaper's queue) leaves no
     drop or error on any NIC of this host, yet the retransmitting traffic leaves through one
-    NIC; the host's first NIC in name order says nothing about which one."""
-    rises = sorted((scope.rise(s), s.entity)
-                   for s in scope.view.metric("network_transmit_packets_per_second"))
-    return rises[-1][1] if rises and rises[-1][0] > 0 else None
+    NIC, most likely the busiest; the host's first NIC in name order says nothing about which.
+    The level is compared, not the rise (TCP backs off under loss), and loopback is left out
+    (it has no path to lose packets on; local services keep it busy)."""
+    peaks = sorted((scope.peak(s), s.entity)
+                   for s in scope.view.metric("network_transmit_bytes_per_second")
+                   if s.entity != "nic/lo")
+    return peaks[-1][1] if peaks and peaks[-1][0] > 0 else None
 
 
 def _default_nic(view: EvidenceView) -> str:
