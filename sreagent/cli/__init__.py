@@ -31,6 +31,7 @@ EXIT_BAD_INPUT = 2
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from sreagent.cli import (  # noqa: F401
+        _app,
         _collect,
         _demo,
         _eval,
