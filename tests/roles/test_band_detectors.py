@@ -5,6 +5,7 @@ within three samples of leaving their baseline band, by the ground truth's own d
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sreagent.artifacts import AnomalyFinding
 from sreagent.roles import detect, observe
@@ -143,3 +144,26 @@ def test_band_exits_are_causal() -> None:
     whole, part = scores(full), scores(cut)
     assert part.max() > 0, "the cut window must already contain the band exit"
     np.testing.assert_array_equal(whole[: part.shape[0]], part)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["05_memory_leak_oom_host", "09_filesystem_full",
+                                      "24_collective_straggler", "12_packet_loss"])
+def test_library_faults_are_detected_within_three_samples(scenario: str) -> None:
+    """A leak, a filling filesystem, a straggler and packet loss from the scenario library:
+    the chain's incident opens within three samples of the ground truth's visibility."""
+    from sreagent.chain.lab import lab_verdict
+    from sreagent.scenarios import generate, load_scenario
+
+    verdict = lab_verdict(generate(load_scenario(scenario)))
+    assert verdict["correct"] and verdict["localised"], verdict
+    assert 0 <= verdict["detection_delay_samples"] <= 3, verdict
+
+
+@pytest.mark.slow
+def test_a_library_control_with_cron_and_backups_opens_no_incident() -> None:
+    from sreagent.chain.lab import lab_verdict
+    from sreagent.scenarios import generate, load_scenario
+
+    verdict = lab_verdict(generate(load_scenario("29_control_web_cron_backup")))
+    assert verdict["incident"] is False, verdict
