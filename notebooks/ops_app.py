@@ -22,6 +22,7 @@ def _():
         gate_decisions,
         hosts_table,
         incidents_table,
+        latest_reports_table,
         runs_table,
     )
     return (
@@ -31,6 +32,7 @@ def _():
         gate_decisions,
         hosts_table,
         incidents_table,
+        latest_reports_table,
         mo,
         os,
         runs_table,
@@ -55,13 +57,24 @@ def _(client, mo):
 
 
 @app.cell
-def _(client, get_decisions, hosts_table, incidents_table, mo, refresh, runs_table):
+def _(
+    client,
+    get_decisions,
+    hosts_table,
+    incidents_table,
+    latest_reports_table,
+    mo,
+    refresh,
+    runs_table,
+):
     refresh.value, get_decisions()
     runs = client.runs()
     mo.vstack(
         [
             mo.md("## Hosts"),
             mo.ui.table(hosts_table(client.hosts()), selection=None),
+            mo.md("## Latest diagnosis per host"),
+            mo.ui.table(latest_reports_table(client.latest_reports()), selection=None),
             mo.md("## Open incidents"),
             mo.ui.table(incidents_table(client.incidents("open")), selection=None),
             mo.md("## Runs (newest first)"),

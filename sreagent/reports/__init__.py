@@ -18,6 +18,7 @@ from sreagent.reports._ops import (
     gate_decisions,
     hosts_table,
     incidents_table,
+    latest_reports_table,
     runs_table,
 )
 from sreagent.reports._package import (
@@ -70,6 +71,7 @@ __all__ = [
     "incidents_table",
     "key_signals",
     "knob_overrides",
+    "latest_reports_table",
     "list_packages",
     "load_postmortem",
     "markers",

@@ -54,6 +54,11 @@ class ControllerClient:
         )
         return hosts
 
+    def latest_reports(self) -> dict[str, dict[str, Any]]:
+        """Per host, the newest incident report and its run (``/api/v1/agent/rca``)."""
+        hosts: dict[str, dict[str, Any]] = self._call("GET", "/api/v1/agent/rca").get("hosts", {})
+        return hosts
+
     def incidents(self, state: str = "open") -> list[dict[str, Any]]:
         return list(
             self._call("GET", "/api/v1/incidents", params={"state": state}).get("incidents", [])
@@ -104,6 +109,26 @@ def hosts_table(hosts: dict[str, dict[str, Any]]) -> pl.DataFrame:
         "collector": pl.String,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+def latest_reports_table(reports: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    """Per host, the newest incident report's headline: what the chain last concluded there."""
+    keys = ("host", "run_id", "title", "severity", "top_hypothesis", "verification")
+    rows = []
+    for host, entry in sorted(reports.items()):
+        report = entry.get("report", {})
+        top = (report.get("top_hypotheses") or [{}])[0]
+        rows.append(
+            {
+                "host": host,
+                "run_id": str(entry.get("run_id", "")),
+                "title": str(report.get("title", "")),
+                "severity": str(report.get("severity", "")),
+                "top_hypothesis": f"{top['fault_class']} at {top['entity']}" if top else "",
+                "verification": str(report.get("verification", "")),
+            }
+        )
+    return pl.DataFrame(rows, schema=dict.fromkeys(keys, pl.String))
 
 
 def runs_table(runs: list[dict[str, Any]]) -> pl.DataFrame:

@@ -90,3 +90,17 @@ def test_regression_report_fails_when_a_figure_drops(lab_package: Path, tmp_path
     mismatched = sreagent("report", "regression", "-o", str(tmp_path / "x.html"), *subset[:2],
                           "--replays", str(lab_package.parent), "--baseline", str(baseline))
     assert mismatched.returncode == 2 and "do not compare" in mismatched.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_pdf_is_the_html_printed_by_headless_chromium(postmortem_html: Path, tmp_path: Path) -> None:
+    from sreagent.reports import html_to_pdf
+    from tests.conftest import require_binary
+
+    require_binary("chromium")
+    pdf = tmp_path / "report.pdf"
+    html_to_pdf(postmortem_html, pdf)
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert data.count(b"/Type /Page") >= 2 or data.count(b"/Type/Page") >= 2  # a multi-page report
