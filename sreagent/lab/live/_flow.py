@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from sreagent.lab.live._client import ControllerClient
 from sreagent.lab.live._errors import LabFailed, LabRefused
 from sreagent.lab.live._host import LabHost
-from sreagent.lab.live._injector import Plan
+from sreagent.lab.live._injector import MAX_DURATION_S, Plan
 from sreagent.lab.live._names import new_tag
 from sreagent.lab.live._registry import INJECTORS, make_injector
 from sreagent.lab.live._report import postmortem
@@ -43,9 +43,20 @@ from sreagent.lab.live._stack import (
     wait_ready,
 )
 
-E2E_OPTIONS: dict[str, dict[str, Any]] = {"net-loss": {"topology": "host-peer"}}
-"""Options the end-to-end run gives an injector: a host collector sees TCP counters of the
-host's namespace only, so the net-loss sender runs there (docs/live-lab.md)."""
+E2E_OPTIONS: dict[str, dict[str, Any]] = {
+    "net-loss": {"topology": "host-peer", "send_kbit": 4000, "rate": "8mbit"},
+    "memory-oom": {"limit_mib": 192, "leak_mib_per_s": 16},
+}
+"""Options the end-to-end run gives an injector. net-loss: a host collector sees TCP counters of
+the host's namespace only, so the sender runs there (docs/live-lab.md); it sends a steady
+4 Mbit/s through an 8 Mbit/s link, so the healthy pre-roll retransmits nothing and the loss
+is the only source of retransmits. memory-oom: a leak the
+1 s process scan sees growing for about 12 s before the kill (the default one is killed in 4 s,
+too few samples for the chain to see the process's own growth)."""
+
+PREROLL = ("net-loss",)
+"""Scenarios whose fault starts after a healthy pre-roll of the same workload (their
+``impair_after_s`` option), which then doubles as the baseline."""
 
 FINAL_STATES = ("completed", "failed", "cancelled")
 RUN_TIMEOUT_S = 120.0
@@ -168,8 +179,9 @@ def _wait_first_batches(client: ControllerClient, host: str, collector: Service 
             raise LabFailed(f"no batch from host {host!r} reached the controller within "
                             f"{FIRST_BATCH_TIMEOUT_S:.0f} s (is a collector pushing to it?)")
         time.sleep(0.5)
-    progress(f"baseline: recording {baseline_s:.0f} s of normal telemetry from {host}")
-    time.sleep(baseline_s)
+    if baseline_s > 0:
+        progress(f"baseline: recording {baseline_s:.0f} s of normal telemetry from {host}")
+        time.sleep(baseline_s)
 
 
 def _wait_incident(client: ControllerClient, host: str, since_ns: int, ignore: set[str],
@@ -260,7 +272,12 @@ def run_live(
         raise LabRefused(f"live scenario {scenario!r} needs root; nothing was done")
     host = host or LabHost()
     tag = new_tag()
+    window = window_s or baseline_s + 10.0
     opts = {**E2E_OPTIONS.get(scenario, {}), **(options or {})}
+    if scenario in PREROLL and baseline_s > 0:
+        # The healthy pre-roll outlasts the analysis window: the link's creation is never in
+        # it, and its traffic has a baseline there.
+        opts.setdefault("impair_after_s", window + 2.0)
     # Plan and preflight first: a refusal (a tool missing, a name taken) starts nothing.
     planned = make_injector(scenario, tag, duration_s, host=host, **opts)
     plan = planned.plan()
@@ -277,17 +294,23 @@ def run_live(
             services, workdir, plan, host, controller_url=controller_url, token=token,
             start_collector_process=start_collector_process, approve=approve,
             lab_patterns=lab_patterns, interval_s=interval_s,
-            window_s=window_s or baseline_s + 10.0, progress=progress)
-        _wait_first_batches(client, host_name, collector, baseline_s, progress)
-        ignore = {i["incident_id"] for i in client.incidents() if i["host"] == host_name}
-        if ignore:
-            state.notes.append(f"{len(ignore)} incident(s) on {host_name} were already open "
-                               "before the injection; they are not the fault's")
-        with run_injection(scenario, duration_s, options=opts, host=host, tag=tag) as inj:
-            injected_ns = time.time_ns()
+            window_s=window, progress=progress)
+        preroll = opts.get("impair_after_s", 0.0)
+        _wait_first_batches(client, host_name, collector, 0.0 if preroll else baseline_s,
+                            progress)
+        with run_injection(scenario, min(MAX_DURATION_S, duration_s + preroll), options=opts,
+                           host=host, tag=tag) as inj:
             state.injection = inj
             state.injected_entity = inj.injected_entity
             state.related = [*inj.related_entities, *_cgroups_of(inj)]
+            if preroll:
+                progress(f"baseline: {scenario} carries traffic over a healthy link for "
+                         f"{preroll:.0f} s before the loss starts")
+            injected_ns = _fault_start(inj, preroll)
+            ignore = {i["incident_id"] for i in client.incidents() if i["host"] == host_name}
+            if ignore:
+                state.notes.append(f"{len(ignore)} incident(s) on {host_name} were already "
+                                   "open when the fault began; they are not the fault's")
             progress(f"injected {scenario} ({inj.injected_entity}, expect "
                      f"{inj.plan.fault_class}); waiting up to {duration_s:.0f} s for an incident")
             incident = _wait_incident(client, host_name, injected_ns, ignore, inj, progress)
@@ -340,6 +363,18 @@ def _start_stack(services: list[Service], workdir: Path, plan: Plan, host: LabHo
     elif not client.ready():
         raise LabFailed(f"the controller at {controller_url} is not ready (/readyz)")
     return client, collector
+
+
+def _fault_start(inj: Injection, preroll_s: float) -> int:
+    """Wall-clock ns the fault began: at once for most injectors, after the healthy pre-roll
+    for a delayed one (polled; a pre-roll that never ends fails the run)."""
+    deadline = time.monotonic() + preroll_s + 60.0
+    while (started := inj.injector.fault_started_ns()) is None:
+        if time.monotonic() > deadline:
+            raise LabFailed(f"{inj.plan.injector}: the fault did not start within "
+                            f"{preroll_s + 60:.0f} s")
+        time.sleep(0.1)
+    return started
 
 
 def _cgroups_of(inj: Injection) -> list[str]:

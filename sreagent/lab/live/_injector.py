@@ -4,6 +4,7 @@ in order, undo in reverse, and the entity the analysis should blame."""
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -85,6 +86,7 @@ class Injector(ABC):
         self.tag = tag
         self.run = run_name(tag)
         self.duration_s = float(duration_s)
+        self._injected_ns: int | None = None
         self.host = host or LabHost()
         self.resources: list[Resource] = []
         self._built = False
@@ -161,6 +163,7 @@ class Injector(ABC):
             for r in self.build():
                 r.create()
                 self._configure(r)
+            self._injected_ns = time.time_ns()
         except BaseException as err:
             result = self.undo()
             if isinstance(err, LabFailed) and result.errors:
@@ -185,6 +188,11 @@ class Injector(ABC):
     @property
     def injected_entity(self) -> str:
         return self._entity()
+
+    def fault_started_ns(self) -> int | None:
+        """When the fault began (wall clock ns), None until it has: when inject() finished for
+        most injectors, later for a delayed one (net-loss with ``impair_after_s``)."""
+        return self._injected_ns
 
     def finished(self) -> bool:
         """Whether every worker has exited (the fault ran its course, or was OOM-killed)."""

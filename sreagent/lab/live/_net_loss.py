@@ -12,6 +12,8 @@ veth and its /30 are added there), so a collector running on the host sees the r
 from __future__ import annotations
 
 import ipaddress
+import threading
+import time
 from typing import Literal
 
 from pydantic import Field
@@ -43,6 +45,14 @@ class NetLossOptions(InjectorOptions):
     """auto: netem when ``tc qdisc add ... netem`` works on this kernel, else nftables+tbf."""
     topology: Literal["netns-pair", "host-peer"] = "netns-pair"
     port: int = Field(5201, ge=1024, le=65535)
+    send_kbit: int = Field(0, ge=0, le=1_000_000)
+    """The sender's pace in kbit/s; 0 = bulk (as fast as the link allows). Below the tbf
+    rate, the healthy link carries it without tail drops, so retransmits are the loss's."""
+    impair_after_s: float = Field(0.0, ge=0.0, le=600.0)
+    """Seconds the traffic runs over the healthy link (tbf's rate limit, or netem's delay, but
+    no loss) before the loss starts. A path that exists and carries traffic before it degrades
+    is what an incident looks like; a link created at the moment of the fault looks like a
+    link flap to the analysis."""
 
 
 def lab_subnet(tag: str) -> ipaddress.IPv4Network:
@@ -61,48 +71,83 @@ class _Shaping(Resource):
         self.owner = owner
         self.mechanism: str | None = None
         self.parts: list[Resource] = []
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._timer: threading.Timer | None = None
+        self.impaired_wall_ns: int | None = None
+        """Wall-clock time the loss started (None until it has)."""
+        self.error: str | None = None
+        """Why the delayed loss could not start (None when it did, or has not been due)."""
 
     def present(self) -> bool:
         return False  # it lives on links this injection creates
 
     def _create(self) -> None:
         o, w = self.owner.opts, self.owner
+        loss: list[Resource | list[str]] = []  # what starts the loss: a resource or a tc command
         if o.mechanism in ("auto", "netem"):
-            netem = RootQdisc(
-                w.if_a, w.ns_a, ["netem", "loss", f"{o.loss_percent}%", "delay", f"{o.delay_ms}ms"]
-            )
+            # Delay now; the loss joins it when the impairment starts (tc qdisc change).
+            netem = RootQdisc(w.if_a, w.ns_a, ["netem", "delay", f"{o.delay_ms}ms"])
             try:
                 netem.create()
             except LabFailed:
                 if o.mechanism == "netem":
                     raise
             else:
-                self.parts, self.mechanism = [netem], "netem"
+                self.parts, self.mechanism, self.created = [netem], "netem", True
+                loss = [[*netns_cmd(w.ns_a), "tc", "qdisc", "change", "dev", w.if_a, "root",
+                         "netem", "loss", f"{o.loss_percent}%", "delay", f"{o.delay_ms}ms"]]
+        if self.mechanism is None:
+            tbf = RootQdisc(
+                w.if_a,
+                w.ns_a,
+                ["tbf", "rate", o.rate, "burst", "32kbit", "latency", f"{max(o.delay_ms, 50)}ms"],
+            )
+            tbf.create()
+            self.parts, self.mechanism, self.created = [tbf], "nftables+tbf", True
+            loss = [NftTable(
+                run_name(w.tag),
+                w.ns_b,
+                "\n".join(
+                    [
+                        "  chain input {",
+                        "    type filter hook input priority filter; policy accept;",
+                        f'    iifname "{w.if_b}" meta l4proto tcp numgen random mod 100 < {o.loss_percent} counter drop',
+                        "  }",
+                    ]
+                ),
+            )]
+        if o.impair_after_s <= 0:
+            self._impair(loss)
+            if self.error:
+                raise LabFailed(self.error)
+            return
+        self._timer = threading.Timer(o.impair_after_s, self._impair, args=(loss,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _impair(self, loss: list[Resource | list[str]]) -> None:
+        """Start the loss (on a timer thread when delayed); undo may race it, hence the lock."""
+        with self._lock:
+            if self._cancelled:
                 return
-        drop = NftTable(
-            run_name(w.tag),
-            w.ns_b,
-            "\n".join(
-                [
-                    "  chain input {",
-                    "    type filter hook input priority filter; policy accept;",
-                    f'    iifname "{w.if_b}" meta l4proto tcp numgen random mod 100 < {o.loss_percent} counter drop',
-                    "  }",
-                ]
-            ),
-        )
-        tbf = RootQdisc(
-            w.if_a,
-            w.ns_a,
-            ["tbf", "rate", o.rate, "burst", "32kbit", "latency", f"{max(o.delay_ms, 50)}ms"],
-        )
-        for part in (drop, tbf):
-            part.create()
-            self.parts.append(part)
-            self.created = True
-        self.mechanism = "nftables+tbf"
+            try:
+                for step in loss:
+                    if isinstance(step, Resource):
+                        step.create()
+                        self.parts.append(step)
+                    else:
+                        run_tool(step, f"adding loss to netem on {self.owner.if_a}")
+            except LabFailed as err:
+                self.error = str(err)
+                return
+            self.impaired_wall_ns = time.time_ns()
 
     def _remove(self) -> None:
+        with self._lock:
+            self._cancelled = True  # a loss not started yet never starts
+        if self._timer is not None:
+            self._timer.cancel()
         for part in reversed(self.parts):
             part.remove()
 
@@ -153,7 +198,8 @@ class NetLoss(Injector):
             "receive", self.run, seconds=seconds + 1, host=self.addr_b, port=self.opts.port
         )
         sender = worker_command(
-            "send", self.run, seconds=seconds, host=self.addr_b, port=self.opts.port
+            "send", self.run, seconds=seconds, host=self.addr_b, port=self.opts.port,
+            kbit=self.opts.send_kbit,
         )
         return [
             *namespaces,
@@ -177,6 +223,12 @@ class NetLoss(Injector):
     @property
     def mechanism(self) -> str | None:
         return self.shaping.mechanism if self.resources else None
+
+    def fault_started_ns(self) -> int | None:
+        """When the loss began (wall clock ns); None while the healthy pre-roll still runs."""
+        if self.shaping.error:
+            raise LabFailed(f"net-loss: the delayed loss could not start: {self.shaping.error}")
+        return self.shaping.impaired_wall_ns
 
     def _entity(self) -> str:
         return f"nic/{self.if_a}"

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import os
 import resource
+import selectors
 import socket
 import sys
 import threading
@@ -83,38 +84,56 @@ def fds(seconds: float, limit: int, fill: float, per_s: float, path: str) -> Non
 
 
 def receive(seconds: float, host: str, port: int) -> None:
+    """Accept and drain every connection as data arrives (select), so the receiver never
+    closes its window: a stalled reader makes the sender burst when it reopens, and the burst's
+    tail drops would look like the injected loss."""
     deadline = time.monotonic() + seconds
     server = socket.create_server((host, port), backlog=8)
-    server.settimeout(0.5)
-    conns: list[socket.socket] = []
-    while time.monotonic() < deadline:
-        try:
-            conn, _ = server.accept()
-        except TimeoutError:
-            pass
-        else:
-            conn.setblocking(False)
-            conns.append(conn)
-        for conn in list(conns):
-            try:
-                while conn.recv(1 << 16):
-                    pass
-                conns.remove(conn)
-            except BlockingIOError:
-                pass
-            except OSError:
-                conns.remove(conn)
+    server.setblocking(False)
+    with selectors.DefaultSelector() as sel:
+        sel.register(server, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is server:
+                    try:
+                        conn, _ = server.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setblocking(False)
+                    sel.register(conn, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = sock.recv(1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(sock)
+                    sock.close()
 
 
-def send(seconds: float, host: str, port: int) -> None:
-    """Bulk TCP to the receiver, reconnecting if a connection breaks, until the deadline."""
+def send(seconds: float, host: str, port: int, kbit: float = 0.0) -> None:
+    """TCP to the receiver, reconnecting if a connection breaks, until the deadline: bulk, or
+    paced at ``kbit`` kbit/s (an application-limited stream: a healthy link below its rate
+    carries it without queueing or loss, so any retransmit is the injected loss's)."""
     deadline = time.monotonic() + seconds
-    payload = b"\x00" * (1 << 16)
+    # Paced: one MSS-sized write at a time, so the link never sees a burst to queue.
+    payload = b"\x00" * (1400 if kbit > 0 else (1 << 16))
+    gap = len(payload) * 8 / (kbit * 1000) if kbit > 0 else 0.0
     while time.monotonic() < deadline:
         try:
             with socket.create_connection((host, port), timeout=1.0) as conn:
                 conn.settimeout(1.0)
+                due = time.monotonic()
                 while time.monotonic() < deadline:
+                    if gap:
+                        # Never catch up after a late wake-up (a loaded host): a burst would
+                        # overflow the link's queue and retransmit with no loss injected.
+                        due = max(due + gap, time.monotonic())
+                        time.sleep(max(0.0, due - time.monotonic()))
                     try:
                         conn.sendall(payload)
                     except TimeoutError:
@@ -139,6 +158,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--path", default="/dev/null")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
+    parser.add_argument("--kbit", type=float, default=0.0)
     a = parser.parse_args(argv)
     if a.kind == "spin":
         spin(a.seconds, a.threads)
@@ -151,7 +171,7 @@ def main(argv: list[str]) -> None:
     elif a.kind == "receive":
         receive(a.seconds, a.host, a.port)
     else:
-        send(a.seconds, a.host, a.port)
+        send(a.seconds, a.host, a.port, a.kbit)
 
 
 if __name__ == "__main__":
