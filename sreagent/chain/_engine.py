@@ -74,7 +74,9 @@ class _EngineActivities:
         result.pop("replayed_from_record", None)
         status = str(result.pop("status", "ok"))
         if status == "interrupted":
+            # The controller died mid-effect: say so where the executor reports output.
             status = "failed"
+            result.setdefault("output", str(result.get("message", "")))
         record = ActivityRecord(activity_id=activity_id(kind, key, request), kind=kind, key=key,
                                 logical_time=logical_time, status=status, request=request,
                                 result=result)

@@ -6,6 +6,7 @@ twice, no artifact or execution is duplicated, and an interrupted run completes.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -174,3 +175,65 @@ def test_kill9_during_a_run_resumes_without_duplicates(tmp_path: Path, point: st
     finally:
         kill9(proc)
         store.close()
+
+
+@pytest.mark.parametrize("point", ["activity:after_claim", "step5:before_record"])
+def test_kill9_during_a_role_chain_execution_never_runs_an_action_twice(
+        tmp_path: Path, point: str) -> None:
+    """The role chain (the default) executes for real: `ps` and `renice` on a live process.
+    Killed after an action's key was claimed, or after the executor ran but before its
+    artifact was stored, the resumed run completes without running any action again."""
+    from sreagent.telemetry import encode_batch
+    from tests.api.test_role_chain_api import saturation_window
+
+    victim = subprocess.Popen(["sleep", "600"])
+    config = _config(tmp_path, require_approval=False, dry_run=False, window_s=600,
+                     chain_config={"posture": {"target_allowlist": ["process/*"]}})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_controller(config, port=port, env={"SREAGENT_CRASH_AT": point},
+                            log=tmp_path / "log1")
+    try:
+        wait_ready(url, proc=proc)
+        for frame in saturation_window(victim.pid).frames():
+            try:
+                _send(url, encode_batch(frame.to_batch()))
+            except httpx.HTTPError:
+                break  # the fault point fired while this batch was in flight
+        assert proc.wait(timeout=120) == -9, "the fault point did not fire"
+        store = RunStore(f"sqlite:///{tmp_path / 'data' / 'controller.db'}")
+        [run] = store.list_runs()
+        before = {a["key"]: a["status"] for a in store.list_activities(run["run_id"])}
+
+        proc = start_controller(config, port=port, log=tmp_path / "log2")
+        wait_ready(url, proc=proc)
+        wait_for(lambda: store.get_run(run["run_id"])["state"] == "completed", timeout=120,
+                 what="the interrupted run to complete")
+        activities = store.list_activities(run["run_id"])
+        keys = [a["key"] for a in activities]
+        assert len(keys) == len(set(keys)), "an activity was claimed twice"
+        completed = [e for e in store.list_events(run["run_id"])
+                     if e["type"] == "activity_completed"]
+        assert len(completed) == len({e["payload"]["key"] for e in completed}), \
+            "an action ran twice"
+        artifacts = store.list_artifacts(run["run_id"])
+        assert [a.kind.value for a in artifacts][5:] == [
+            "execution_result", "verification_result", "incident_report"]
+        results = {r.command[0]: r for r in artifacts[5].payload.results}  # type: ignore[union-attr]
+        if point == "activity:after_claim":
+            # died with the first action's key claimed: it is reported, never re-run blindly
+            [claimed] = before.values()
+            assert claimed == "started"
+            assert results["ps"].outcome == "failed" and "not run again" in results["ps"].output
+        else:
+            # died after the executor ran both: their recorded results are fed back
+            assert set(before.values()) == {"completed"}
+            assert results["ps"].outcome == "executed"
+        assert results["renice"].outcome == "executed"
+        stat = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(stat[16]) == 10
+        store.close()
+    finally:
+        kill9(proc)
+        victim.kill()
+        victim.wait(timeout=30)
