@@ -40,6 +40,9 @@ def eval_command(
 
     if task not in ("rca", "detection"):
         raise BadInput(f"unknown task {task!r}; use rca or detection", field="--task")
+    if work is not None and work.exists() and any(work.iterdir()):
+        raise BadInput("--work must be a new or empty folder (evidence packages are written "
+                       "once)", path=str(work), field="--work")
     loaded = load_dataset(dataset)  # refuses a malformed case before anything runs
     cases = len(case) if case else len(loaded)
     # One step for the chain on each case, one per baseline and case (BARO needs a training

@@ -5,6 +5,8 @@
   delay, NAB v1.1, HitRate@P%).
 - :mod:`sreagent.eval.baselines` - BARO (re-implementation), N-sigma, NAB windowed Gaussian.
 - :mod:`sreagent.eval.evaluate` - per-case results in, the ``--json`` report out.
+- :mod:`sreagent.eval.chain` - the role chain on each case (imported, run and recorded through
+  the replay API) beside the baselines: what ``sreagent eval`` runs.
 
 Method and formulas: docs/evaluation-method.md.
 """

@@ -136,7 +136,7 @@ def test_a_good_rca_case_loads(tmp_path: Path) -> None:
 
 
 def _mutated(path: str, value: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(GOOD))
+    doc: dict[str, Any] = json.loads(json.dumps(GOOD))
     node = doc
     keys = path.split(".")
     for key in keys[:-1]:

@@ -355,6 +355,10 @@ def test_eval_command_names_the_malformed_case(rca_dataset: Path, tmp_path: Path
     assert not (tmp_path / "w").exists()  # refused before anything ran
     assert main(["eval", str(rca_dataset), "--task", "forecast"]) == 2
     assert "forecast" in capsys.readouterr().err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    assert main(["eval", str(rca_dataset), "--task", "rca", "--work", str(tmp_path / "used")]) == 2
+    assert "--work" in capsys.readouterr().err
 
 
 # --- the shared datasets ------------------------------------------------------------------
