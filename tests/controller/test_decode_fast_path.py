@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 
 from sreagent.errors import BadInput, LimitExceeded, NonFiniteValue
 from sreagent.telemetry import Batch, Event, Sample
-from sreagent.telemetry.batch import ProcessRow
 from sreagent.telemetry.arrow import (
     EVENTS_SCHEMA,
     PROCESSES_SCHEMA,
@@ -26,6 +25,7 @@ from sreagent.telemetry.arrow import (
     _rows_clearly_valid,
     frame_from_batch,
 )
+from sreagent.telemetry.batch import ProcessRow
 from tests.strategies import model_strategy
 
 T = 1_767_225_600_000_000_000
