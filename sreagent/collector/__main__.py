@@ -44,5 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point (``sreagent-collector``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

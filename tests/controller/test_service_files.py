@@ -56,6 +56,37 @@ def test_kubernetes_manifests() -> None:
     load_settings(None, **embedded)
 
 
+def _console_scripts() -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+def test_the_collector_daemonset_configures_the_collector_through_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sreagent.collector.config import ENV_PREFIX
+    from sreagent.collector.config import load_settings as load_collector_settings
+
+    daemonset = next(
+        d for d in _docs(SERVICE / "kubernetes" / "collector-daemonset.yaml")
+        if d["kind"] == "DaemonSet"
+    )
+    container = daemonset["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][0] in _console_scripts()
+    for var in container["env"]:
+        assert var["name"].startswith(ENV_PREFIX), var["name"]
+        source = var.get("valueFrom", {})
+        value = var.get("value") or ("node-a" if "fieldRef" in source else "secret-token")
+        monkeypatch.setenv(var["name"], value)
+    settings = load_collector_settings(None)
+    assert settings.collector_id == "node-a"
+    assert settings.transport.endpoints == ["http://sreagent-controller.sreagent.svc:8080"]
+    assert settings.transport.token is not None
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(settings.state_dir) in mounts  # the spool survives pod restarts on the node
+
+
 def test_systemd_units() -> None:
     units = sorted((SERVICE / "systemd").glob("*.service"))
     assert {u.name for u in units} == {"sreagent-controller.service",
@@ -64,7 +95,8 @@ def test_systemd_units() -> None:
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         parser.read(unit)
-        assert parser["Service"]["ExecStart"].startswith("/usr/local/bin/sreagent ")
+        program = parser["Service"]["ExecStart"].split()[0]
+        assert program.removeprefix("/usr/local/bin/") in _console_scripts(), program
         assert parser["Service"]["NoNewPrivileges"] == "yes"
         assert parser["Install"]["WantedBy"] == "multi-user.target"
     controller = configparser.ConfigParser(strict=False, interpolation=None)
@@ -74,6 +106,11 @@ def test_systemd_units() -> None:
     collector.read(SERVICE / "systemd" / "sreagent-collector.service")
     caps = set(collector["Service"]["CapabilityBoundingSet"].split())
     assert "CAP_BPF" in caps and "CAP_SYS_MODULE" not in caps
+    from sreagent.collector.config import CollectorSettings
+
+    default_state = CollectorSettings.model_fields["state_dir"].default
+    assert collector["Service"]["ReadWritePaths"] == str(default_state)
+    assert "/var/lib/" + collector["Service"]["StateDirectory"] == str(default_state)
 
 
 def test_containerfile_runs_the_controller_unprivileged() -> None:
