@@ -99,7 +99,7 @@ def counter_increments(values: np.ndarray) -> np.ndarray:
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Half-open index ranges [start, end) where ``mask`` is true."""
-    if mask.shape[0] == 0:
+    if mask.shape[0] == 0 or not mask.any():  # most masks are all false: skip the edges
         return []
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.diff(padded)

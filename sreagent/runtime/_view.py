@@ -9,7 +9,9 @@ batches that hold its raw rows.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,18 @@ class Series:
 
 
 @dataclass(frozen=True)
+class SeriesStats:
+    """Per-series figures of a view, aligned with ``keys`` (the view's ``series`` order)."""
+
+    keys: tuple[SeriesKey, ...]
+    count: np.ndarray
+    last: np.ndarray
+    mean: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+
+@dataclass(frozen=True)
 class EventRow:
     ts_ns: int
     kind: str
@@ -85,6 +99,10 @@ class EvidenceView:
     """Every distinct sample time of the window, ascending."""
     _by_metric: dict[str, list[SeriesKey]] = field(default_factory=dict, repr=False)
     memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
+    _column: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                         compare=False)
+    """Every series' values back to back in ``series`` order, and where each one starts
+    (plus the end): what :meth:`series_stats` reduces in one call per statistic."""
     """Derived results (the detections of a config) shared by roles reading this view; a
     pure function of the view, so caching them changes nothing but the time taken."""
 
@@ -122,7 +140,7 @@ class EvidenceView:
 
         def only(t: pa.Table) -> pa.Table:
             # Most packages hold one host: filtering would copy every column for nothing.
-            if not t.num_rows or _hosts_of(t) == [host]:
+            if not t.num_rows or (hosts if t is tables["samples"] else _hosts_of(t)) == [host]:
                 return t
             return t.filter(pc.equal(t.column("host"), host))
 
@@ -149,8 +167,13 @@ class EvidenceView:
             samples = _within(samples, lo, hi)
             events = _within(events, lo, hi)
             processes = _within(processes, lo, hi)
-        series, grid = _series_of(samples)
-        batch_ids, batch_first, batch_last = _batch_spans(samples)
+        # The columns the series need, each in one chunk (a package's table has a chunk per
+        # row group, a frame-built one a chunk per batch).
+        rows = samples.select(["batch_id", "ts_ns", "metric", "entity", "labels", "value"]) \
+            .combine_chunks()
+        spans = _pool().submit(_batch_spans, rows)
+        series, grid, column = _series_of(rows)
+        batch_ids, batch_first, batch_last = spans.result()
         resolution = float(np.median(np.diff(grid)) / 1e9) if grid.shape[0] > 1 else 1.0
         event_rows = tuple(
             EventRow(ts_ns=r["ts_ns"], kind=r["kind"], entity=r["entity"], source=r["source"],
@@ -173,6 +196,7 @@ class EvidenceView:
             source_modes=modes, batch_ids=batch_ids,
             batch_first_ns=batch_first, batch_last_ns=batch_last,
             expected_interval_s=max(resolution, 1e-3), grid=grid, _by_metric=by_metric,
+            _column=column,
         )
 
     # --- reading ----------------------------------------------------------------------------
@@ -199,6 +223,42 @@ class EvidenceView:
     @property
     def sample_count(self) -> int:
         return sum(len(s) for s in self.series.values())
+
+    def series_stats(self) -> SeriesStats:
+        """Count, last, mean, minimum and maximum of every series, in ``series`` order.
+
+        Each figure has the same bits as the numpy call on the series alone (``v[-1]``,
+        ``v.mean()``, ``v.min()``, ``v.max()``); last, minimum and maximum come from one
+        vectorised call each. The mean is taken per series: numpy's pairwise summation of
+        one array and ``add.reduceat`` over slices differ in the last bit. Empty series have
+        count 0 and NaN.
+        """
+        found = self.memo.get(SeriesStats)
+        if isinstance(found, SeriesStats):
+            return found
+        keys = tuple(self.series)
+        if self._column is not None:
+            values, bounds = self._column
+            counts = np.diff(bounds)
+            full = counts > 0
+            starts = bounds[:-1][full]
+            nan = np.full(len(keys), np.nan)
+            last, mean, lo, hi = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+            if starts.shape[0]:
+                last[full] = values[bounds[1:][full] - 1]
+                mean[full] = [self.series[keys[i]].values.mean() for i in np.flatnonzero(full)]
+                lo[full] = np.minimum.reduceat(values, starts)
+                hi[full] = np.maximum.reduceat(values, starts)
+        else:
+            each = [self.series[k].values for k in keys]
+            counts = np.array([v.shape[0] for v in each], np.int64)
+            last = np.array([v[-1] if v.shape[0] else np.nan for v in each], np.float64)
+            mean = np.array([v.mean() if v.shape[0] else np.nan for v in each], np.float64)
+            lo = np.array([v.min() if v.shape[0] else np.nan for v in each], np.float64)
+            hi = np.array([v.max() if v.shape[0] else np.nan for v in each], np.float64)
+        stats = SeriesStats(keys, counts, last, mean, lo, hi)
+        self.memo[SeriesStats] = stats
+        return stats
 
     @property
     def cpu_count(self) -> int:
@@ -311,12 +371,28 @@ def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[
     return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
 
 
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Two threads for the view build's independent Arrow passes (created on first use)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="evidence-view"))
+    return _POOL[0]
+
+
+# A forked child (``replay --all`` workers) has none of its parent's threads: it makes its own.
+os.register_at_fork(after_in_child=_POOL.clear)
+
+
 DENSE_KEY_LIMIT = 1 << 24
 """Largest (metric x entity x label set) product numbered through a dense table; beyond it
 the distinct keys are found by sorting."""
 
 
-def _series_of(samples: pa.Table) -> tuple[dict[SeriesKey, Series], np.ndarray]:
+def _series_of(
+    samples: pa.Table,
+) -> tuple[dict[SeriesKey, Series], np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Every series of the samples (in (metric, entity, label key) order) and the grid.
 
     One stable sort by series number keeps each series' rows in arrival order, which is time
@@ -324,9 +400,11 @@ def _series_of(samples: pa.Table) -> tuple[dict[SeriesKey, Series], np.ndarray]:
     otherwise one stable (series, time) sort puts them right. Each series is then a slice
     of two read-only arrays: no per-series filtering, no copies.
     """
+    # Arrow's kernels release the GIL: the label keys are numbered on a second core.
+    labelled = _pool().submit(lambda: _sorted_codes(_label_keys(samples.column("labels"))))
     metric, metrics = _sorted_codes(samples.column("metric"))
     entity, entities = _sorted_codes(samples.column("entity"))
-    lkey, lkeys = _sorted_codes(_label_keys(samples.column("labels")))
+    lkey, lkeys = labelled.result()
     key = (metric * len(entities) + entity) * len(lkeys) + lkey
     space = len(metrics) * len(entities) * len(lkeys)
     if space <= DENSE_KEY_LIMIT:
@@ -366,7 +444,7 @@ def _series_of(samples: pa.Table) -> tuple[dict[SeriesKey, Series], np.ndarray]:
         sl = slice(int(starts[i]), int(starts[i + 1]))
         name, ent = metrics[m], entities[e]
         out[(name, ent, labels)] = Series(name, ent, labels, ts[sl], values[sl])
-    return out, grid
+    return out, grid, (values, starts)
 
 
 def _grid(ts: np.ndarray) -> np.ndarray:

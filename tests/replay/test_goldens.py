@@ -30,6 +30,7 @@ def test_golden_replays_identically(package: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1900)  # the two subprocesses below may take up to 900 s each
 def test_every_scenario_records_and_replays_identically(tmp_path: Path) -> None:
     recorded = subprocess.run(
         [sys.executable, "-m", "sreagent", "lab", "record", "--all", "-o", str(tmp_path),

@@ -9,6 +9,7 @@ and mixed with a second host.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,3 +126,22 @@ def test_series_cannot_be_changed_in_place(tables: Tables) -> None:
         series.values[0] = 1.0
     with pytest.raises(ValueError, match="read-only"):
         view.grid[0] = 0
+
+
+def test_a_verified_replay_reads_each_file_once(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from sreagent.evidence import package as package_module
+    from sreagent.replay import Replayer
+    from sreagent.replay._lab import record_scenario
+
+    record_scenario("01", tmp_path / "r01", resolution_s=10)
+    reads: list[str] = []
+    real = package_module.pq.read_table
+
+    def counting(source: Any, *args: Any, **kwargs: Any) -> pa.Table:
+        reads.append(str(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(package_module.pq, "read_table", counting)
+    assert Replayer().replay(tmp_path / "r01").identical
+    assert len(reads) == 6  # verification decodes the six tables; the replay reuses them
