@@ -13,11 +13,15 @@ configuration:
   configuration's ``detection.baseline_seconds`` / ``baseline_fraction``). An evaluation sets
   that split to the dataset's fault-free or training part, or to the alarm time of an RCA case
   (docs/evaluation-method.md); nothing here reads a label.
-* **Detection.** A sample's anomaly score is its largest robust |z| over the series. It is hot
-  above ``detection.z_open`` and, when the baseline is a training part of at least
-  :data:`MIN_CALIBRATION_SAMPLES` samples, above the 99.9th percentile of the baseline's own
-  scores; alarm runs need ``detection.open_samples`` hot samples (runs closer than that join). Every run is a
-  finding; the incident is the first run after the baseline.
+* **Trend and calibration.** When the analysed part is longer than :data:`ROLLING_SAMPLES`,
+  each analysed sample is compared with the trailing samples before it instead. With a
+  training part of at least :data:`MIN_CALIBRATION_SAMPLES` samples, each series' z is
+  rescaled so that its own 99.9th percentile there sits at ``detection.z_open``.
+* **Detection.** A sample's anomaly score is its largest |z| over the series. It is hot
+  above ``detection.z_open`` and, with such a training part, above the 99.9th percentile of
+  the training part's own scores; alarm runs need ``detection.open_samples`` hot samples, and
+  runs closer than ``detection.close_samples`` are one incident. Every run is a finding; the
+  incident is the first run after the baseline.
 * **Ranking.** Entities are ranked over the first :data:`SCORE_SAMPLES` samples from the
   incident's onset, by features written into the hypothesis: ``cpu`` (the entity's own CPU
   usage rising), ``latency`` (its own serving latency rising), ``network`` (callers see it
