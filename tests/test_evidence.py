@@ -167,6 +167,10 @@ def test_killing_a_writer_never_leaves_a_half_written_file(tmp_path: Path) -> No
     for attempt in range(5):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        if attempt == 0:  # one complete write first, however slow a loaded machine is
+            deadline = time.monotonic() + 60
+            while not target.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         time.sleep(0.2 + 0.13 * attempt)  # land the kill at different points of a write
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
