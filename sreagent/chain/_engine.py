@@ -11,12 +11,16 @@ its own idempotent activity store; this module only adapts those interfaces to t
 * the engine's ``activity(kind, key, request, effect)`` becomes the roles' activities, keyed
   ``<kind>/<key>`` so an approval and an execution of one action never share a record;
 * the engine's approval of the executor step is answered to the executor's ``approval``
-  activity (and so recorded, and fed back in replay).
+  activity (and so recorded, and fed back in replay);
+* :meth:`RoleChain.package_run` turns a finished run into what ``sreagent.replay`` reads: the
+  ``sreagent.run/v1`` inputs (configuration, runbook texts, incident memory, window, the
+  controller's incident id) and the activity records exactly as the roles saw them, so the
+  controller's evidence packages replay identically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +49,23 @@ def _last(inputs: Sequence[Artifact], kind: ArtifactKind) -> Artifact:
     raise ValueError(f"the chain needs a {kind.value} before this step")
 
 
+def _role_record(kind: str, key: str, request: dict[str, Any], engine_result: dict[str, Any],
+                 logical_time: int) -> ActivityRecord:
+    """The activity record a role gets for what the engine's activity store answered; the same
+    conversion while the run runs and when its package is written, so replay feeds back
+    byte-for-byte what the roles consumed."""
+    result = dict(engine_result)
+    result.pop("replayed_from_record", None)
+    status = str(result.pop("status", "ok"))
+    if status == "interrupted":
+        # The controller died mid-effect: say so where the executor reports output.
+        status = "failed"
+        result.setdefault("output", str(result.get("message", "")))
+    return ActivityRecord(activity_id=activity_id(kind, key, request), kind=kind, key=key,
+                          logical_time=logical_time, status=status, request=request,
+                          result=result)
+
+
 class _EngineActivities:
     def __init__(self, step_ctx: Any, handlers: dict[str, Handler]):
         self._ctx = step_ctx
@@ -71,15 +92,7 @@ class _EngineActivities:
         # (the engine's idempotency store and the actuator open files and start processes).
         with allow_effects():
             result = dict(self._ctx.activity(kind, f"{kind}/{key}", request, effect))
-        result.pop("replayed_from_record", None)
-        status = str(result.pop("status", "ok"))
-        if status == "interrupted":
-            # The controller died mid-effect: say so where the executor reports output.
-            status = "failed"
-            result.setdefault("output", str(result.get("message", "")))
-        record = ActivityRecord(activity_id=activity_id(kind, key, request), kind=kind, key=key,
-                                logical_time=logical_time, status=status, request=request,
-                                result=result)
+        record = _role_record(kind, key, request, result, logical_time)
         self.records.append(record)
         return record
 
@@ -142,6 +155,34 @@ class RoleChain:
                                         start_ns=evidence.start_ns, end_ns=evidence.end_ns)
         self._views = [*self._views[-3:], (evidence, view)]
         return view
+
+    def package_run(self, run: Mapping[str, Any], activities: Sequence[Mapping[str, Any]],
+                    interrupted: Mapping[str, Any]) -> tuple[dict[str, Any], list[ActivityRecord]]:
+        """The ``run`` section (``sreagent.run/v1``) and the activity records of a finished run
+        of this chain, for its evidence package.
+
+        ``run``: the engine's run row (run_id, incident_id, host, window); ``activities``: its
+        activity-store rows (``key`` is ``<kind>/<role key>``, ``result`` what the effect
+        answered, ``status`` ``completed`` or ``started``); ``interrupted``: what the engine
+        answers for a ``started`` one (the controller died mid-effect).
+        """
+        from sreagent.replay import RunInputs  # the replay engine builds on this package
+
+        window = (int(run["window_start_ns"]), int(run["window_end_ns"]))
+        inputs = RunInputs(
+            run_id=str(run["run_id"]), host=str(run["host"]), window=window,
+            chain=self.config,
+            runbooks={b.name: b.text for b in self.runbooks.runbooks} if self.runbooks else {},
+            memory=self.memory.incidents, incident_id=str(run["incident_id"]))
+        records = []
+        for row in activities:
+            kind = str(row["kind"])
+            key = str(row["key"]).removeprefix(f"{kind}/")
+            answered = row["result"] if row["status"] == "completed" else interrupted
+            # Every role's clock reads the window's end (LogicalClock(view.end_ns)).
+            records.append(_role_record(kind, key, dict(row["request"]), dict(answered or {}),
+                                        window[1]))
+        return inputs.to_config(), records
 
     @property
     def steps(self) -> list[_Step]:

@@ -96,8 +96,22 @@ class Step(Protocol):
     ) -> Artifact: ...
 
 
+INTERRUPTED = {
+    "status": "interrupted",
+    "message": "the controller stopped while this effect was running; it was "
+    "not run again (check the target before retrying by hand)",
+}
+"""What :meth:`StepContext.activity` answers for an effect found ``started`` (never re-run)."""
+
+
 class Chain(Protocol):
-    """The role chain as the engine sees it (the roles issue plugs in here)."""
+    """The role chain as the engine sees it (the roles issue plugs in here).
+
+    A chain that can be replayed also has ``package_run(run, activities, interrupted) ->
+    (run section, activity records)`` (sreagent/chain/_engine.py ``RoleChain``): the engine
+    writes what it answers into the run's evidence package (``config.json["run"]`` and
+    ``activities.parquet``) instead of the raw activity-store rows.
+    """
 
     @property
     def name(self) -> str:
@@ -354,11 +368,7 @@ class WorkflowEngine:
         if existing is not None:
             if existing["status"] == "completed":
                 return {**existing["result"], "replayed_from_record": True}
-            return {
-                "status": "interrupted",
-                "message": "the controller stopped while this effect was running; it was "
-                "not run again (check the target before retrying by hand)",
-            }
+            return dict(INTERRUPTED)
         fault_point("activity:after_claim")
         result = effect()
         self.store.complete_activity(key, result)
@@ -381,23 +391,30 @@ class WorkflowEngine:
                 )
             )
         tables["batches"] = batches
-        activities = [
-            ActivityRecord(
-                activity_id=a["key"],
-                kind=a["kind"],
-                key=a["key"],
-                logical_time=int(run["window_end_ns"]),
-                status=a["status"],
-                request=a["request"],
-                result=a["result"],
-            )
-            for a in self.store.list_activities(run["run_id"])
-        ]
+        rows = self.store.list_activities(run["run_id"])
+        config: dict[str, Any] = {"chain": self.chain.name, **self.config}
+        package_run = getattr(self.chain, "package_run", None)
+        if package_run is not None:
+            # What the chain consumed, as sreagent.replay reads it: the package replays.
+            config["run"], activities = package_run(run, rows, INTERRUPTED)
+        else:
+            activities = [
+                ActivityRecord(
+                    activity_id=a["key"],
+                    kind=a["kind"],
+                    key=a["key"],
+                    logical_time=int(run["window_end_ns"]),
+                    status=a["status"],
+                    request=a["request"],
+                    result=a["result"],
+                )
+                for a in rows
+            ]
         write_package(
             path,
             run_id=run["run_id"],
             source="live",
-            config={"chain": self.chain.name, **self.config},
+            config=config,
             tables=tables,
             artifacts=artifacts,
             activities=activities,

@@ -2,7 +2,8 @@
 
 Everything the chain reads besides telemetry goes into ``config.json["run"]``: the chain
 configuration, the runbook texts, the incident memory it searched, the previous window's
-finding (incident hysteresis), the window and the verification window. Activity results go to
+finding (incident hysteresis), the window and the verification window, and (for runs of the
+controller) the incident id the controller gave the run. Activity results go to
 ``activities.parquet``. Replay needs nothing from the machine that recorded the run.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sreagent.chain import Chain, ChainConfig, ChainResult
 from sreagent.errors import BadInput, SchemaVersionError
 from sreagent.evidence import EvidencePackage, Manifest, write_package
 from sreagent.roles.knowledge import IncidentMemory, PastIncident, RunbookIndex
-from sreagent.runtime import EvidenceView
+from sreagent.runtime import EvidenceView, RoleContext
 from sreagent.telemetry.arrow import BatchFrame
 
 RUN_FORMAT = "sreagent.run/v1"
@@ -40,14 +41,20 @@ class RunInputs:
     memory: tuple[PastIncident, ...] = ()
     prior: Artifact | None = None
     verify_window: tuple[int, int] | None = None
+    incident_id: str | None = None
+    """The incident id a caller gave the run (the controller's); None: the analyzer derives
+    one from the evidence, as in lab and imported runs. Absent from the config when None, so
+    packages recorded before this field read back the same."""
 
     def chain_object(self, config: ChainConfig | None = None) -> Chain:
         """The chain these inputs describe (``config`` replaces the recorded one: what-if)."""
-        return Chain(
-            config=config or self.chain,
-            runbooks=RunbookIndex.from_texts(dict(self.runbooks)) if self.runbooks else None,
-            memory=IncidentMemory(self.memory),
-        )
+        runbooks = RunbookIndex.from_texts(dict(self.runbooks)) if self.runbooks else None
+        if self.incident_id is not None:
+            return _GivenIncidentChain(config=config or self.chain, runbooks=runbooks,
+                                       memory=IncidentMemory(self.memory),
+                                       incident_id=self.incident_id)
+        return Chain(config=config or self.chain, runbooks=runbooks,
+                     memory=IncidentMemory(self.memory))
 
     def to_config(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,7 @@ class RunInputs:
                 for p in self.memory
             ],
             "prior": self.prior.model_dump(mode="json") if self.prior else None,
+            **({"incident_id": self.incident_id} if self.incident_id is not None else {}),
         }
 
     @classmethod
@@ -99,11 +107,24 @@ class RunInputs:
                 ),
                 prior=Artifact.model_validate(run["prior"]) if run.get("prior") else None,
                 verify_window=(int(verify[0]), int(verify[1])) if verify else None,
+                incident_id=str(run["incident_id"]) if run.get("incident_id") else None,
             )
         except (KeyError, TypeError, IndexError, ValueError, ValidationError) as err:
             raise BadInput(
                 f"the recorded run cannot be read: {err}", path=path, field="run"
             ) from None
+
+
+@dataclass
+class _GivenIncidentChain(Chain):
+    """The chain with the caller's incident id in every role context, as the controller's
+    workflow engine gives it (sreagent/chain/_engine.py); the analyzer names the incident it
+    opens after it instead of deriving an id."""
+
+    incident_id: str | None = None
+
+    def context(self, run_id: str, now_ns: int, activities: Any) -> RoleContext:
+        return replace(super().context(run_id, now_ns, activities), incident_id=self.incident_id)
 
 
 def runbook_texts(folder: Path) -> dict[str, str]:

@@ -4,12 +4,17 @@ The controller ingests a CPU-saturation window whose runaway process is a real `
 this machine. The role chain's planner proposes ``renice_process`` for it; with a posture that
 allows ``process/*`` and requires approval, the run waits; an operator's approval makes the
 executor run ``renice`` once (the process's nice value really changes) and the verifier's
-artifact appears.
+artifact appears. The run's evidence package records what the chain consumed, so it replays
+identically (through the API, the Replayer and ``sreagent replay``), and a what-if with a
+changed threshold names the first artifact that differs.
 """
 
 from __future__ import annotations
 
+import io
 import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sreagent.api import create_app
-from sreagent.evidence import verify_package
+from sreagent.evidence import EvidencePackage, verify_package
+from sreagent.replay import Replayer
 from sreagent.telemetry import encode_batch
 from sreagent.testing import WindowBuilder
 from tests.controller.helpers import ARROW, auth, make_settings, wait_for
@@ -95,6 +101,11 @@ def test_approved_action_of_the_role_chain_runs_once(tmp_path: Path, victim: int
         decisions = {d["command"][0]: d["decision"] for d in waiting[4]["payload"]["decisions"]}
         assert decisions["renice"] == "approval_required" and decisions["kill"] == "blocked"
         assert _nice_of(victim) == 0, "an action ran before its approval"
+        unfinished = client.post("/api/v1/replay", json={"run_id": run["run_id"]},
+                                 headers=auth("read"))
+        assert unfinished.status_code == 409, unfinished.text
+        assert unfinished.json()["error"]["field"] == "run_id"
+        assert "awaiting_approval" in unfinished.json()["error"]["message"]
 
         done = client.post(f"/api/v1/runs/{run['run_id']}/approve", json={"reason": "ok"},
                            headers=auth("approve"))
@@ -122,9 +133,46 @@ def test_approved_action_of_the_role_chain_runs_once(tmp_path: Path, victim: int
         report = verify_package(tmp_path / "data" / "runs" / run["run_id"])
         assert report.rows["artifacts.parquet"] == 8
 
-        # Runs of the controller do not record the chain's inputs (config.json "run") yet, so
-        # replaying one is refused with the replay engine's own explanation, not a 5xx.
-        replay = client.post("/api/v1/replay", json={"run_id": run["run_id"]},
-                             headers=auth("read"))
-        assert replay.status_code == 422 and replay.json()["error"]["field"] == "run"
-        assert "records no chain run" in replay.json()["error"]["message"]
+        _assert_replays_identically(client, run["run_id"], tmp_path)
+
+
+def _assert_replays_identically(client: TestClient, run_id: str, tmp_path: Path) -> None:
+    """The exported package replays identically; a changed threshold diverges, named."""
+    exported = client.get(f"/api/v1/runs/{run_id}/evidence", headers=auth("read"))
+    assert exported.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        archive.extractall(tmp_path / "export")
+    package = tmp_path / "export" / run_id
+    recorded = EvidencePackage(package)
+    run_section = recorded.config["run"]
+    assert run_section["format"] == "sreagent.run/v1"
+    finding = recorded.artifacts[1]
+    assert run_section["incident_id"] == finding.incident_id  # the controller's, not derived
+    assert run_section["chain"]["posture"]["target_allowlist"] == ["process/*"]
+    assert run_section["runbooks"], "the runbook texts the planner searched are recorded"
+    kinds = sorted(r.kind for r in recorded.activities)
+    assert kinds.count("approval") == 1 and "execute_action" in kinds
+
+    result = Replayer().replay(package)
+    assert result.identical, result.first_divergence and result.first_divergence.describe()
+    assert [a.artifact_id for a in result.replayed] == \
+        [a.artifact_id for a in recorded.artifacts]
+
+    cli = subprocess.run([sys.executable, "-m", "sreagent", "replay", str(package)], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+
+    same = client.post("/api/v1/replay", json={"run_id": run_id}, headers=auth("read"))
+    assert same.status_code == 200, same.text
+    assert same.json()["identical"] is True and same.json()["artifacts"] == 8
+
+    # What if the analyzer needed a far larger deviation to open an incident? The finding
+    # (artifact 1) is the first to differ, and the replay stops there.
+    what_if = client.post("/api/v1/replay", json={
+        "run_id": run_id, "overrides": ["detection.z_open=1000"]}, headers=auth("read"))
+    assert what_if.status_code == 200, what_if.text
+    body = what_if.json()
+    assert body["identical"] is False
+    first = body["divergences"][0]
+    assert (first["position"], first["kind"]) == (1, "anomaly_finding")
+    assert body["describe"][0].startswith("artifact 1 (anomaly_finding)")

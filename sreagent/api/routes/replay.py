@@ -16,7 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sreagent.api.deps import ControllerDep, ReadScope, SettingsDep
-from sreagent.controller.errors import Forbidden, NotFound, Overloaded
+from sreagent.controller.errors import Forbidden, InvalidState, NotFound, Overloaded
 from sreagent.errors import BadInput, SreagentError
 
 router = APIRouter(prefix="/api/v1", tags=["replay"])
@@ -32,7 +32,8 @@ class ReplayRequest(BaseModel):
 
     run_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] | \
         None = None
-    """A run of this controller: its package ``<data_dir>/runs/<run_id>``."""
+    """A completed run of this controller: its package ``<data_dir>/runs/<run_id>``, which
+    records the chain's inputs and activity results (docs/replay.md)."""
     package: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     """A package folder, relative to ``evidence_dir`` (or absolute, but inside it)."""
     overrides: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=100)] = []
@@ -85,7 +86,13 @@ def replay(request: ReplayRequest, controller: ControllerDep, settings: Settings
         except BadInput as err:
             raise BadInput(err.message, field=f"overrides.{err.field}") from None
     if request.run_id is not None:
-        controller.store.get_run(request.run_id)  # 404 naming run_id when unknown
+        run = controller.store.get_run(request.run_id)  # 404 naming run_id when unknown
+        if run["state"] != "completed":
+            # The package is written when the run completes; until then there is nothing whole
+            # to replay (a failed or cancelled run never gets one).
+            raise InvalidState(
+                f"run {request.run_id} is {run['state']}; only a completed run has an evidence "
+                "package to replay", field="run_id")
         path = _inside(settings.runs_root, Path(request.run_id), field="run_id")
     else:
         path = _inside(settings.replay_root, Path(str(request.package)), field="package")
