@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv system-deps clean
+.PHONY: demo test test-fast regression lint venv system-deps clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ test: system-deps venv
 # The suite without the slow end-to-end tests, for the edit-run loop.
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
+
+# The regression report (docs/notebooks.md): the scenario library's figures against the committed
+# baseline and every golden replay; exits 1 when a figure drops. CI runs it after the tests.
+regression: venv
+	$(VENV)/bin/sreagent report regression -o out/regression.html
 
 lint: venv
 	$(PY) -m ruff check sreagent tests bench
