@@ -167,7 +167,8 @@ def test_the_scan_closes_descriptors_of_exited_processes() -> None:
             child.wait()
         out = source.read(time.time_ns())
         assert not {c.pid for c in children} & {row.pid for row in out.processes}
-        assert len(source._kept) <= kept - 3
+        # Other processes come and go on a busy machine: check our children's descriptors.
+        assert not {c.pid for c in children} & set(source._kept._fds)
     finally:
         for child in children:
             child.kill()
