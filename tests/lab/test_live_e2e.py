@@ -5,7 +5,7 @@ API, the evidence package exported and replayed (root; slow).
 Each run asserts: an incident opened after the fault began, its run completed, nothing was
 executed under the default posture, nothing the fault created is left (searched independently
 of the lab's bookkeeping), the controller and collector are gone, and the exported package is
-complete and never replays divergently. The role chain's answer is asserted for
+complete and replays identically. The role chain's answer is asserted for
 cgroup-throttle, the one verified on the loaded shared machine these were written on (the
 others are reported per run in docs/evaluation.md). Waits inside run_live poll with generous
 deadlines; they cost time only on failure.
@@ -67,10 +67,9 @@ def _check_common(result: LiveResult) -> None:
     assert not _processes_mentioning(result.workdir), "controller or collector still running"
     assert result.package is not None, result.notes
     verify_package(Path(result.package))  # complete: every file, hash and row count
-    # A package the replay engine can read must replay identically. The controller's run
-    # packages do not record the chain run's inputs yet (config.json has no "run"; issue 4),
-    # so today replay_identical is None with that note; it may never be False.
-    assert result.replay_identical is not False, result.notes
+    # The controller's run package records the chain's inputs and activity results
+    # (config.json "run"), so the recorded package replays identically (issue #10).
+    assert result.replay_identical is True, result.notes
 
 
 @pytest.mark.parametrize(

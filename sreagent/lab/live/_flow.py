@@ -95,6 +95,8 @@ class LiveResult(BaseModel):
     cleanup_ok: bool
     package: str | None
     replay_identical: bool | None
+    """Whether the exported package replays identically (the controller records the chain's
+    inputs); None when there is no package (the run did not complete) or it cannot replay."""
     postmortem: str | None
     incident_id: str | None
     run_id: str | None
