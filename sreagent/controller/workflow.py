@@ -366,6 +366,11 @@ class WorkflowEngine:
     ) -> dict[str, Any]:
         existing = self.store.begin_activity(key, run_id=run_id, kind=kind, request=request)
         if existing is not None:
+            if existing["run_id"] != run_id:
+                # An earlier run (of the same incident) holds this key: this run consumes its
+                # row, so its package must carry it too (the store lists rows by claiming run).
+                self.store.add_event(run_id, "activity_reused", {
+                    k: existing[k] for k in ("key", "kind", "request", "status", "result")})
             if existing["status"] == "completed":
                 return {**existing["result"], "replayed_from_record": True}
             return dict(INTERRUPTED)
@@ -392,6 +397,11 @@ class WorkflowEngine:
             )
         tables["batches"] = batches
         rows = self.store.list_activities(run["run_id"])
+        claimed = {r["key"] for r in rows}
+        for event in self.store.list_events(run["run_id"]):
+            if event["type"] == "activity_reused" and event["payload"]["key"] not in claimed:
+                claimed.add(event["payload"]["key"])
+                rows.append(event["payload"])
         config: dict[str, Any] = {"chain": self.chain.name, **self.config}
         package_run = getattr(self.chain, "package_run", None)
         if package_run is not None:

@@ -133,7 +133,26 @@ def test_approved_action_of_the_role_chain_runs_once(tmp_path: Path, victim: int
         report = verify_package(tmp_path / "data" / "runs" / run["run_id"])
         assert report.rows["artifacts.parquet"] == 8
 
-        _assert_replays_identically(client, run["run_id"], tmp_path)
+        _assert_replays_identically(client, run["run_id"], tmp_path / "first")
+
+        # A second run of the same incident consumes the first run's approval and executions
+        # (same idempotency keys): nothing runs again, and its package carries those records.
+        controller = client.app.state.controller  # type: ignore[attr-defined]
+        first = controller.store.get_run(run["run_id"])
+        second_id = controller.engine.submit(
+            incident_id=first["incident_id"], host=first["host"], trigger="test: second run",
+            window=(int(first["window_start_ns"]), int(first["window_end_ns"])))
+        wait_for(lambda: controller.store.get_run(second_id)["state"] == "awaiting_approval"
+                 or None, timeout=120, what="the second run awaiting approval")
+        assert client.post(f"/api/v1/runs/{second_id}/approve", json={"reason": "again"},
+                           headers=auth("approve")).status_code == 200
+        wait_for(lambda: controller.store.get_run(second_id)["state"] == "completed" or None,
+                 timeout=120, what="the second run completed")
+        assert controller.store.list_activities(second_id) == []  # it claimed nothing itself
+        reused = [e for e in controller.store.list_events(second_id)
+                  if e["type"] == "activity_reused"]
+        assert {e["payload"]["kind"] for e in reused} == {"approval", "execute_action"}
+        _assert_replays_identically(client, second_id, tmp_path / "second")
 
 
 def _assert_replays_identically(client: TestClient, run_id: str, tmp_path: Path) -> None:
@@ -141,8 +160,8 @@ def _assert_replays_identically(client: TestClient, run_id: str, tmp_path: Path)
     exported = client.get(f"/api/v1/runs/{run_id}/evidence", headers=auth("read"))
     assert exported.status_code == 200
     with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
-        archive.extractall(tmp_path / "export")
-    package = tmp_path / "export" / run_id
+        archive.extractall(tmp_path)
+    package = tmp_path / run_id
     recorded = EvidencePackage(package)
     run_section = recorded.config["run"]
     assert run_section["format"] == "sreagent.run/v1"
