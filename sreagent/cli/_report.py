@@ -2,7 +2,7 @@
 
 ``postmortem PACKAGE -o report.html`` lays one recorded run out for a postmortem;
 ``regression -o regression.html`` replays the golden packages and scores the role chain on the
-scenario library, and exits 1 when a figure is worse than the committed baseline.
+scenario library and on the public datasets (Nezha, NAB), and exits 1 when a figure is worse than the committed baseline.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ app.add_typer(report_app, name="report")
 console = Console(soft_wrap=True)
 
 DEFAULT_BASELINE = "notebooks/regression_baseline.json"
+DEFAULT_DATASETS = "../shared/datasets"
+"""Where CI and the checkout's neighbours keep the public datasets (beside the repository)."""
 
 
 @report_app.command("postmortem")
@@ -71,6 +73,15 @@ def regression_command(
     scenario: list[str] = typer.Option(
         [], "--scenario", help="Run only these scenarios (repeatable; default all)."
     ),
+    datasets: Path = typer.Option(
+        Path(DEFAULT_DATASETS),
+        "--datasets",
+        help="Folder of the public datasets (nezha, nab) to run through the chain; a missing "
+        "folder leaves their figures not computable (worse than a baseline that has them).",
+    ),
+    no_datasets: bool = typer.Option(
+        False, "--no-datasets", help="Skip the public datasets (their figures are not compared)."
+    ),
     resolution: int = typer.Option(
         5, "--resolution", min=1, help="Scenario resolution in seconds."
     ),
@@ -86,8 +97,9 @@ def regression_command(
     pdf: bool = typer.Option(False, "--pdf", help="Also print the HTML to a PDF beside it."),
 ) -> None:
     """Regression report: determinism of every golden replay, detection precision/recall/F1
-    and latency, RCA AC@1/AC@3 by fault class, per-scenario verdicts, and the change against
-    the baseline. Exit 1 when any baseline figure got worse."""
+    and latency, RCA AC@1/AC@3 by fault class, per-scenario verdicts, the chain on the public
+    datasets (Nezha, NAB), and the change against the baseline. Exit 1 when any baseline
+    figure got worse."""
     from sreagent.atomic import atomic_write_bytes
     from sreagent.reports import render_report
     from sreagent.reports.regression import baseline_document, check_comparable, load_baseline
@@ -107,6 +119,7 @@ def regression_command(
             {
                 "replays": str(replays.resolve()),
                 "scenarios": list(scenario),
+                "datasets": "" if no_datasets else str(datasets.resolve()),
                 "resolution_s": resolution,
                 "overrides": overrides,
                 "baseline": "" if no_baseline else str(baseline.resolve()),
@@ -126,6 +139,11 @@ def regression_command(
     console.print(f"wrote {output}", highlight=False)
     undetermined = [r["package"] for r in result["replays"] if not r["identical"]]
     problems = [*result["regressions"]]
+    not_run = [
+        f"{d['dataset']} ({d['status']})" for d in result["datasets"] if d["status"] != "ran"
+    ]
+    if not_run:
+        console.print(f"datasets not run: {', '.join(not_run)}", highlight=False)
     if undetermined:
         problems.append(f"replays not identical: {', '.join(undetermined)}")
     if problems:

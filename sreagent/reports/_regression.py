@@ -30,6 +30,8 @@ LOWER_IS_BETTER = (
 """Figures where a rise, not a fall, is the regression."""
 
 TOLERANCE = 1e-9
+DATASET_PREFIX = "dataset."
+"""Figures of the public datasets (sreagent.reports._datasets); every one is higher-is-better."""
 
 
 def scenario_runs(
@@ -222,12 +224,19 @@ def compare_with_baseline(
     *,
     scenarios: Sequence[str] | None,
     resolution_s: int,
+    compare_datasets: bool = True,
 ) -> list[Regression]:
     """Every baseline figure that got worse (or went missing). Raises BadInput when the
-    baseline was made on another scenario set or resolution: such figures do not compare."""
+    baseline was made on another scenario set or resolution: such figures do not compare.
+
+    ``compare_datasets=False`` (the datasets were deliberately skipped) leaves the baseline's
+    ``dataset.*`` figures out; otherwise a dataset figure that could not be computed (its
+    folder is missing) is missing, hence worse, like any other."""
     check_comparable(baseline, scenarios=scenarios, resolution_s=resolution_s)
     out = []
     for name, base in sorted(baseline["figures"].items()):
+        if not compare_datasets and name.startswith(DATASET_PREFIX):
+            continue
         now = figs.get(name)
         if now is None:
             out.append(Regression(name, float(base), None))
