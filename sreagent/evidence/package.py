@@ -316,7 +316,10 @@ def _check_parquet(file: Path, data: bytes, schema: pa.Schema | None) -> pa.Tabl
             path=str(file),
         )
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # No Arrow worker threads: a process that exits right after a failed verification
+        # could abort in Arrow's thread-pool teardown ("terminate called without an active
+        # exception", apache/arrow#34314); the data is in memory already.
+        table = pq.read_table(pa.BufferReader(data), use_threads=False, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as err:
         raise CorruptFile(f"Parquet file cannot be read: {err}", path=str(file)) from None
     if schema is not None and not table.schema.equals(schema, check_metadata=False):
