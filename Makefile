@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast regression lint venv system-deps clean
+.PHONY: demo test test-fast test-live regression lint venv system-deps clean
 
 venv: $(STAMP)
 
@@ -26,14 +26,20 @@ demo: venv
 	$(VENV)/bin/sreagent demo
 
 test: system-deps venv
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not live"
+
+# Real faults on this host caught by the live collector and controller (root; docs/live-lab.md).
+# Kept out of `make test` while their answers are not yet reliable on a loaded machine (issue 10).
+test-live: system-deps venv
+	$(PY) -m pytest -m live
 
 # The suite without the slow end-to-end tests, for the edit-run loop.
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
 
-# The regression report (docs/notebooks.md): the scenario library's figures against the committed
-# baseline and every golden replay; exits 1 when a figure drops. CI runs it after the tests.
+# The regression report (docs/notebooks.md): the scenario library's and the public datasets'
+# figures against the committed baseline, and every golden replay; exits 1 when a figure drops.
+# CI runs it after the tests.
 regression: venv
 	$(VENV)/bin/sreagent report regression -o out/regression.html
 

@@ -27,7 +27,7 @@ from tests.conftest import requires_root
 
 from .observe import everything_with_tag
 
-pytestmark = [pytest.mark.slow, requires_root]
+pytestmark = [pytest.mark.slow, pytest.mark.live, requires_root]
 
 BASELINE_S = 30.0
 DURATION_S = 60.0
