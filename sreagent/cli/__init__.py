@@ -7,6 +7,7 @@ mapped to exit codes once, in :func:`main`: 0 ok, 1 the checked property does no
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -55,7 +56,25 @@ def exit_code_for(error: SreagentError) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sreagent`` script."""
+    """Entry point of the ``sreagent`` script.
+
+    Called as the process's entry point (no ``argv``), it ends the process itself once the
+    command is done and its output flushed: Arrow's C++ thread pools can abort the interpreter's
+    final teardown ("terminate called without an active exception", apache/arrow#34314), which
+    turned a clean exit code into SIGABRT now and then on a loaded machine.
+    """
+    code = _main(argv)
+    if argv is None:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     _register()
     try:
         app(args=argv, standalone_mode=False)

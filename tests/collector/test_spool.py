@@ -237,8 +237,11 @@ def test_kill_9_during_writes_loses_no_synced_record_and_delivers_no_garbage(
         everything = drain(spool)
         assert set(confirmed) <= set(everything)
         assert spool.stats().records == 0
-        # each torn write is one skipped region; it never hid the records after it
-        assert spool.stats().corrupt_total == sum(tear for _, tear in rounds)
+        # each torn write is one skipped region; it never hid the records after it. A round that
+        # kills between appends may still land inside the next append (the writer runs on), so
+        # it can leave one torn region too: at least the deliberate tears, at most one a round.
+        tears = sum(tear for _, tear in rounds)
+        assert tears <= spool.stats().corrupt_total <= len(rounds)
     with Spool(tmp_path, max_bytes=1 << 30) as spool:
         assert drain(spool) == []
 
