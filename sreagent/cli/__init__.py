@@ -76,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     _register()
+    return run_app(argv)
+
+
+def run_app(args: list[str] | None, prog_name: str | None = None) -> int:
+    """Run the registered commands on ``args``; errors mapped to exit codes once, here."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, prog_name=prog_name, standalone_mode=False)
     except SreagentError as error:
         err_console.print(f"[bold red]error[/] ({error.code}): {error}", highlight=False)
         return exit_code_for(error)

@@ -16,32 +16,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``sreagent collect`` with ``argv`` (default: the process arguments)."""
-    import typer
-
     # Importing the command module registers ``collect`` on the shared app, and nothing else.
     import sreagent.cli._collect  # noqa: F401
-    from sreagent.cli import EXIT_BAD_INPUT, EXIT_OK, app, err_console, exit_code_for
-    from sreagent.errors import SreagentError
+    from sreagent.cli import run_app
 
     args = ["collect", *(sys.argv[1:] if argv is None else argv)]
-    try:
-        app(args=args, prog_name="python -m sreagent.collector", standalone_mode=False)
-    except SreagentError as error:
-        err_console.print(f"[bold red]error[/] ({error.code}): {error}", highlight=False)
-        return exit_code_for(error)
-    except typer.Exit as done:
-        return int(done.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        return 130
-    except Exception as error:
-        # Usage errors (typer vendors click) arrive here in non-standalone mode.
-        show = getattr(error, "show", None)
-        if callable(show) and isinstance(getattr(error, "exit_code", None), int):
-            show()
-            return EXIT_BAD_INPUT
-        raise
-    return EXIT_OK
+    return run_app(args, prog_name="python -m sreagent.collector")
 
 
 def run() -> None:
