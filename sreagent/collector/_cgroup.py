@@ -20,6 +20,13 @@ Files read (Documentation/admin-guide/cgroup-v1/*.rst, cgroup-v2.rst):
 
 Container and Kubernetes pod identity is parsed from the cgroup path (cgroupfs and systemd
 drivers; Docker, containerd, CRI-O, Podman) into labels.
+
+The directory walk is re-done only when something changed: every walked directory carries an
+inotify watch, so a cgroup created or removed (``mkdir``/``rmdir`` in a directory above
+``max_depth``) or a limit file written (``cpu.cfs_quota_us``, ``memory.max``...) is seen at the
+next read, for one non-blocking read of the inotify descriptor per sample. A periodic walk
+(``rewalk_every`` reads) stays as a safety net, and is the only way when inotify is refused
+(``fs.inotify.max_user_watches`` exhausted); the capability reason says which applies.
 """
 
 from __future__ import annotations
@@ -35,10 +42,23 @@ from sreagent.collector._common import (
     Interval,
     KeptFiles,
     capability,
+    os_reason,
     read_optional,
     sample,
 )
 from sreagent.collector._disk import unescape_mount
+from sreagent.collector._inotify import (
+    IN_CREATE,
+    IN_DELETE,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    Inotify,
+    InotifyEvent,
+)
 from sreagent.collector._psi import parse_pressure
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.telemetry import Sample, SourceCapability
@@ -47,6 +67,35 @@ UNLIMITED = 1 << 62
 """v1 reports "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB pages);
 anything this large is no limit."""
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio")
+LIMIT_FILES = frozenset(
+    {
+        b"cpu.cfs_quota_us",
+        b"cpu.cfs_period_us",
+        b"memory.limit_in_bytes",
+        b"cpu.max",
+        b"memory.max",
+    }
+)
+"""The files read only at a walk: a write to one of them makes the next read walk again."""
+_WATCH_MASK = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR
+_TREE_CHANGE = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+
+
+def needs_walk(events: list[InotifyEvent], leaf_watches: set[int]) -> bool:
+    """Whether inotify events change what the walk found: a cgroup directory created,
+    removed or renamed in a directory that is not at ``max_depth`` (``leaf_watches``: their
+    children are not read anyway), a limit file written, or a queue overflow (events lost).
+    Other writes (``cgroup.procs``) and the kernel's own updates (``memory.events``) do not.
+    """
+    for event in events:
+        if event.mask & IN_Q_OVERFLOW:
+            return True
+        if event.mask & IN_ISDIR and event.mask & _TREE_CHANGE:
+            if event.wd not in leaf_watches:
+                return True
+        elif event.mask & IN_MODIFY and event.name in LIMIT_FILES:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -320,8 +369,16 @@ class CgroupSource:
     optional = True
 
     def __init__(
-        self, roots: Roots, *, max_depth: int = 4, max_cgroups: int = 200, rewalk_every: int = 30
+        self,
+        roots: Roots,
+        *,
+        max_depth: int = 4,
+        max_cgroups: int = 200,
+        rewalk_every: int = 30,
+        watch: bool = True,
     ) -> None:
+        """``watch=False`` leaves inotify out: changes are then seen at the periodic walk,
+        or at once when a read finds a listed cgroup gone."""
         self._roots = roots
         self._rewalk_every = rewalk_every
         self._layout: list[tuple[str | None, str, _Reader]] | None = None
@@ -337,6 +394,11 @@ class CgroupSource:
         self._interval = Interval()
         self._identity: dict[str, dict[str, str]] = {}
         self._truncated = False
+        self._watch: Inotify | None = None
+        self._leaf_watches: set[int] = set()
+        self._watch_error: str | None = None if watch else "disabled"
+        self._changed = False
+        """inotify saw a change that the layout or the limits do not reflect yet."""
 
     def capability(self) -> SourceCapability:
         h = self.hierarchies
@@ -349,6 +411,13 @@ class CgroupSource:
             parts.append(f"v2 at {h.v2}")
         if self._truncated:
             parts.append(f"truncated to {self._max_cgroups} cgroups per hierarchy")
+        if self._watch_error is not None:
+            parts.append(
+                f"new cgroups and limit changes seen within {self._rewalk_every} reads "
+                f"(inotify: {self._watch_error})"
+            )
+        elif self._watch is not None:
+            parts.append("new cgroups and limit changes seen at the next read (inotify)")
         return capability(self.name, "kernel", "; ".join(parts))
 
     def _walk(self) -> None:
@@ -372,15 +441,61 @@ class CgroupSource:
                 layout.append((controller, rel, _Reader(d, files, self._files)))
         self._layout = layout
         self._truncated = truncated
+        self._arm_watches(layout)
+
+    def _arm_watches(self, layout: list[tuple[str | None, str, _Reader]]) -> None:
+        """Watch every walked directory with a fresh inotify instance.
+
+        The old instance stays open until the new one is armed and is drained last, so a
+        cgroup created while the walk ran is still noticed at the next read.
+        """
+        old, old_leaves = self._watch, self._leaf_watches
+        self._watch = None
+        self._leaf_watches = set()
+        if self._watch_error == "disabled":
+            return
+        try:
+            watch = Inotify()
+        except OSError as err:
+            self._watch_error = os_reason(err)
+        else:
+            try:
+                for _, rel, reader in layout:
+                    wd = watch.add_watch(reader.d, _WATCH_MASK)
+                    depth = 0 if rel == "/" else rel.count("/")
+                    if depth >= self._max_depth:
+                        self._leaf_watches.add(wd)
+            except OSError as err:
+                watch.close()
+                self._leaf_watches = set()
+                self._watch_error = os_reason(err)
+            else:
+                self._watch = watch
+                self._watch_error = None
+        if old is not None:
+            self._changed = needs_walk(list(old.pending()), old_leaves)
+            old.close()
+
+    def _tree_changed(self) -> bool:
+        if self._watch is None:
+            return False
+        return needs_walk(list(self._watch.pending()), self._leaf_watches)
 
     def readings(self) -> dict[str, _Reading]:
         """One reading per cgroup path, merged across hierarchies.
 
-        The directory walk and the limit files (quota, memory limit) are refreshed every
-        ``rewalk_every`` reads, or at once when a listed cgroup has vanished; the counters
-        are read every time.
+        The directory walk and the limit files (quota, memory limit) are refreshed when
+        inotify saw a cgroup created or removed or a limit written, when a listed cgroup has
+        vanished, and every ``rewalk_every`` reads; the counters are read every time.
         """
-        refresh = self._layout is None or self._reads % self._rewalk_every == 0 or self._stale
+        refresh = (
+            self._layout is None
+            or self._reads % self._rewalk_every == 0
+            or self._stale
+            or self._changed
+            or self._tree_changed()
+        )
+        self._changed = False
         self._reads += 1
         if refresh:
             self._walk()
@@ -456,3 +571,6 @@ class CgroupSource:
 
     def close(self) -> None:
         self._files.close()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None

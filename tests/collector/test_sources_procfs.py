@@ -734,7 +734,10 @@ def test_cgroup_limits_are_cached_between_walks_and_removal_triggers_a_rewalk(
     shutil.copytree(PROCFS / "cgroup-v2-kubepods-t0", root, symlinks=True)
     from sreagent.collector import Roots
 
-    source = CgroupSource(Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=3)
+    # Without inotify (refused, or disabled): the periodic walk alone.
+    source = CgroupSource(
+        Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=3, watch=False
+    )
     docker = next((root / "sys/fs/cgroup/system.slice").glob("docker-*.scope"))
     entity = "cgroup/system.slice/" + docker.name
 
@@ -756,6 +759,44 @@ def test_cgroup_limits_are_cached_between_walks_and_removal_triggers_a_rewalk(
     # answers ENODEV instead; the live test covers that); the next walk drops the cgroup.
     seen = [entity in {s.entity for s in source.read(T0).samples} for _ in range(3)]
     assert seen[-1] is False
+    assert "within 3 reads (inotify: disabled)" in source.capability().reason
+
+
+def test_cgroup_changes_are_seen_at_the_next_read_through_inotify(tmp_path: Path) -> None:
+    """inotify works on any filesystem: the captured tree stands in for cgroupfs here (the
+    root tests in test_cgroup_watch.py use real cgroups)."""
+    import shutil
+
+    root = tmp_path / "tree"
+    shutil.copytree(PROCFS / "cgroup-v2-kubepods-t0", root, symlinks=True)
+    from sreagent.collector import Roots
+
+    source = CgroupSource(Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=10**6)
+    slice_dir = root / "sys/fs/cgroup/system.slice"
+    docker = next(slice_dir.glob("docker-*.scope"))
+    entity = "cgroup/system.slice/" + docker.name
+
+    def limits() -> dict[str, float]:
+        return {
+            s.entity: s.value
+            for s in source.read(T0).samples
+            if s.metric == "cgroup_memory_limit_bytes"
+        }
+
+    try:
+        assert entity not in limits()  # memory.max "max"
+        assert source.capability().reason.endswith("seen at the next read (inotify)")
+        (docker / "memory.max").write_text("1048576\n")
+        assert limits()[entity] == 1048576
+        fresh = slice_dir / "fresh.service"
+        fresh.mkdir()
+        (fresh / "memory.current").write_text("4096\n")
+        (fresh / "memory.max").write_text("8192\n")
+        assert limits()["cgroup/system.slice/fresh.service"] == 8192
+        shutil.rmtree(fresh)
+        assert "cgroup/system.slice/fresh.service" not in limits()
+    finally:
+        source.close()
 
 
 # --- raw netlink replies ---------------------------------------------------------------------
