@@ -4,14 +4,21 @@ Per case: the case is imported into an evidence package (``sreagent.importers``,
 copied), the chain runs on the package's tables through :mod:`sreagent.replay`'s public API
 (``RunInputs`` + ``run_chain``) and every run is recorded with ``record_run``, so each figure
 can be reproduced with ``sreagent replay`` on the recorded package. What the chain is handed
-besides telemetry is one instant, the end of its baseline (``detection.baseline_seconds`` in
-the recorded chain configuration):
+besides telemetry is the end of its baseline (``detection.baseline_seconds`` in the recorded
+chain configuration) and, where the protocol hands over an alarm, an external alert:
 
-* rca: the alarm time (the labelled ``inject_time``, the same instant every baseline gets);
-* detection with a training part: the end of ``baseline.parquet``;
+* rca: the alarm time (the labelled ``inject_time``, the same instant every baseline gets),
+  both as the baseline's end and as an ``alert`` event at that instant, which opens the
+  incident the chain must explain (:mod:`sreagent.roles._external`);
+* detection with a training part: the end of ``baseline.parquet``; no alert;
 * detection of a single series without one (NAB): the end of NAB's probationary period;
-* culprit segments: each labelled segment's start, with a :data:`CULPRIT_PRE_WINDOW` pre-window
-  as the baseline (segments come from the labels, as in InterFusion's evaluation).
+* culprit segments: an alert at each labelled segment's start (segments come from the
+  labels, as in InterFusion's evaluation), the baseline being the training part (as much of
+  it as ``detection.baseline_fraction`` allows; the test part before the segment is left out
+  of the run) or, without one, a :data:`CULPRIT_PRE_WINDOW` pre-window.
+
+Alerts are event rows of the run's telemetry, so the recorded package holds them and
+``sreagent replay`` reproduces the run.
 
 The chain's outputs are read from its artifacts: the ranked hypotheses' entities (rca), the
 anomaly finding's alarm runs (``evidence_refs``, detection) and the top hypothesis's per-metric
@@ -48,15 +55,20 @@ from sreagent.eval.evaluate import (
 )
 from sreagent.eval.evaluate import evaluate_dataset_baselines as baselines_of
 from sreagent.evidence import EvidencePackage
-from sreagent.importers import import_path
+from sreagent.importers import alert_tables, import_path
 from sreagent.replay import RunInputs, record_run, run_chain
+from sreagent.roles._external import ALERT_DETECTOR
 from sreagent.roles._series import ranked_metrics
 from sreagent.runtime import ChainConfig, EvidenceView
 from sreagent.runtime._config import DetectionConfig
 
 CULPRIT_PRE_WINDOW = timedelta(hours=4)
-"""Baseline before a labelled culprit segment: long enough for a robust median/IQR at minute
-(SMD) and five-minute (ASD) resolution, short enough to stay near the segment's regime."""
+"""Baseline before a labelled culprit segment when the case has no training part: long enough
+for a robust median/IQR at minute (SMD) and five-minute (ASD) resolution."""
+RCA_ALERT = "labelled_alarm"
+"""``alertname`` of the alert that hands an rca case's alarm time to the chain."""
+SEGMENT_ALERT = "labelled_segment"
+"""``alertname`` of the alert at the start of a labelled culprit segment."""
 MAX_BASELINE_FRACTION = 0.9
 """The chain configuration's upper bound on ``detection.baseline_fraction``."""
 TELEMETRY = ("batches", "samples", "processes", "events")
@@ -102,20 +114,33 @@ class CaseRunner:
         hosts = sorted(set(tables["samples"].column("host").to_pylist()))
         return cls(case, work, tables, hosts[0])
 
-    def _windowed(self, start_ns: int, end_ns: int) -> dict[str, pa.Table]:
+    def _windowed(self, spans: Sequence[tuple[int, int]]) -> dict[str, pa.Table]:
         out = {}
         for name, table in self.tables.items():
             column = "sent_at_ns" if name == "batches" else "ts_ns"
             if table.num_rows:
                 t = table.column(column)
-                table = table.filter(pc.and_(pc.greater_equal(t, start_ns),
-                                             pc.less_equal(t, end_ns)))
+                keep = None
+                for lo, hi in spans:
+                    inside = pc.and_(pc.greater_equal(t, lo), pc.less_equal(t, hi))
+                    keep = inside if keep is None else pc.or_(keep, inside)
+                table = table.filter(keep)
             out[name] = table
         return out
 
-    def run(self, name: str, start_ns: int, split_ns: int, end_ns: int) -> ChainResult:
-        """Run and record the chain over [start, end] with its baseline ending at the split."""
-        tables = self._windowed(start_ns, end_ns)
+    def run(self, name: str, start_ns: int, split_ns: int, end_ns: int, *,
+            alert: tuple[int, str] | None = None,
+            spans: Sequence[tuple[int, int]] | None = None) -> ChainResult:
+        """Run and record the chain over [start, end] with its baseline ending at the split.
+
+        ``alert`` (instant, name): an external alert event added to the run's telemetry.
+        ``spans``: the parts of [start, end] whose telemetry the run gets (default all of it).
+        """
+        tables = self._windowed(spans or [(start_ns, end_ns)])
+        if alert is not None:
+            extra = alert_tables(host=self.host, ts_ns=alert[0], name=alert[1],
+                                 summary="alarm time handed over by the evaluation protocol")
+            tables = {k: pa.concat_tables([tables[k], extra[k]]) for k in tables}
         inputs = RunInputs(
             run_id=f"eval-{self.case.spec.dataset}-{name}", host=self.host,
             window=(start_ns, end_ns), chain=chain_config(start_ns, split_ns, end_ns))
@@ -131,6 +156,27 @@ class CaseRunner:
         return result
 
 
+def culprit_run_window(seg_start: int, seg_end: int, step: int, train_start: int,
+                       last_train: int | None
+                       ) -> tuple[int, int, int, list[tuple[int, int]]]:
+    """``(start, split, end, spans)`` of the chain run that ranks one culprit segment.
+
+    With a training part the baseline is the training part, as much of it (counting back from
+    its end) as the configuration's ``baseline_fraction`` bound allows, and the run's
+    telemetry is that part and the segment; the test part in between is left out (it is not
+    known to be normal). Without one, a :data:`CULPRIT_PRE_WINDOW` before the segment.
+    """
+    split = seg_start - step // 2
+    if last_train is None or last_train >= split:
+        pre = int(CULPRIT_PRE_WINDOW.total_seconds() * 1e9)
+        start, end = split - pre, max(seg_end, split + pre // 8)
+        return start, split, end, [(start, end)]
+    split = last_train + step // 2
+    room = int(MAX_BASELINE_FRACTION / (1 - MAX_BASELINE_FRACTION) * (seg_end - split)) - step
+    start = max(train_start, split - room)
+    return start, split, seg_end, [(start, last_train), (seg_start, seg_end)]
+
+
 def _hypotheses(result: ChainResult) -> list[tuple[str, dict[str, float]]]:
     art = result.of_kind(ArtifactKind.ROOT_CAUSE_HYPOTHESIS)
     if art is None or not isinstance(art.payload, RootCauseHypothesis):
@@ -143,15 +189,19 @@ def alarm_spans(result: ChainResult) -> list[tuple[int, int]]:
     art = result.of_kind(ArtifactKind.ANOMALY_FINDING)
     if art is None or not isinstance(art.payload, AnomalyFinding):
         return []
-    return [(r.start_ns, r.end_ns) for r in art.evidence_refs]
+    # The series path writes one evidence ref per finding; an alert's finding is not an alarm.
+    return [(r.start_ns, r.end_ns) for f, r in zip(art.payload.findings, art.evidence_refs,
+                                                   strict=False)
+            if f.detector != ALERT_DETECTOR]
 
 
 def chain_rca(case: Case, work: Path) -> RcaResult:
     """The chain's ranking of one rca case, handed the same alarm time as the baselines."""
     runner = CaseRunner.open(case, work)
     window = case.spec.window
-    result = runner.run(case.case_id, _ns(window.start), _ns(rca_alarm_time(case)),
-                        _ns(window.end))
+    alarm = _ns(rca_alarm_time(case))
+    result = runner.run(case.case_id, _ns(window.start), alarm, _ns(window.end),
+                        alert=(alarm, RCA_ALERT))
     entities = [e for e, _ in _hypotheses(result) if bl.is_service_entity(e)]
     services: list[str] = []
     for e in entities:
@@ -168,6 +218,7 @@ def chain_detection(case: Case, work: Path) -> DetectionResult:
     test_start = _ns(timeline[0])
     end = _ns(timeline[-1])
     train = case.baseline()
+    last_train: int | None = None
     if train is not None and train.height:
         train_times = train["ts"].unique().sort()
         start = _ns(train_times[0])
@@ -185,14 +236,12 @@ def chain_detection(case: Case, work: Path) -> DetectionResult:
     alarms = np.isin(times, [start_ns for start_ns, _ in alarm_spans(result)])
     culprits: list[tuple[str, ...]] = []
     step = int(np.median(np.diff(times))) if len(times) > 1 else 60_000_000_000
-    pre = int(CULPRIT_PRE_WINDOW.total_seconds() * 1e9)
     for i, segment in enumerate(case.spec.detection.culprits or ()):
-        seg_start, seg_end = _ns(segment.start), _ns(segment.end)
-        split = seg_start - step // 2
-        run_start = split - pre
-        run_end = max(seg_end, split + int(pre / 8))
+        run_start, split, run_end, spans = culprit_run_window(
+            _ns(segment.start), _ns(segment.end), step, start, last_train)
         hyps = _hypotheses(runner.run(f"{case.case_id}-segment-{i:03d}", run_start, split,
-                                      run_end))
+                                      run_end, alert=(_ns(segment.start), SEGMENT_ALERT),
+                                      spans=spans))
         culprits.append(tuple(ranked_metrics(hyps[0][1])) if hyps else ())
     return DetectionResult(case, timeline, alarms, None, tuple(culprits))
 
@@ -201,8 +250,11 @@ CHAIN_PROTOCOL = {
     "chain": "the role chain (sreagent.roles, series path) run through sreagent.replay's "
     "API on each case imported into an evidence package; every run recorded and replayable",
     "chain_baseline": "rca: up to the labelled inject_time (as for the baselines); detection: "
-    "the training part, or NAB's probationary period; culprits: a 4 h pre-window before each "
-    "labelled segment",
+    "the training part, or NAB's probationary period; culprits: the training part (as much as "
+    "baseline_fraction allows), the segment alone analysed",
+    "chain_alerts": "rca: an alert event at the labelled inject_time; culprits: an alert event "
+    "at each labelled segment's start; each opens the incident the chain explains, its own "
+    "detection unchanged (none in detection runs)",
     "chain_thresholds": "detection.z_open of the chain configuration (tuned on the scenario "
     "library) and, for training parts of >= 1000 samples, their own 99.9th percentile",
     "chain_alarms": "the onset of each alarm run (incident openings), label-free thresholds",
@@ -258,10 +310,13 @@ def evaluate(
 __all__ = [
     "CHAIN_PROTOCOL",
     "CULPRIT_PRE_WINDOW",
+    "RCA_ALERT",
+    "SEGMENT_ALERT",
     "CaseRunner",
     "alarm_spans",
     "chain_config",
     "chain_detection",
     "chain_rca",
+    "culprit_run_window",
     "evaluate",
 ]

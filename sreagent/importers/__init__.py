@@ -24,6 +24,7 @@ import polars as pl
 
 from sreagent.errors import BadInput, SchemaVersionError
 from sreagent.evidence import Manifest
+from sreagent.importers._alerts import alert_tables
 from sreagent.importers._long import is_long, read_long, read_wide
 from sreagent.importers._package import write_import
 from sreagent.importers._prometheus import read_prometheus
@@ -166,4 +167,4 @@ def _import_case(case: Path, out: Path, *, host: str | None, run_id: str | None)
     return ImportResult(case, out, manifest, long.height)
 
 
-__all__ = ["FORMATS", "Format", "ImportResult", "detect_format", "import_path"]
+__all__ = ["FORMATS", "Format", "ImportResult", "alert_tables", "detect_format", "import_path"]

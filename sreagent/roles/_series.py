@@ -22,8 +22,13 @@ configuration:
   the training part's own scores; alarm runs need ``detection.open_samples`` hot samples, and
   runs closer than ``detection.close_samples`` are one incident. Every run is a finding; the
   incident is the first run after the baseline.
+* **External alerts.** An ``alert`` event in the analysed part (:mod:`sreagent.roles._external`:
+  Alertmanager's, or the alarm time an RCA protocol hands over) opens the incident at its
+  instant even when no series crossed ``z_open``; the alarm runs stay as they were. The
+  incident's evidence onset is then the first alarm run that overlaps the alert or starts
+  within ``detection.close_samples`` after it, else the alert's own sample.
 * **Ranking.** Entities are ranked over the first :data:`SCORE_SAMPLES` samples from the
-  incident's onset, by features written into the hypothesis: ``cpu`` (the entity's own CPU
+  incident's (evidence) onset, by features written into the hypothesis: ``cpu`` (the entity's own CPU
   usage rising), ``latency`` (its own serving latency rising), ``network`` (callers see it
   slower than it sees itself: ``edge/A->B`` client latency rising more than server latency,
   which blames B), each ``log1p`` of a robust z so that one huge z does not drown the rest.
@@ -61,6 +66,7 @@ from sreagent.artifacts import (
 )
 from sreagent.canonical import canonical_digest
 from sreagent.roles._detectors import baseline_end, rule_for
+from sreagent.roles._external import ALERT_DETECTOR, ExternalAlert, external_alerts
 from sreagent.roles._stats import percentile, runs
 from sreagent.runtime._context import RoleContext
 from sreagent.runtime._view import EvidenceView, Series
@@ -92,6 +98,8 @@ MIN_CALIBRATION_SAMPLES = 1000
 pre-window, NAB's probationary period) keeps the chain's ``detection.z_open``."""
 MAX_FINDINGS = 5000
 """Alarm runs listed in the anomaly finding (a month of minute data stays well under it)."""
+ALERT_RISK = {"critical": "high", "error": "medium", "warning": "medium", "info": "low"}
+"""Risk level of a window whose only incident evidence is an external alert, by its severity."""
 NOT_BLAMED = ("slo/",)
 """Entity prefixes that are symptoms (service-level objectives), never a root cause."""
 
@@ -149,6 +157,10 @@ class SeriesAnalysis:
     threshold: float
     alarm_runs: tuple[tuple[int, int], ...]
     """Half-open grid index ranges of the alarm runs, in time order."""
+    alert: ExternalAlert | None = None
+    """The first external alert in the analysed part, which opens the incident."""
+    alert_index: int | None = None
+    """The grid index of the alert's sample (the first analysed sample at or after it)."""
 
 
 def _robust(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,10 +240,35 @@ def analyse(view: EvidenceView, ctx: RoleContext) -> SeriesAnalysis:
     if base_scores.shape[0] >= MIN_CALIBRATION_SAMPLES:
         threshold = max(threshold, percentile(base_scores, CALIBRATION_PERCENTILE))
     hot = analysed & (sample_score > threshold)
+    alert, alert_index = None, None
+    first_analysed = int(np.searchsorted(grid, base_end, side="right"))
+    for candidate in external_alerts(view, not_before_ns=base_end):
+        index = max(int(np.searchsorted(grid, candidate.ts_ns, side="left")), first_analysed)
+        if index < grid.shape[0]:
+            alert, alert_index = candidate, index
+            break
     result = SeriesAnalysis(base_end, grid, tuple(fitted), sample_score, threshold,
-                            find_alarm_runs(hot, cfg.open_samples, cfg.close_samples))
+                            find_alarm_runs(hot, cfg.open_samples, cfg.close_samples),
+                            alert, alert_index)
     view.memo[key] = result
     return result
+
+
+def incident_onset(analysis: SeriesAnalysis, close_samples: int) -> int | None:
+    """The grid index the incident's evidence starts at, or None when no incident opened.
+
+    Without an alert: the first alarm run's start. With one: the first alarm run that overlaps
+    the alert or starts within ``close_samples`` after it (the run the alert's incident would
+    still be open for), else the alert's own sample, where the alert says the trouble began.
+    """
+    if analysis.alert_index is None:
+        return analysis.alarm_runs[0][0] if analysis.alarm_runs else None
+    for start, stop in analysis.alarm_runs:
+        if stop > analysis.alert_index:
+            if start - analysis.alert_index <= close_samples:
+                return start
+            break
+    return analysis.alert_index
 
 
 def _top_at(analysis: SeriesAnalysis, start: int, stop: int) -> tuple[SeriesScore, int] | None:
@@ -277,7 +314,23 @@ def detect(observation: Artifact, view: EvidenceView, ctx: RoleContext,
                                 end_ns=t1, batch_ids=view.batches_between(t0, t1, limit=4)))
     incident = None
     incident_id = "none"
-    if findings:
+    alert = analysis.alert
+    if alert is not None:
+        # An external alert opened the incident: it stays open (an alert resolves from
+        # outside), whatever the series path's own alarm runs did. Its finding comes first,
+        # with the event's batch as evidence; the alarm runs follow unchanged.
+        findings.insert(0, Finding(
+            detector=ALERT_DETECTOR, metric="event:alert", entity=alert.entity,
+            onset_ns=alert.ts_ns, severity=alert.severity,
+            score=0.0, value=1.0, direction="event"))
+        refs.insert(0, EvidenceRef(entity=alert.entity, metric="event:alert",
+                                   start_ns=alert.ts_ns, end_ns=alert.ts_ns,
+                                   batch_ids=[alert.batch_id]))
+        incident_id = ctx.incident_id or "inc-" + canonical_digest(
+            [view.host, alert.fingerprint, alert.ts_ns])[:16]
+        incident = IncidentState(incident_id=incident_id, fingerprint=alert.fingerprint,
+                                 state="opened")
+    elif findings:
         first = findings[0]
         fingerprint = f"series:{first.entity}/{first.metric}"[:256]
         incident_id = ctx.incident_id or "inc-" + canonical_digest(
@@ -286,12 +339,14 @@ def detect(observation: Artifact, view: EvidenceView, ctx: RoleContext,
         incident = IncidentState(incident_id=incident_id, fingerprint=fingerprint,
                                  state="opened" if still_open else "closed")
     peak = float(analysis.sample_score.max(initial=0.0))
+    runs_found = len(findings) - (alert is not None)
     summary = (f"series path: {len(analysis.scores)} series against baselines up to "
-               f"{analysis.base_end_ns}; {len(findings)} alarm runs above |z| "
-               f"{analysis.threshold:.2f}; peak |z| {peak:.2f}")
+               f"{analysis.base_end_ns}; {runs_found} alarm runs above |z| "
+               f"{analysis.threshold:.2f}; peak |z| {peak:.2f}"
+               + (f"; incident opened by alert {alert.name} at {alert.ts_ns}" if alert else ""))
     payload = AnomalyFinding(
-        risk_level=("high" if peak >= 4 * analysis.threshold else "medium") if findings
-        else "none",
+        risk_level=("high" if peak >= 4 * analysis.threshold else "medium") if runs_found
+        else ALERT_RISK.get(alert.severity, "medium") if alert is not None else "none",
         findings=findings, incident=incident, summary=summary[:1024])
     inputs = [observation.artifact_id] + ([prior.artifact_id] if prior is not None else [])
     return make_artifact(
@@ -372,8 +427,8 @@ def hypothesise(finding: Artifact, view: EvidenceView, ctx: RoleContext) -> Arti
     assert isinstance(finding.payload, AnomalyFinding)
     analysis = analyse(view, ctx)
     hypotheses: list[Hypothesis] = []
-    if analysis.alarm_runs:
-        start = analysis.alarm_runs[0][0]
+    start = incident_onset(analysis, ctx.config.detection.close_samples)
+    if start is not None:
         stop = min(start + SCORE_SAMPLES, analysis.grid.shape[0])
         t0, t1 = int(analysis.grid[start]), int(analysis.grid[stop - 1])
         feats = entity_features(analysis, t0, t1)
@@ -450,6 +505,7 @@ __all__ = [
     "entity_score",
     "find_alarm_runs",
     "hypothesise",
+    "incident_onset",
     "ranked_metrics",
     "route",
     "service_of",

@@ -23,7 +23,15 @@ from sreagent.artifacts import AnomalyFinding, ArtifactKind, RootCauseHypothesis
 from sreagent.cli import main
 from sreagent.errors import BadInput
 from sreagent.eval import load_dataset
-from sreagent.eval.chain import CaseRunner, chain_config, chain_detection, chain_rca, evaluate
+from sreagent.eval.chain import (
+    CaseRunner,
+    alarm_spans,
+    chain_config,
+    chain_detection,
+    chain_rca,
+    culprit_run_window,
+    evaluate,
+)
 from sreagent.evidence import EvidencePackage
 from sreagent.importers import import_path
 from sreagent.replay import Replayer, RunInputs, package_views
@@ -71,7 +79,9 @@ def microservices(seed: int, fault: str, minutes: int = 40, inject: int = 30) ->
     ``cpu``: cart's CPU triples and its serving latency rises; every caller's client latency
     rises even more (the symptom upstream). ``net``: calls into pay get slower as the caller
     sees them while pay's own serving latency stays flat (delay on pay's network). ``code``:
-    only the SLO moves (a code-level fault no pod metric shows).
+    only the SLO moves (a code-level fault no pod metric shows). ``weak``: cart's CPU rises by
+    a quarter, about 5 robust z (its scale is floored at 5 % of the median), below ``z_open``,
+    and nothing else moves.
     """
     rng = np.random.default_rng(seed)
     rows: list[tuple[datetime, str, str, float]] = []
@@ -86,6 +96,8 @@ def microservices(seed: int, fault: str, minutes: int = 40, inject: int = 30) ->
         net_fault = after and fault == "net"
         for pod, cpu in ((CART, 200.0), (FRONT, 300.0), (PAY, 100.0)):
             load = 3.0 if cpu_fault and pod == CART else 1.0
+            if after and fault == "weak" and pod == CART:
+                load = 1.25
             rows.append((t, pod, "cpu_usage_millicores", noisy(cpu * load)))
             latency = 0.02 * (2.0 if cpu_fault and pod == CART else 1.0)
             rows.append((t, pod, "server_latency_p90_seconds", noisy(latency)))
@@ -99,7 +111,7 @@ def microservices(seed: int, fault: str, minutes: int = 40, inject: int = 30) ->
             rows.append((t, edge, "server_latency_p50_seconds",
                          noisy(0.008 * (1.5 if slow and fault == "cpu" else 1.0))))
         rows.append((t, "slo/front", "latency_p90_seconds",
-                     noisy(0.1 * (3.0 if after and fault != "none" else 1.0))))
+                     noisy(0.1 * (3.0 if after and fault not in ("none", "weak") else 1.0))))
     return frame(rows)
 
 
@@ -237,16 +249,108 @@ def test_network_delay_blames_the_callee_of_the_slow_edge(rca_dataset: Path,
     assert result.services[0] == "pay"
 
 
-def test_a_fault_metrics_cannot_see_opens_no_incident(rca_dataset: Path,
-                                                      tmp_path: Path) -> None:
+def test_a_fault_metrics_cannot_see_blames_no_slo(rca_dataset: Path,
+                                                   tmp_path: Path) -> None:
     case = load_dataset(rca_dataset).cases[2]
-    # Only the SLO moves (a code-level fault): an alarm, but no pod to blame beyond noise.
+    # Only the SLO moves (a code-level fault): the handed-over alarm opened the incident, the
+    # SLO's alarm run is a finding of it, and a symptom is never blamed.
     result = chain_rca(case, tmp_path)
     package = EvidencePackage(tmp_path / "runs" / "c3")
     finding = next(a for a in package.artifacts if a.kind == ArtifactKind.ANOMALY_FINDING)
     assert isinstance(finding.payload, AnomalyFinding)
-    assert finding.payload.findings[0].entity == "slo/front"
+    assert [f.detector for f in finding.payload.findings] == ["external_alert", "series_zscore"]
+    assert finding.payload.findings[1].entity == "slo/front"
+    assert finding.payload.incident is not None
+    assert finding.payload.incident.fingerprint == "alert:labelled_alarm"
     assert "slo/front" not in result.entities
+
+
+# --- incidents opened by an external alert ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weak_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("datasets")
+    write_case(root, "toymesh", "w1", "rca",
+               rca_labels(CART, "cpu_consumed", T0 + timedelta(minutes=30)),
+               microservices(7, "weak"))
+    return root / "toymesh"
+
+
+def _weak_run(weak_case: Path, work: Path, alert: bool) -> Any:
+    case = load_dataset(weak_case).cases[0]
+    runner = CaseRunner.open(case, work)
+    start = int(case.spec.window.start.timestamp()) * 10**9
+    end = int(case.spec.window.end.timestamp()) * 10**9
+    split = start + 30 * 60 * 10**9
+    return runner.run("w1", start, split, end,
+                      alert=(split, "labelled_alarm") if alert else None)
+
+
+def test_an_alert_opens_the_incident_its_own_detectors_did_not(weak_case: Path,
+                                                               tmp_path: Path) -> None:
+    without = _weak_run(weak_case, tmp_path / "a", alert=False)
+    finding = without.of_kind(ArtifactKind.ANOMALY_FINDING)
+    assert finding is not None and isinstance(finding.payload, AnomalyFinding)
+    # Cart's CPU stays below z_open: no alarm run, no incident, nothing ranked.
+    assert finding.payload.incident is None and alarm_spans(without) == []
+    assert without.of_kind(ArtifactKind.ROOT_CAUSE_HYPOTHESIS) is None  # the chain stopped
+
+    with_alert = _weak_run(weak_case, tmp_path / "b", alert=True)
+    finding = with_alert.of_kind(ArtifactKind.ANOMALY_FINDING)
+    assert finding is not None and isinstance(finding.payload, AnomalyFinding)
+    assert finding.payload.incident is not None
+    assert finding.payload.incident.state == "opened"
+    assert finding.payload.findings[0].detector == "external_alert"
+    # Its own detection is unchanged by the alert: still no alarm run.
+    assert alarm_spans(with_alert) == []
+    hyp = with_alert.of_kind(ArtifactKind.ROOT_CAUSE_HYPOTHESIS)
+    assert hyp is not None and isinstance(hyp.payload, RootCauseHypothesis)
+    top = hyp.payload.hypotheses[0]
+    assert top.entity == CART and 4.0 < top.features["z:cpu_usage_millicores"] < 6.0
+    # The alert is an event of the recorded package: the run replays identically from it.
+    package = EvidencePackage(tmp_path / "b" / "runs" / "w1")
+    assert package.table("events").column("kind").to_pylist() == ["alert"]
+    replay = Replayer().replay(tmp_path / "b" / "runs" / "w1")
+    assert replay.identical, replay.first_divergence
+
+
+def test_the_incident_onset_follows_the_alert_or_the_run_it_belongs_to() -> None:
+    grid = np.arange(100, dtype=np.int64)
+
+    def onset(runs: tuple[tuple[int, int], ...], alert_index: int | None) -> int | None:
+        analysis = _series.SeriesAnalysis(
+            base_end_ns=9, grid=grid, scores=(), sample_score=np.zeros(100), threshold=6.0,
+            alarm_runs=runs, alert=None, alert_index=alert_index)
+        return _series.incident_onset(analysis, close_samples=20)
+
+    assert onset(((30, 35), (50, 60)), None) == 30  # no alert: the first run
+    assert onset((), None) is None
+    assert onset((), 10) == 10  # the alert alone
+    assert onset(((5, 12), (50, 60)), 10) == 5  # a run already going when it came
+    assert onset(((25, 28),), 10) == 25  # a run within close_samples after it
+    assert onset(((31, 40),), 10) == 10  # too late to be the alert's
+    assert onset(((2, 4), (31, 40)), 10) == 10
+
+
+def test_culprit_runs_learn_from_the_training_part_without_the_test_part() -> None:
+    minute = 60 * 10**9
+    train_start, last_train = 0, 999 * minute
+    seg_start, seg_end = 1200 * minute, 1209 * minute
+    start, split, end, spans = culprit_run_window(seg_start, seg_end, minute, train_start,
+                                                  last_train)
+    assert (start, end) == (train_start, seg_end) and last_train < split < 1000 * minute
+    assert spans == [(train_start, last_train), (seg_start, seg_end)]
+    chain_config(start, split, end)  # the whole training part fits baseline_fraction
+    # A segment right after a long training part: as much of it as the bound allows.
+    start, split, end, spans = culprit_run_window(1002 * minute, 1004 * minute, minute,
+                                                  train_start, last_train)
+    assert 0 < start < last_train and spans[0] == (start, last_train)
+    config = chain_config(start, split, end)
+    assert config.detection.baseline_seconds == (split - start) / 1e9
+    # No training part: the pre-window.
+    start, split, end, spans = culprit_run_window(seg_start, seg_end, minute, 0, None)
+    assert split - start == 4 * 60 * minute and spans == [(start, end)]
 
 
 def test_recorded_eval_runs_replay_identically(rca_dataset: Path, tmp_path: Path) -> None:
