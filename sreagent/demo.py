@@ -43,6 +43,9 @@ LIVE_DURATION_S = 45.0
 LIVE_BASELINE_S = 20.0
 """Normal telemetry before the fault: the chain's baselines come from it (and the whole demo
 must stay under two minutes)."""
+LIVE_STEADY_TIMEOUT_S = 20.0
+"""How long the demo waits for a busy host to settle before it falls back to the synthetic
+demo (a game day starts from a steady host; the whole demo must stay under two minutes)."""
 
 
 def live_demo_unavailable() -> str | None:
@@ -86,7 +89,7 @@ def run_demo(out: Path, console: Console | None = None,
 
 def run_live_demo(out: Path, console: Console) -> dict[str, Path] | None:
     """The live demo; its outputs, or None when it produced no incident report."""
-    from sreagent.lab.live import run_live
+    from sreagent.lab.live import HostNotSteady, run_live
 
     started = time.monotonic()
 
@@ -96,8 +99,12 @@ def run_live_demo(out: Path, console: Console) -> dict[str, Path] | None:
     console.print(f"[bold]live demo[/]: {LIVE_SCENARIO} on this host, through the collector, "
                   "the controller and the role chain", highlight=False)
     with console.status("live demo", spinner="dots"):
-        r = run_live(LIVE_SCENARIO, duration_s=LIVE_DURATION_S, baseline_s=LIVE_BASELINE_S,
-                     out=out, progress=progress)
+        try:
+            r = run_live(LIVE_SCENARIO, duration_s=LIVE_DURATION_S, baseline_s=LIVE_BASELINE_S,
+                         steady_timeout_s=LIVE_STEADY_TIMEOUT_S, out=out, progress=progress)
+        except HostNotSteady as busy:
+            console.print(f"  note: {busy.message}", highlight=False)
+            return None
     for note in r.notes:
         console.print(f"  note: {note}", highlight=False)
     if r.report_title is None or r.package is None:

@@ -270,6 +270,10 @@ def live_command(
                              "logs, journal, the evidence package, the postmortem."),
     baseline: float = typer.Option(30.0, "--baseline", min=0.0, help="Seconds of normal "
                                    "telemetry recorded before the injection."),
+    steady_timeout: float = typer.Option(60.0, "--steady-timeout", min=0.0, help="After the "
+                                         "baseline, how long to wait for incidents already on "
+                                         "the host to close before giving up (the host is not "
+                                         "steady: nothing is injected)."),
     interval: float = typer.Option(1.0, "--interval", min=0.2, help="Collector interval (s)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on standard output."),
 ) -> None:
@@ -288,7 +292,8 @@ def live_command(
         result = run_live(scenario, duration_s=duration, approve=approve,
                           controller_url=controller, token=token,
                           start_collector_process=not no_collector, out=out,
-                          baseline_s=baseline, interval_s=interval, progress=progress)
+                          baseline_s=baseline, steady_timeout_s=steady_timeout,
+                          interval_s=interval, progress=progress)
     if as_json:
         print(json.dumps(result.json_object(), indent=2))
     else:

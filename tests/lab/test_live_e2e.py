@@ -1,14 +1,23 @@
 """``sreagent lab live`` end to end: a real fault on this host, the real collector and
 controller as separate processes on loopback, the role chain's answer read back through the
-API, the evidence package exported and replayed (root; slow).
+API, the evidence package exported and replayed (root; slow; marker ``live``: ``make
+test-live``).
 
-Each run asserts: an incident opened after the fault began, its run completed, nothing was
-executed under the default posture, nothing the fault created is left (searched independently
-of the lab's bookkeeping), the controller and collector are gone, and the exported package is
-complete and replays identically. The role chain's answer is asserted for
-cgroup-throttle, the one verified on the loaded shared machine these were written on (the
-others are reported per run in docs/evaluation.md). Waits inside run_live poll with generous
-deadlines; they cost time only on failure.
+Each default-posture run asserts: the host was steady before the fault (otherwise run_live
+raises HostNotSteady naming the open incidents, and the test fails with that message), an
+incident opened after the fault began, its run completed within 90 s of the fault, the
+answer is right (the top hypothesis's class is the scenario's fault class and its entity is
+the process or cgroup made faulty), nothing was executed, nothing the fault created is left
+(searched independently of the lab's bookkeeping: cgroups, namespaces, links, qdiscs, nftables
+tables, processes), the controller and collector are gone, and the exported package is
+complete and replays identically.
+
+The approved run (cgroup-throttle --approve) asserts that the planner's
+``raise_cgroup_cpu_quota`` on the lab's cgroup was approved through the API and executed
+exactly once, that the kernel's quota really rose (and the throttling the kernel counts fell),
+that the verifier's verdict is improved or inconclusive with its test stated (improved only
+with a p-value and an effect size), and that nothing is left afterwards. Waits inside
+run_live poll with generous deadlines; they cost time only on failure.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.live, requires_root]
 
 BASELINE_S = 30.0
 DURATION_S = 60.0
+ANSWER_WITHIN_S = 90.0
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -51,8 +61,9 @@ def _live(scenario: str, tmp_path: Path, **kwargs: Any) -> tuple[LiveResult, flo
     lines: list[str] = []
     start = time.monotonic()
     try:
-        result = run_live(scenario, duration_s=DURATION_S, out=tmp_path, baseline_s=BASELINE_S,
-                          render_postmortem=False, progress=lines.append, **kwargs)
+        result = run_live(scenario, duration_s=kwargs.pop("duration_s", DURATION_S),
+                          out=tmp_path, baseline_s=BASELINE_S, render_postmortem=False,
+                          progress=lines.append, **kwargs)
     finally:
         print("\n".join(lines))
     took = time.monotonic() - start
@@ -80,12 +91,52 @@ def test_live_fault_is_detected_and_leaves_nothing(scenario: str, tmp_path: Path
     assert result.incident_opened, result.notes
     assert result.detection_seconds is not None and 0 <= result.detection_seconds <= DURATION_S
     assert result.run_state == "completed", result.notes
-    if scenario == "cgroup-throttle":
-        # The answer itself: verified on a saturated shared machine too (the other scenarios'
-        # answers lose to the busiest process there; docs/evaluation.md, live lab).
-        assert result.top_hypothesis == result.expected_hypothesis, result.proposal
-        assert result.top_entity == result.injected_entity and result.correct
+    # Within 90 s of the fault the answer is there (issue 10).
+    assert result.answer_seconds is not None and result.answer_seconds <= ANSWER_WITHIN_S
+    # The answer itself: the fault's class, on the process or cgroup that was made faulty.
+    assert result.top_hypothesis == result.expected_hypothesis, result.ranking
+    assert result.top_entity == result.injected_entity, result.ranking
+    assert result.correct
     # The default posture: the plan records commands, nothing runs.
     assert not result.executed
+    assert all(line.endswith((": dry_run", ": blocked")) for line in result.execution), \
+        result.execution
     assert result.verification == "nothing_executed"
     _check_common(result)
+
+
+def test_approved_quota_raise_is_executed_once_and_verified(tmp_path: Path) -> None:
+    # 90 s: room for the kernel's before and after windows around the approval.
+    result, _ = _live("cgroup-throttle", tmp_path, approve=True, duration_s=90.0)
+    assert result.incident_opened and result.run_state == "completed", result.notes
+    assert result.correct, result.ranking
+    cgroup = result.injected_entity
+    assert cgroup.endswith(".scope")  # named like a unit, so the planner can name it
+    raised = [line for line in result.execution
+              if line.startswith(f"raise_cgroup_cpu_quota {cgroup}:")]
+    assert raised == [f"raise_cgroup_cpu_quota {cgroup}: executed"], result.execution
+    assert result.executed
+    # Nothing outside the lab was touched: every executed action is on the lab's targets.
+    for line in result.execution:
+        if line.endswith(": executed"):
+            target = line.split(" ", 2)[1].rstrip(":")
+            assert target == cgroup or target.startswith("process/"), line
+    # The kernel's witness: the quota doubled (0.2 -> 0.4 CPU) and throttling fell.
+    effect = result.remediation_effect
+    assert effect is not None and effect.after is not None, result.notes
+    assert effect.before.quota_cores == pytest.approx(0.2)
+    assert effect.after.quota_cores == pytest.approx(0.4)
+    assert effect.before.share is not None and effect.before.share > 0.5
+    assert effect.after.share is not None and effect.after.share < effect.before.share
+    # The verifier: improved only with evidence, or honestly inconclusive, with its test.
+    assert result.verification in ("improved", "inconclusive"), result.verdicts
+    quota = [v for v in result.verdicts if v["metric"] == "cgroup_cpu_throttled_ratio"]
+    assert len(quota) == 1, result.verdicts
+    verdict = quota[0]
+    assert verdict["verdict"] in ("improved", "inconclusive") and verdict["test"], verdict
+    if verdict["verdict"] == "improved":
+        assert verdict["p_value"] is not None and verdict["effect_size"] is not None
+        assert verdict["after_n"] > 0 and verdict["before_n"] > 0
+    else:
+        assert verdict["reason"], verdict
+    _check_common(result)  # the cgroup (and with it the raised quota) is gone

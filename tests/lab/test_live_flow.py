@@ -199,3 +199,72 @@ def test_live_refuses_an_unknown_scenario_before_starting_anything(
     err = capsys.readouterr().err
     assert "no-such-fault" in err and "cpu-hog" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --- steady state before the fault (a game day starts from a quiet host) ---------------------
+
+def _incident(iid: str, *, host: str = "h1", opened_s: float, closed_s: float | None = None,
+              rule: str = "host-cpu") -> dict[str, Any]:
+    return {"incident_id": iid, "host": host, "fingerprint": f"{host}:{rule}",
+            "opened_at_ns": int(opened_s * 1e9), "state": "open" if closed_s is None else
+            "closed", "closed_at_ns": None if closed_s is None else int(closed_s * 1e9)}
+
+
+def test_unsteady_names_open_and_recently_closed_incidents_of_the_host_only() -> None:
+    from sreagent.lab.live._steady import unsteady
+
+    rows = [_incident("inc-open", opened_s=90), _incident("inc-recent", opened_s=50,
+                                                          closed_s=80, rule="host-disk"),
+            _incident("inc-old", opened_s=10, closed_s=20),
+            _incident("inc-other-host", host="h2", opened_s=95)]
+    state = unsteady(rows, "h1", int(100e9), quiet_s=30)
+    assert not state.steady
+    assert [i["incident_id"] for i in state.open] == ["inc-open"]
+    assert [i["incident_id"] for i in state.recently_closed] == ["inc-recent"]
+    text = state.describe(int(100e9))
+    assert "inc-open (rule host-cpu, opened 10 s ago)" in text
+    assert "inc-recent (rule host-disk, opened 50 s ago, closed 20 s ago)" in text
+    assert "inc-old" not in text and "inc-other-host" not in text
+    # The closed one leaves the quiet period; the other host never counted.
+    assert unsteady(rows[2:], "h1", int(100e9), quiet_s=30).steady
+    assert unsteady(rows[1:], "h1", int(100e9), quiet_s=10).steady
+
+
+def test_wait_steady_waits_for_incidents_to_close_then_returns() -> None:
+    from sreagent.lab.live._steady import wait_steady
+
+    now = [100.0]
+    said: list[str] = []
+
+    def incidents() -> list[dict[str, Any]]:
+        # Open until t=103, closed then: steady once 5 s of quiet have passed (t >= 108).
+        closed = 103.0 if now[0] >= 103.0 else None
+        return [_incident("inc-busy", opened_s=95, closed_s=closed)]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    waited = wait_steady(incidents, "h1", quiet_s=5, timeout_s=60, progress=said.append,
+                         clock_ns=lambda: int(now[0] * 1e9), sleep=sleep)
+    assert waited == pytest.approx(8.0)
+    assert len(said) == 1 and "inc-busy" in said[0]
+
+
+def test_wait_steady_fails_naming_the_open_incidents_and_what_to_do() -> None:
+    from sreagent.lab.live import HostNotSteady, LabFailed
+    from sreagent.lab.live._steady import wait_steady
+
+    now = [100.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    with pytest.raises(HostNotSteady) as caught:
+        wait_steady(lambda: [_incident("inc-cpu", opened_s=40)], "h1", quiet_s=30,
+                    timeout_s=20, progress=lambda m: None,
+                    clock_ns=lambda: int(now[0] * 1e9), sleep=sleep)
+    message = caught.value.message
+    assert "inc-cpu (rule host-cpu, opened 80 s ago)" in message
+    assert "not injected" in message and "quiet host" in message
+    assert isinstance(caught.value, LabFailed) and caught.value.code == "lab_host_not_steady"
+    assert now[0] == pytest.approx(120.0)  # bounded: gave up at the timeout

@@ -23,6 +23,7 @@ from sreagent.lab.live._injector import MAX_DURATION_S, Injector, Plan, PlannedR
 from sreagent.lab.live._names import PREFIX, TAG_ENV, new_tag, run_name
 from sreagent.lab.live._registry import INJECTORS, make_injector
 from sreagent.lab.live._run import Cleanup, Injection, run_injection
+from sreagent.lab.live._steady import HostNotSteady
 from sreagent.lab.live._sweep import Leftover, SweepReport, find_leftovers, sweep
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PREFIX",
     "TAG_ENV",
     "Cleanup",
+    "HostNotSteady",
     "Injection",
     "Injector",
     "LabFailed",

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import socket
+import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sreagent.lab.live._client import ControllerClient
+from sreagent.lab.live._effect import RemediationEffect, cpu_dir_of, throttle_window
 from sreagent.lab.live._errors import LabFailed, LabRefused
 from sreagent.lab.live._host import LabHost
 from sreagent.lab.live._injector import MAX_DURATION_S, Plan
@@ -42,6 +45,7 @@ from sreagent.lab.live._stack import (
     stop_all,
     wait_ready,
 )
+from sreagent.lab.live._steady import HostNotSteady, unsteady, wait_steady
 
 E2E_OPTIONS: dict[str, dict[str, Any]] = {
     "net-loss": {"topology": "host-peer", "send_kbit": 4000, "rate": "8mbit"},
@@ -54,6 +58,17 @@ is the only source of retransmits. memory-oom: a leak the
 1 s process scan sees growing for about 12 s before the kill (the default one is killed in 4 s,
 too few samples for the chain to see the process's own growth)."""
 
+APPROVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "cgroup-throttle": {"unit": True, "demand_cores": 0.3},
+}
+"""Options an ``--approve`` run adds. cgroup-throttle: a service that needs 0.3 CPU in a cgroup
+capped at 0.2, named like a systemd scope, so the planner can propose
+``raise_cgroup_cpu_quota`` on it (the unit is its name) and the raised quota (twice the old
+one) really ends the throttling: a spinner would be throttled at any quota below a CPU."""
+
+EFFECT_WINDOW_S = 5.0
+"""Length of each of the kernel's before/after throttling windows around an approval."""
+
 PREROLL = ("net-loss",)
 """Scenarios whose fault starts after a healthy pre-roll of the same workload (their
 ``impair_after_s`` option), which then doubles as the baseline."""
@@ -63,6 +78,9 @@ RUN_TIMEOUT_S = 120.0
 """How long a run may take from incident to a final state (or to awaiting approval): the
 chain runs in seconds; a loaded 2-core machine is slow, and waiting costs only on failure."""
 FIRST_BATCH_TIMEOUT_S = 120.0
+STEADY_TIMEOUT_S = 60.0
+"""How long the run waits, after the baseline, for incidents on the host to close before it
+gives up on a host that is not steady (docs/live-lab.md, "Steady state")."""
 
 Progress = Callable[[str], None]
 
@@ -81,14 +99,27 @@ class LiveResult(BaseModel):
     expected_hypothesis: str
     incident_opened: bool
     detection_seconds: float | None
+    answer_seconds: float | None
+    """Seconds from the fault running to its incident's run done (completed, failed, or
+    awaiting approval): how long the game day waited for the answer."""
     top_hypothesis: str | None
     top_entity: str | None
     top_confidence: float | None
+    ranking: list[str]
+    """The chain's first three hypotheses, ``class at entity (confidence)``, best first."""
     correct: bool
     """Top class is the expected one and its entity is the injected one or a related one."""
     executed: bool
     """Any action of the run's execution_result ran for real (never under the default posture)."""
+    execution: list[str]
+    """``action target: outcome`` per result of the run's execution_result."""
     verification: str | None
+    verdicts: list[dict[str, Any]]
+    """The verifier's verdicts (action, metric, entity, verdict, test, p_value, effect_size,
+    sample counts, reason) as recorded in the run's verification_result."""
+    remediation_effect: RemediationEffect | None
+    """With ``--approve`` on cgroup-throttle: throttling of the lab's cgroup in the kernel's own
+    ``cpu.stat`` over equal windows before the approval and after the action ran."""
     report_title: str | None
     """The run's incident_report: its title and summary."""
     report_summary: str | None
@@ -124,6 +155,11 @@ class _State:
     injection: Injection | None = None
     injected_entity: str = ""
     related: list[str] = field(default_factory=list)
+    injected_ns: int = 0
+    answer_s: float | None = None
+    quota_dir: Path | None = None
+    """The lab cgroup's CPU directory, when an approved remediation's effect is measured."""
+    effect: RemediationEffect | None = None
 
 
 def _payload(artifacts: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -152,6 +188,16 @@ def lab_targets_only(artifacts: list[dict[str, Any]], allowed: list[str]) -> tup
         }
     )
     return not foreign, foreign
+
+
+def execution_lines(artifacts: list[dict[str, Any]]) -> list[str]:
+    """``action target: outcome`` per result of the run's execution_result."""
+    proposal = _payload(artifacts, "remediation_proposal") or {}
+    action_of = {a["action_id"]: f"{a['action']} {a['target']}"
+                 for a in proposal.get("actions", [])}
+    execution = _payload(artifacts, "execution_result") or {}
+    return [f"{action_of.get(r['action_id'], r['action_id'])}: {r['outcome']}"
+            for r in execution.get("results", [])]
 
 
 def proposal_lines(artifacts: list[dict[str, Any]]) -> list[str]:
@@ -252,6 +298,7 @@ def run_live(
     start_collector_process: bool = True,
     out: Path = Path("out/lab-live"),
     baseline_s: float = 30.0,
+    steady_timeout_s: float = STEADY_TIMEOUT_S,
     interval_s: float = 1.0,
     window_s: float | None = None,
     options: dict[str, Any] | None = None,
@@ -267,6 +314,10 @@ def run_live(
     fault: a longer window would begin before the collector did and leave the baseline part
     empty; ``baseline_s`` of normal telemetry keeps it filled for detections up to about
     ``0.7 * window_s`` after the injection.
+
+    Before injecting, the host must be steady: no incident open on it and none closed in the
+    last ``baseline_s`` (waiting up to ``steady_timeout_s`` for that); otherwise the run fails
+    with :class:`HostNotSteady` naming the incidents, and nothing is injected.
     """
     if scenario not in INJECTORS:
         raise LabRefused(f"unknown live scenario {scenario!r}; known: {', '.join(INJECTORS)}")
@@ -275,7 +326,8 @@ def run_live(
     host = host or LabHost()
     tag = new_tag()
     window = window_s or baseline_s + 10.0
-    opts = {**E2E_OPTIONS.get(scenario, {}), **(options or {})}
+    opts = {**E2E_OPTIONS.get(scenario, {}), **(APPROVE_OPTIONS.get(scenario, {}) if approve
+                                                  else {}), **(options or {})}
     if scenario in PREROLL and baseline_s > 0:
         # The healthy pre-roll outlasts the analysis window: the link's creation is never in
         # it, and its traffic has a baseline there.
@@ -288,7 +340,14 @@ def run_live(
     workdir.mkdir(parents=True, exist_ok=True)
     # Which host the collector names in its batches (its default: the system's host name).
     host_name = socket.gethostname()
-    lab_patterns = ["process/*", f"cgroup/{plan.run_name}", f"cgroup/{plan.run_name}/*"]
+    cgroups = sorted({f"cgroup/{r.name}" for r in plan.resources if r.kind == "cgroup"})
+    cgroup_patterns = [*cgroups, *(f"{c}/*" for c in cgroups)]
+    # The executor's allowlist. The workers' pids are unknown until the injection, so a fault
+    # in a process allows process targets (the lab's own approval check then keeps to its
+    # workers); a fault in a cgroup allows only the lab's cgroups, so the gate blocks actions
+    # on any other process the chain also suspects, and the approval cannot reach them.
+    lab_patterns = [*(["process/*"] if plan.entity.startswith("process/") else []),
+                    *cgroup_patterns]
     state = _State()
     services: list[Service] = []
     try:
@@ -296,10 +355,15 @@ def run_live(
             services, workdir, plan, host, controller_url=controller_url, token=token,
             start_collector_process=start_collector_process, approve=approve,
             lab_patterns=lab_patterns, interval_s=interval_s,
+            systemctl=_systemctl_stand_in(workdir, host) if approve else None,
             window_s=window, progress=progress)
         preroll = opts.get("impair_after_s", 0.0)
         _wait_first_batches(client, host_name, collector, 0.0 if preroll else baseline_s,
                             progress)
+        waited = wait_steady(client.incidents, host_name, quiet_s=baseline_s,
+                             timeout_s=steady_timeout_s, progress=progress)
+        progress(f"steady state: no incident on {host_name}"
+                 + (f" (after waiting {waited:.0f} s)" if waited >= 1 else ""))
         with run_injection(scenario, min(MAX_DURATION_S, duration_s + preroll), options=opts,
                            host=host, tag=tag) as inj:
             state.injection = inj
@@ -309,10 +373,19 @@ def run_live(
                 progress(f"baseline: {scenario} carries traffic over a healthy link for "
                          f"{preroll:.0f} s before the loss starts")
             injected_ns = _fault_start(inj, preroll)
-            ignore = {i["incident_id"] for i in client.incidents() if i["host"] == host_name}
-            if ignore:
-                state.notes.append(f"{len(ignore)} incident(s) on {host_name} were already "
-                                   "open when the fault began; they are not the fault's")
+            state.injected_ns = injected_ns
+            if approve and scenario in APPROVE_OPTIONS:
+                state.quota_dir = cpu_dir_of(host, inj.injected_entity.removeprefix("cgroup/"))
+            # Still steady when the fault began (a pre-roll lasts a while): an incident opened
+            # before it would swallow the fault's alarm, so the run stops here (and undoes).
+            before = [i for i in client.incidents() if i["host"] == host_name
+                      and int(i["opened_at_ns"]) < injected_ns]
+            still = unsteady(before, host_name, injected_ns, preroll)
+            if not still.steady:
+                raise HostNotSteady(
+                    f"host {host_name} left its steady state before the fault began: "
+                    f"{still.describe(injected_ns)}; run again on a quiet host")
+            ignore = {i["incident_id"] for i in before}
             progress(f"injected {scenario} ({inj.injected_entity}, expect "
                      f"{inj.plan.fault_class}); waiting up to {duration_s:.0f} s for an incident")
             incident = _wait_incident(client, host_name, injected_ns, ignore, inj, progress)
@@ -332,10 +405,31 @@ def run_live(
         stop_all(services)
 
 
+def _systemctl_stand_in(workdir: Path, host: LabHost) -> Path:
+    """``<workdir>/bin/systemctl``: the lab's stand-in (``_systemctl.py``) for its own scopes,
+    put first on a lab-started controller's PATH (the lab's cgroup is no systemd unit, and
+    this host may have no systemd at all; docs/live-lab.md, "Approved remediation")."""
+    mounts = host.cgroup_mounts()
+    cpu_root = mounts.v1.get("cpu") or mounts.v2
+    acct_root = mounts.v1.get("cpuacct") or cpu_root
+    if cpu_root is None or acct_root is None:
+        raise LabRefused("no cgroup CPU hierarchy for the approved remediation")
+    script = Path(__file__).with_name("_systemctl.py")
+    bindir = workdir / "bin"
+    bindir.mkdir(exist_ok=True)
+    path = bindir / "systemctl"
+    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(script))} "
+                    f"--cpu-root {shlex.quote(str(cpu_root))} --cpuacct-root "
+                    f"{shlex.quote(str(acct_root))} \"$@\"\n")
+    path.chmod(0o755)
+    return bindir
+
+
 def _start_stack(services: list[Service], workdir: Path, plan: Plan, host: LabHost, *,
                  controller_url: str | None, token: str, start_collector_process: bool,
                  approve: bool, lab_patterns: list[str], interval_s: float, window_s: float,
-                 progress: Progress) -> tuple[ControllerClient, Service | None]:
+                 systemctl: Path | None, progress: Progress
+                 ) -> tuple[ControllerClient, Service | None]:
     """Start (or reach) the controller and start the collector; appends what it started to
     ``services`` as it goes, so the caller stops them even when this fails half way."""
     started = controller_url is None
@@ -350,7 +444,8 @@ def _start_stack(services: list[Service], workdir: Path, plan: Plan, host: LabHo
                  f"posture: {'execute after approval' if approve else 'dry run'})")
         services.append(start_controller(workdir, controller_config(
             workdir, port=port, token=token, rules=rules, window_s=window_s,
-            dry_run=not approve, target_allowlist=lab_patterns if approve else [])))
+            dry_run=not approve, target_allowlist=lab_patterns if approve else []),
+            path_first=systemctl))
     client = ControllerClient(controller_url, token)
     collector: Service | None = None
     if start_collector_process:
@@ -396,9 +491,11 @@ def _follow_run(client: ControllerClient, incident: dict[str, Any], state: _Stat
         state.notes.append(f"the incident got no run within {RUN_TIMEOUT_S:.0f} s")
         return
     run = _wait_run(client, run_id, (*FINAL_STATES, "awaiting_approval"))
+    state.answer_s = (time.time_ns() - state.injected_ns) / 1e9
     state.artifacts = client.artifacts(run_id)
     if run["state"] == "awaiting_approval":
-        allowed = [state.injected_entity, *state.related, *lab_patterns[1:]]
+        allowed = [state.injected_entity, *state.related,
+                   *(p for p in lab_patterns if p != "process/*")]
         ours, foreign = lab_targets_only(state.artifacts, allowed)
         if not approve:
             state.notes.append("the run awaits an operator's approval (not given: no "
@@ -407,12 +504,32 @@ def _follow_run(client: ControllerClient, incident: dict[str, Any], state: _Stat
             state.notes.append("not approved: actions wait for approval on targets the lab "
                                f"did not create ({', '.join(foreign)})")
         else:
+            before = _throttling(state, progress, "before the approval")
             progress(f"approving run {run_id} through the API (actions on lab targets only)")
             client.approve(run_id, "sreagent lab live --approve: game-day remediation of "
                                    "the lab's own fault")
             run = _wait_run(client, run_id, FINAL_STATES)
             state.artifacts = client.artifacts(run_id)
+            if before is not None and state.quota_dir is not None:
+                state.effect = RemediationEffect(
+                    cgroup=state.injected_entity, before=before,
+                    after=_throttling(state, progress, "after the action ran"))
     state.run = run
+
+
+def _throttling(state: _State, progress: Progress, when: str) -> Any:
+    """The kernel's throttling of the lab cgroup over EFFECT_WINDOW_S (None when not measured
+    or the cgroup is gone)."""
+    if state.quota_dir is None:
+        return None
+    try:
+        window = throttle_window(state.quota_dir, EFFECT_WINDOW_S)
+    except OSError as err:
+        state.notes.append(f"kernel throttling {when} not measured: {err}")
+        return None
+    progress(f"kernel: {window.throttled} of {window.periods} CFS periods throttled {when} "
+             f"(quota {window.quota_cores} CPU)")
+    return window
 
 
 def _finish(client: ControllerClient, state: _State, expected: str, scenario: str, tag: str,
@@ -457,13 +574,19 @@ def _finish(client: ControllerClient, state: _State, expected: str, scenario: st
         expected_hypothesis=expected,
         incident_opened=state.incident is not None,
         detection_seconds=round(state.detection_s, 3) if state.detection_s is not None else None,
+        answer_seconds=round(state.answer_s, 3) if state.answer_s is not None else None,
         top_hypothesis=top_class,
         top_entity=top_entity,
         top_confidence=float(top["confidence"]) if top else None,
+        ranking=[f"{h['fault_class']} at {h['entity']} ({float(h['confidence']):.3f})"
+                 for h in (rca.get("hypotheses") or [])[:3]],
         correct=top_class == expected
         and _entity_matches(top_entity, state.injected_entity, state.related),
         executed=any(r.get("outcome") == "executed" for r in execution.get("results", [])),
+        execution=execution_lines(state.artifacts),
         verification=verification.get("overall") if verification else None,
+        verdicts=[dict(v) for v in (verification or {}).get("verdicts", [])],
+        remediation_effect=state.effect,
         report_title=report.get("title"),
         report_summary=report.get("summary"),
         cleanup_ok=cleanup_ok,

@@ -16,7 +16,8 @@ TAG_ENV = "SREAGENT_LAB_TAG"
 """Environment variable every worker process carries; its value is the full run name."""
 
 _TAG = r"[0-9a-f]{8}"
-_NAME = re.compile(rf"^{re.escape(PREFIX)}({_TAG})(?:-[a-z0-9][a-z0-9-]*)?$")
+# ``.scope``: a cgroup named like a systemd unit (cgroup-throttle's ``unit`` option).
+_NAME = re.compile(rf"^{re.escape(PREFIX)}({_TAG})(?:-[a-z0-9][a-z0-9-]*)?(?:\.scope)?$")
 _IFNAME = re.compile(rf"^slab({_TAG})[ab]$")
 
 

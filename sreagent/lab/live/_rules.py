@@ -68,8 +68,11 @@ def game_day_rules(plan: Plan, *, disks: list[str], oom_kills_at_baseline: int) 
         rules.append({"name": name[:64], "metric": "disk_utilisation_ratio",
                       "entity": f"disk/{dev}", "above": DISK_BUSY_ABOVE,
                       "for_samples": FOR_SAMPLES, "severity": "warning"})
-    if any(r.kind == "cgroup" and r.name == plan.run_name for r in plan.resources):
+    # The run's own top-level cgroup (``sreagent-lab-<tag>``, or ``....scope`` named as a unit).
+    workload = next((r.name for r in plan.resources if r.kind == "cgroup"
+                     and r.name in (plan.run_name, f"{plan.run_name}.scope")), None)
+    if workload is not None:
         rules.append({"name": "workload_cpu_throttled", "metric": "cgroup_cpu_throttled_ratio",
-                      "entity": f"cgroup/{plan.run_name}", "above": THROTTLED_ABOVE,
+                      "entity": f"cgroup/{workload}", "above": THROTTLED_ABOVE,
                       "for_samples": FOR_SAMPLES, "severity": "warning"})
     return rules

@@ -68,8 +68,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(name: str, argv: list[str], log_path: Path) -> Service:
+def _spawn(name: str, argv: list[str], log_path: Path, path_first: Path | None = None) -> Service:
     env = {k: v for k, v in os.environ.items() if k != TAG_ENV}
+    if path_first is not None:  # the lab's command stand-ins come before the system's
+        env["PATH"] = f"{path_first}{os.pathsep}{env.get('PATH', os.defpath)}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
@@ -121,13 +123,15 @@ def controller_config(
     }
 
 
-def start_controller(workdir: Path, config: dict[str, Any]) -> Service:
-    """``sreagent serve --config <workdir>/controller.yaml`` (JSON is YAML)."""
+def start_controller(workdir: Path, config: dict[str, Any], *,
+                     path_first: Path | None = None) -> Service:
+    """``sreagent serve --config <workdir>/controller.yaml`` (JSON is YAML); ``path_first``:
+    a folder searched first for the commands its executor runs."""
     path = workdir / "controller.yaml"
     path.write_text(json.dumps(config, indent=2) + "\n")
     argv = [sys.executable, "-m", "sreagent", "serve", "--config", str(path),
             "--log-level", "warning"]
-    return _spawn("controller", argv, workdir / "controller.log")
+    return _spawn("controller", argv, workdir / "controller.log", path_first)
 
 
 def wait_ready(service: Service, client: Any, timeout_s: float = READY_TIMEOUT_S) -> float:
