@@ -186,8 +186,10 @@ def record_run(
 def package_views(
     package: EvidencePackage, inputs: RunInputs
 ) -> tuple[EvidenceView, EvidenceView | None]:
-    """The run's evidence view (and verification view) rebuilt from the package's tables."""
-    tables = {name: package.table(name) for name in ("batches", "samples", "processes", "events")}
+    """The run's evidence view (and verification view) rebuilt from the package's tables
+    (the sample keys as read from disk, dictionary-encoded)."""
+    tables = {name: package.encoded_table(name)
+              for name in ("batches", "samples", "processes", "events")}
     view = EvidenceView.from_tables(
         tables, host=inputs.host, start_ns=inputs.window[0], end_ns=inputs.window[1]
     )

@@ -9,11 +9,8 @@ batches that hold its raw rows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,6 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sreagent.errors import BadInput
+from sreagent.runtime._columns import (
+    DENSE_LIMIT,
+    codes,
+    distinct_strings,
+    equals,
+    label_set_codes,
+    label_text,
+)
 from sreagent.telemetry.arrow import BatchFrame
 from sreagent.telemetry.batch import Inventory
 
@@ -142,7 +147,7 @@ class EvidenceView:
             # Most packages hold one host: filtering would copy every column for nothing.
             if not t.num_rows or (hosts if t is tables["samples"] else _hosts_of(t)) == [host]:
                 return t
-            return t.filter(pc.equal(t.column("host"), host))
+            return t.filter(equals(t.column("host"), host))
 
         inventory = None
         modes: dict[str, str] = {}
@@ -158,22 +163,21 @@ class EvidenceView:
                start_ns: int | None, end_ns: int | None) -> EvidenceView:
         if samples.num_rows == 0:
             raise BadInput(f"host {host!r} has no samples in this window", field="samples")
-        ts_all = _numpy(samples.column("ts_ns"))
-        lo = int(ts_all.min()) if start_ns is None else start_ns
-        hi = int(ts_all.max()) if end_ns is None else end_ns
+        ts_rows = _numpy(samples.column("ts_ns"))
+        lo = int(ts_rows.min()) if start_ns is None else start_ns
+        hi = int(ts_rows.max()) if end_ns is None else end_ns
         if hi < lo:
             raise BadInput("the window ends before it starts", field="end_ns")
         if start_ns is not None or end_ns is not None:
-            samples = _within(samples, lo, hi)
+            inside = (ts_rows >= lo) & (ts_rows <= hi)
+            if not inside.all():
+                samples, ts_rows = samples.filter(pa.array(inside)), ts_rows[inside]
             events = _within(events, lo, hi)
             processes = _within(processes, lo, hi)
-        # The columns the series need, each in one chunk (a package's table has a chunk per
-        # row group, a frame-built one a chunk per batch).
-        rows = samples.select(["batch_id", "ts_ns", "metric", "entity", "labels", "value"]) \
-            .combine_chunks()
-        spans = _pool().submit(_batch_spans, rows)
-        series, grid, column = _series_of(rows)
-        batch_ids, batch_first, batch_last = spans.result()
+        # Chunks stay as they are: the key columns are numbered chunk by chunk from their
+        # dictionaries (joining them would copy every row for nothing).
+        series, grid, column = _series_of(samples, ts_rows)
+        batch_ids, batch_first, batch_last = _batch_spans(samples, ts_rows)
         resolution = float(np.median(np.diff(grid)) / 1e9) if grid.shape[0] > 1 else 1.0
         event_rows = tuple(
             EventRow(ts_ns=r["ts_ns"], kind=r["kind"], entity=r["entity"], source=r["source"],
@@ -287,7 +291,7 @@ def _pick_host(hosts: list[str], host: str | None) -> str:
 
 
 def _hosts_of(table: pa.Table) -> list[str]:
-    return sorted(pc.unique(table.column("host")).to_pylist())
+    return distinct_strings(table.column("host"))
 
 
 def _numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -348,78 +352,53 @@ def _header_state(batches: pa.Table) -> tuple[Inventory | None, dict[str, str]]:
     return inventory, modes
 
 
-def _label_keys(labels: Any) -> pa.Array:
-    """One ``k=v,k=v`` string per row of a map column (keys arrive sorted from the contract)."""
-    labels = labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
-    if len(labels.keys) == 0:
-        return pa.repeat(pa.scalar("", pa.string()), len(labels))
-    pairs = pc.binary_join_element_wise(labels.keys, labels.items, "=")
-    as_list = pa.ListArray.from_arrays(labels.offsets, pairs)
-    return pc.fill_null(pc.binary_join(as_list, "\x1f"), "")
-
-
-def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Per-row codes of a string column, numbered in the strings' sort order, and the
-    sorted distinct strings (a code's string is ``names[code]``)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    encoded = pc.dictionary_encode(column)
-    names = encoded.dictionary.to_pylist()
-    order = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names), np.int64)
-    rank[order] = np.arange(len(names), dtype=np.int64)
-    return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
-
-
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Two threads for the view build's independent Arrow passes (created on first use)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="evidence-view"))
-    return _POOL[0]
-
-
-# A forked child (``replay --all`` workers) has none of its parent's threads: it makes its own.
-os.register_at_fork(after_in_child=_POOL.clear)
-
-
-DENSE_KEY_LIMIT = 1 << 24
-"""Largest (metric x entity x label set) product numbered through a dense table; beyond it
-the distinct keys are found by sorting."""
-
-
 def _series_of(
-    samples: pa.Table,
+    samples: pa.Table, ts_raw: np.ndarray,
 ) -> tuple[dict[SeriesKey, Series], np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Every series of the samples (in (metric, entity, label key) order) and the grid.
 
-    One stable sort by series number keeps each series' rows in arrival order, which is time
-    order whenever the rows arrived sorted by time (a package's or a journal's always do);
-    otherwise one stable (series, time) sort puts them right. Each series is then a slice
-    of two read-only arrays: no per-series filtering, no copies.
+    Rows are grouped by their key columns' dictionary codes (_columns.py): no row's strings
+    are hashed or compared, only the distinct series' keys are sorted. One stable sort by
+    series number keeps each series' rows in arrival order, which is time order whenever
+    the rows arrived sorted by time (a package's or a journal's always do); otherwise one
+    stable (series, time) sort puts them right. Each series is then a slice of two
+    read-only arrays: no per-series filtering, no copies.
     """
-    # Arrow's kernels release the GIL: the label keys are numbered on a second core.
-    labelled = _pool().submit(lambda: _sorted_codes(_label_keys(samples.column("labels"))))
-    metric, metrics = _sorted_codes(samples.column("metric"))
-    entity, entities = _sorted_codes(samples.column("entity"))
-    lkey, lkeys = labelled.result()
-    key = (metric * len(entities) + entity) * len(lkeys) + lkey
-    space = len(metrics) * len(entities) * len(lkeys)
-    if space <= DENSE_KEY_LIMIT:
-        present = np.flatnonzero(np.bincount(key, minlength=space))
-        number = np.empty(space, np.int64)
-        number[present] = np.arange(present.shape[0], dtype=np.int64)
-        row_series = number[key]
+    metric, metrics = codes(samples.column("metric"))
+    entity, entities = codes(samples.column("entity"))
+    label_set, label_sets = label_set_codes(samples.column("labels"))
+    n_entities, n_sets = len(entities), len(label_sets)
+    key = (metric * n_entities + entity) * n_sets + label_set
+    space = len(metrics) * n_entities * n_sets
+    dense = space <= DENSE_LIMIT
+    if dense:
+        rows_per_key = np.bincount(key, minlength=space)
+        present = np.flatnonzero(rows_per_key)
     else:
-        present, row_series = np.unique(key, return_inverse=True)
-    n_series = present.shape[0]
-    ts_raw = _numpy(samples.column("ts_ns"))
-    narrow = row_series.astype(np.uint16) if n_series <= 1 << 16 else row_series
-    order = np.argsort(narrow, kind="stable")  # radix sort for 16-bit keys
+        present, inverse = np.unique(key, return_inverse=True)
+    keys: list[SeriesKey] = []
+    for code in present.tolist():
+        m, rest = divmod(code, n_entities * n_sets)
+        e, s = divmod(rest, n_sets)
+        keys.append((metrics[m], entities[e], label_sets[s]))
+    # Sort order of the keys: metric, entity, then the label set's k=v text.
+    order_of_keys = sorted(range(len(keys)), key=lambda i: (
+        keys[i][0], keys[i][1], label_text(keys[i][2]), keys[i][2]))
+    n_series = len(keys)
+    # Each row's series number in that order (16 bits when they fit: a radix sort below).
+    number_type = np.uint16 if n_series <= 1 << 16 else np.int64
+    rank = np.empty(n_series, number_type)
+    rank[order_of_keys] = np.arange(n_series, dtype=number_type)
+    if dense:
+        table = np.zeros(space, number_type)
+        table[present] = rank
+        row_series = table[key]
+        counts = rows_per_key[present][order_of_keys]
+    else:
+        row_series = rank[inverse.reshape(-1)]
+        counts = np.bincount(row_series, minlength=n_series)
+    order = np.argsort(row_series, kind="stable")  # radix sort for 16-bit numbers
     ts = ts_raw[order]
-    counts = np.bincount(row_series, minlength=n_series)
     starts = np.zeros(n_series + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     steps = np.diff(ts)
@@ -432,18 +411,11 @@ def _series_of(
     values.flags.writeable = False
     grid = _grid(ts_raw)
     out: dict[SeriesKey, Series] = {}
-    per_label = len(lkeys)
-    per_entity = len(entities) * per_label
-    for i, code in enumerate(present.tolist()):
-        m, rest = divmod(code, per_entity)
-        e, lk = divmod(rest, per_label)
-        text = lkeys[lk]
-        labels: LabelKey = tuple(
-            (k, v) for k, _, v in (p.partition("=") for p in text.split("\x1f"))
-        ) if text else ()
-        sl = slice(int(starts[i]), int(starts[i + 1]))
-        name, ent = metrics[m], entities[e]
-        out[(name, ent, labels)] = Series(name, ent, labels, ts[sl], values[sl])
+    bounds = starts.tolist()
+    for i, at in enumerate(order_of_keys):
+        name, ent, labels = keys[at]
+        out[keys[at]] = Series(name, ent, labels, ts[bounds[i]:bounds[i + 1]],
+                               values[bounds[i]:bounds[i + 1]])
     return out, grid, (values, starts)
 
 
@@ -458,32 +430,23 @@ def _grid(ts: np.ndarray) -> np.ndarray:
     return grid
 
 
-def _batch_spans(samples: pa.Table) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+def _batch_spans(samples: pa.Table,
+                 ts: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Each batch's first and last sample time, ordered by (first, batch id).
 
-    Rows of one batch arrive together, so the batch column is cut into runs (a cheap
-    neighbour comparison) and only the runs are grouped, not every row.
+    Rows of one batch arrive together, so the batch codes are cut into runs (a neighbour
+    comparison) and only the runs are grouped, not every row.
     """
-    column = samples.column("batch_id")
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    ts = _numpy(samples.column("ts_ns"))
-    n = len(column)
-    if n == 0:
+    if ts.shape[0] == 0:
         return (), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if n > 1:
-        changed = _numpy(pc.not_equal(column.slice(1), column.slice(0, n - 1)))
-        starts = np.concatenate(([0], np.flatnonzero(changed) + 1))
-    else:
-        starts = np.zeros(1, np.int64)
-    run_first = np.minimum.reduceat(ts, starts)
-    run_last = np.maximum.reduceat(ts, starts)
-    encoded = pc.dictionary_encode(column.take(pa.array(starts)))
-    ids = encoded.dictionary.to_pylist()
-    which = encoded.indices.to_numpy(zero_copy_only=False)
+    batch, ids = codes(samples.column("batch_id"))
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(batch)) + 1))
+    which = batch[starts]
     first = np.full(len(ids), np.iinfo(np.int64).max, np.int64)
     last = np.full(len(ids), np.iinfo(np.int64).min, np.int64)
-    np.minimum.at(first, which, run_first)
-    np.maximum.at(last, which, run_last)
-    order = sorted(range(len(ids)), key=lambda i: (int(first[i]), ids[i]))
-    pick = np.array(order, np.int64)
-    return tuple(ids[i] for i in order), first[pick], last[pick]
+    np.minimum.at(first, which, np.minimum.reduceat(ts, starts))
+    np.maximum.at(last, which, np.maximum.reduceat(ts, starts))
+    used = np.flatnonzero(first <= last).tolist()  # a dictionary may name batches no row is from
+    used.sort(key=lambda i: (int(first[i]), ids[i]))
+    pick = np.array(used, np.int64)
+    return tuple(ids[i] for i in used), first[pick], last[pick]

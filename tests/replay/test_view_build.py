@@ -14,10 +14,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from sreagent.evidence.tables import frames_to_tables
-from sreagent.runtime import EvidenceView
+from sreagent.evidence import EvidencePackage
+from sreagent.evidence.package import DICTIONARY_COLUMNS
+from sreagent.evidence.tables import ROW_TABLES, frames_to_tables
+from sreagent.runtime import EvidenceView, _columns, _view
 from sreagent.scenarios import generate, load_scenario
 
 Tables = dict[str, pa.Table]
@@ -145,3 +148,94 @@ def test_a_verified_replay_reads_each_file_once(tmp_path: Path,
     monkeypatch.setattr(package_module.pq, "read_table", counting)
     assert Replayer().replay(tmp_path / "r01").identical
     assert len(reads) == 6  # verification decodes the six tables; the replay reuses them
+
+
+def _as_read_from_a_package(tables: Tables, row_group_size: int) -> Tables:
+    """The tables written to Parquet with small row groups and read back as a replay reads
+    them: sample keys as dictionaries, one dictionary per row group (so chunks differ)."""
+    out = dict(tables)
+    sink = pa.BufferOutputStream()
+    pq.write_table(tables["samples"], sink, row_group_size=row_group_size)
+    out["samples"] = pq.read_table(pa.BufferReader(sink.getvalue()),
+                                   read_dictionary=DICTIONARY_COLUMNS["samples"])
+    return out
+
+
+def test_dictionary_columns_give_the_same_view(tables: Tables) -> None:
+    encoded = _as_read_from_a_package(tables, row_group_size=7_919)
+    samples = encoded["samples"]
+    assert pa.types.is_dictionary(samples.schema.field("metric").type)
+    metric = samples.column("metric")
+    assert metric.num_chunks > 3
+    assert not metric.chunk(0).dictionary.equals(metric.chunk(metric.num_chunks - 1).dictionary)
+    view = EvidenceView.from_tables(encoded)
+    _assert_matches_reference(view, tables["samples"])
+    plain = EvidenceView.from_tables(tables)
+    assert list(view.series) == list(plain.series)
+    assert view.processes.equals(plain.processes)
+
+
+def test_dictionary_columns_in_any_order_cut_to_a_window(tables: Tables) -> None:
+    shuffled = {name: _shuffled(t, seed) for seed, (name, t) in enumerate(tables.items())}
+    encoded = _as_read_from_a_package(shuffled, row_group_size=50_000)
+    ts = tables["samples"].column("ts_ns").to_numpy()
+    lo, hi = int(ts.min()) + 300 * 10**9, int(ts.min()) + 900 * 10**9
+    view = EvidenceView.from_tables(encoded, start_ns=lo, end_ns=hi)
+    _assert_matches_reference(view, tables["samples"].filter(pa.array((ts >= lo) & (ts <= hi))))
+
+
+def test_label_sets_with_more_pairs_than_one_number_holds(
+        tables: Tables, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Label sets are numbered by folding pair after pair when (pairs + 1) ** longest set
+    does not fit one integer; forced here, it must give the same view."""
+    monkeypatch.setattr(_columns, "EXACT_INT", 2)
+    encoded = _as_read_from_a_package(tables, row_group_size=50_000)
+    _assert_matches_reference(EvidenceView.from_tables(encoded), tables["samples"])
+    _assert_matches_reference(EvidenceView.from_tables(tables), tables["samples"])
+
+
+def test_key_spaces_too_large_for_a_table_are_sorted(
+        tables: Tables, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_columns, "DENSE_LIMIT", 16)
+    monkeypatch.setattr(_view, "DENSE_LIMIT", 16)
+    encoded = _as_read_from_a_package(tables, row_group_size=50_000)
+    _assert_matches_reference(EvidenceView.from_tables(encoded), tables["samples"])
+
+
+def test_labels_holding_the_separators_stay_apart() -> None:
+    """A label value may hold '=' or the unit separator; two different sets whose k=v texts
+    look alike are still two series, each with its own labels."""
+    host = "node-1"
+    rows = [
+        {"batch_id": "b1", "host": host, "ts_ns": 1, "metric": "m", "entity": "e",
+         "labels": [("a", "1\x1fb=2")], "value": 1.0},
+        {"batch_id": "b1", "host": host, "ts_ns": 1, "metric": "m", "entity": "e",
+         "labels": [("a", "1"), ("b", "2")], "value": 2.0},
+        {"batch_id": "b2", "host": host, "ts_ns": 2, "metric": "m", "entity": "e",
+         "labels": [("a", "x=y")], "value": 3.0},
+    ]
+    samples = pa.Table.from_pylist(rows, schema=ROW_TABLES["samples"])
+    empty = {name: ROW_TABLES[name].empty_table() for name in ("processes", "events")}
+    view = EvidenceView.from_tables({"samples": samples, **empty})
+    assert sorted(view.series) == sorted([
+        ("m", "e", (("a", "1\x1fb=2"),)), ("m", "e", (("a", "1"), ("b", "2"))),
+        ("m", "e", (("a", "x=y"),))])
+    assert view.get("m", "e", a="1", b="2").values.tolist() == [2.0]  # type: ignore[union-attr]
+    assert view.get("m", "e", a="x=y").values.tolist() == [3.0]  # type: ignore[union-attr]
+
+
+def test_verification_hands_the_view_dictionary_columns(tmp_path: Path) -> None:
+    from sreagent.evidence import verify_package
+    from sreagent.replay._lab import record_scenario
+
+    record_scenario("01", tmp_path / "r01", resolution_s=10)
+    package = verify_package(tmp_path / "r01").package
+    assert package is not None
+    encoded = package.encoded_table("samples")
+    assert pa.types.is_dictionary(encoded.schema.field("entity").type)
+    # What everyone else reads is the contract's schema, with the same content.
+    plain = package.table("samples")
+    assert plain.schema.equals(ROW_TABLES["samples"])
+    assert plain.equals(pq.read_table(tmp_path / "r01" / "samples.parquet"))
+    unverified = EvidencePackage(tmp_path / "r01")
+    assert unverified.encoded_table("samples").equals(encoded)
