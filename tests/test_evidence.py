@@ -221,7 +221,7 @@ def test_journal_partitions_and_reads_back(tmp_path: Path) -> None:
     assert all(p.exists() for p in written)
     journal = Journal(tmp_path)
     assert journal.hosts() == ["edge/host 2", "node-1"]
-    assert (tmp_path / "samples" / "date=2026-01-01" / "host=edge%2Fhost%202").is_dir()
+    assert (tmp_path / "samples" / "date=2026-01-01" / "hour=00").is_dir()  # layout 2
     assert journal.read("samples").num_rows == 14
     assert journal.read("samples", hosts=["node-1"]).num_rows == 10
     assert journal.read("batches", batch_ids=["c-node-1/e1/3"]).column("seq").to_pylist() == [3]

@@ -1,8 +1,8 @@
 """The controller's side of the evidence journal: a write-ahead log for durable
 acknowledgements, buffered Parquet part files, and background compaction.
 
-Why a write-ahead log: the journal is partitioned by (table, date, host), so making each
-batch durable directly as Parquet costs two fsyncs per table and host. With hundreds of
+Why a write-ahead log: making each batch durable directly as Parquet costs a file and two
+fsyncs per table and batch, and small files are slow to write and to read. With hundreds of
 collectors that is hundreds of fsyncs per acknowledgement round. Instead:
 
 1. **Group commit to the WAL.** One flusher thread takes every batch queued since its last
@@ -12,20 +12,22 @@ collectors that is hundreds of fsyncs per acknowledgement round. Instead:
 2. **Parquet on size or time.** Acknowledged batches stay buffered (bounded by
    ``journal.buffer_rows``) and are written as Hive-partitioned part files every
    ``journal.flush_interval_s`` or when the buffer is full, through
-   :class:`sreagent.evidence.JournalWriter` (one file per table, date and host, one
-   ``syncfs`` per flush). The WAL segments a Parquet flush covers are deleted after it.
+   :class:`sreagent.evidence.JournalWriter` (one file per table and hour, rows sorted by
+   host, one ``syncfs`` per flush). The WAL segments a Parquet flush covers are deleted after it.
 3. **Recovery.** At start-up, WAL segments left by a crash are replayed into Parquet (batches
    the Parquet journal already has are skipped) and then deleted, so the journal holds every
    acknowledged batch exactly once. A torn last record (the crash hit mid-write) was never
    fsynced, hence never acknowledged, and is ignored.
 
-Compaction merges a partition's small part files into one. The merged file lists the files it
+Compaction merges a partition's small part files (quiet hours, restarts, WAL recovery) into
+larger ones, at most ``journal.compact_max_rows`` rows at a time. The merged file lists the files it
 replaces in its Parquet metadata and is written (atomically) before they are deleted, so a
 crash in between is finished at the next start (:func:`finish_interrupted_compactions`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,10 +44,16 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sreagent.atomic import fsync_dir
+from sreagent.atomic import atomic_write, fsync_dir
 from sreagent.controller.errors import Overloaded
-from sreagent.evidence import atomic_write_parquet
-from sreagent.evidence.journal import JOURNAL_TABLES, JournalWriter
+from sreagent.evidence.journal import (
+    JOURNAL_TABLES,
+    ROW_GROUP_ROWS,
+    JournalWriter,
+    folder_layout,
+    sort_by_host,
+    write_parquet,
+)
 from sreagent.telemetry import decode_batch
 from sreagent.telemetry.arrow import BatchFrame
 
@@ -380,28 +388,60 @@ def finish_interrupted_compactions(root: Path) -> int:
     return removed
 
 
-def compact(root: Path, *, min_files: int, writer_id: str, skip_newer_than_s: float = 5.0) -> int:
-    """Merge partitions holding ``min_files`` or more part files; return files merged.
+def compact(root: Path, *, min_files: int, writer_id: str, skip_newer_than_s: float = 5.0,
+            max_rows: int = 1_000_000, row_group_rows: int = ROW_GROUP_ROWS) -> int:
+    """Merge a partition's small part files, ``min_files`` or more at a time; return files
+    merged.
 
-    Files younger than ``skip_newer_than_s`` are left alone so compaction never races a
-    flush renaming a file into place.
+    A part file is small below ``max_rows // 4`` rows; small files are merged in runs of at
+    most ``max_rows`` rows, so compaction's memory stays bounded however much a partition
+    holds (a busy hour's flushes are already large and are left alone). The merged file is
+    sorted by host again. Files younger than ``skip_newer_than_s`` are left alone so
+    compaction never races a flush renaming a file into place.
     """
     merged_count = 0
     now = time.time()
+    small_below = max(1, max_rows // 4)
     for table, schema in JOURNAL_TABLES.items():
         for folder in sorted((Path(root) / table).glob("*/*")):
-            parts = sorted(
-                p
-                for p in folder.glob("*.parquet")
-                if not p.name.startswith(".") and now - p.stat().st_mtime > skip_newer_than_s
-            )
-            if len(parts) < min_files:
-                continue
-            merged = pa.concat_tables([pq.read_table(p, schema=schema) for p in parts])
-            metadata = {COMPACTED_KEY: json.dumps([p.name for p in parts]).encode()}
-            target = folder / f"compact-{writer_id}-{int(now * 1e3)}-{len(parts)}.parquet"
-            atomic_write_parquet(target, merged.replace_schema_metadata(metadata))
-            for p in parts:
-                p.unlink()
-            merged_count += len(parts)
+            candidates = []
+            for p in sorted(folder.glob("*.parquet")):
+                if p.name.startswith(".") or now - p.stat().st_mtime <= skip_newer_than_s:
+                    continue
+                rows = pq.read_metadata(p).num_rows
+                if rows < small_below:
+                    candidates.append((p, rows))
+            for run in _runs_of_at_most(candidates, max_rows):
+                if len(run) < min_files:
+                    continue
+                merged = sort_by_host(
+                    pa.concat_tables([pq.read_table(p, schema=schema) for p in run]))
+                metadata = {COMPACTED_KEY: json.dumps([p.name for p in run]).encode()}
+                target = folder / f"compact-{writer_id}-{int(now * 1e3)}-{run[0].stem}.parquet"
+                atomic_write(target, functools.partial(
+                    _write_merged, table=merged, metadata=metadata,
+                    row_group_rows=row_group_rows, layout=folder_layout(folder)))
+                for p in run:
+                    p.unlink()
+                merged_count += len(run)
     return merged_count
+
+
+def _write_merged(tmp: Path, *, table: pa.Table, metadata: dict[bytes, bytes],
+                  row_group_rows: int, layout: int) -> None:
+    write_parquet(tmp, table, metadata=metadata, row_group_rows=row_group_rows, layout=layout)
+
+
+def _runs_of_at_most(files: list[tuple[Path, int]], max_rows: int) -> list[list[Path]]:
+    runs: list[list[Path]] = []
+    current: list[Path] = []
+    total = 0
+    for path, rows in files:
+        if current and total + rows > max_rows:
+            runs.append(current)
+            current, total = [], 0
+        current.append(path)
+        total += rows
+    if current:
+        runs.append(current)
+    return runs

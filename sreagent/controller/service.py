@@ -221,6 +221,7 @@ class Controller:
                     compact(
                         self.settings.journal_root,
                         min_files=self.settings.journal.compact_min_files,
+                        max_rows=self.settings.journal.compact_max_rows,
                         writer_id=self.node_id.replace("/", "_"),
                     )
             except Exception:

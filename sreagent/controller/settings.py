@@ -75,9 +75,12 @@ class JournalSettings(_Section):
     flush is forced."""
     flush_interval_s: Annotated[float, Field(gt=0)] = 30.0
     """Write buffered batches as Parquet part files at least this often. Every flush writes one
-    file per host and table, so longer intervals mean fewer, larger files."""
+    file per table and hour, so longer intervals mean fewer, larger files."""
     compact_min_files: Annotated[int, Field(ge=2)] = 16
-    """Compact a partition's part files into one once it holds this many small ones."""
+    """Compact a partition's small part files once it holds this many of them."""
+    compact_max_rows: Annotated[int, Field(ge=1000)] = 1_000_000
+    """Most rows one compaction merges (bounds its memory); files of a quarter of this or
+    more count as large and are left alone."""
     compact_interval_s: Annotated[float, Field(gt=0)] = 60.0
     max_pending_batches: Annotated[int, Field(ge=1)] = 2000
     """Batches waiting for a flush beyond which ingest answers 503 (back-pressure)."""
