@@ -63,10 +63,12 @@ KEY = pa.dictionary(pa.int32(), pa.string())
 DICTIONARY_COLUMNS: dict[str, list[str]] = {
     "samples": ["batch_id", "host", "metric", "entity",
                 "labels.key_value.key", "labels.key_value.value"],
+    "processes": ["batch_id", "host", "comm", "cmdline", "state", "cgroup"],
 }
 """String columns read as Arrow dictionaries (Parquet paths). They repeat a few values
-across a million rows and are dictionary-encoded on disk: read so, they decode several times
-faster and the evidence view numbers them without hashing a string per row."""
+across up to millions of rows and are dictionary-encoded on disk: read so, they decode
+several times faster, and the evidence view numbers the sample keys without hashing a
+string per row."""
 
 
 def _dictionary_schema(schema: pa.Schema, paths: list[str]) -> pa.Schema:

@@ -166,6 +166,16 @@ def label_text(labels: LabelSet) -> str:
     return "\x1f".join(f"{k}={v}" for k, v in labels)
 
 
+def without_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary columns decoded to their values (the table itself when
+    it has none)."""
+    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+        return table
+    return table.cast(pa.schema([
+        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+        for f in table.schema]))
+
+
 def distinct_strings(column: pa.ChunkedArray | pa.Array) -> list[str]:
     """The sorted distinct strings a string or dictionary column's rows hold."""
     found: set[str] = set()

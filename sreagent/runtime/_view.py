@@ -25,6 +25,7 @@ from sreagent.runtime._columns import (
     equals,
     label_set_codes,
     label_text,
+    without_dictionaries,
 )
 from sreagent.telemetry.arrow import BatchFrame
 from sreagent.telemetry.batch import Inventory
@@ -186,9 +187,11 @@ class EvidenceView:
             for r in sorted(events.to_pylist(), key=lambda r: (r["ts_ns"], r["kind"],
                                                                  r["entity"]))
         ) if events.num_rows else ()
-        # One chunk: a frame-built table has a chunk per batch, and every filter a role runs
-        # on a many-chunk frame pays per chunk.
-        procs = pl.from_arrow(_in_time_order(processes).combine_chunks()) \
+        # Strings as the contract types them (a package's are read as dictionaries), in one
+        # chunk: a frame-built table has a chunk per batch, and every filter a role runs on a
+        # many-chunk frame pays per chunk.
+        procs = pl.from_arrow(
+            _in_time_order(without_dictionaries(processes)).combine_chunks()) \
             if processes.num_rows else pl.DataFrame()
         assert isinstance(procs, pl.DataFrame)
         by_metric: dict[str, list[SeriesKey]] = {}
@@ -233,9 +236,10 @@ class EvidenceView:
 
         Each figure has the same bits as the numpy call on the series alone (``v[-1]``,
         ``v.mean()``, ``v.min()``, ``v.max()``); last, minimum and maximum come from one
-        vectorised call each. The mean is taken per series: numpy's pairwise summation of
-        one array and ``add.reduceat`` over slices differ in the last bit. Empty series have
-        count 0 and NaN.
+        vectorised call each. Means are summed per length: the series of one length as the
+        rows of one block, each row with numpy's pairwise summation, as ``v.mean()`` sums
+        (``add.reduceat`` over slices sums straight through and differs in the last bit).
+        Empty series have count 0 and NaN.
         """
         found = self.memo.get(SeriesStats)
         if isinstance(found, SeriesStats):
@@ -250,7 +254,7 @@ class EvidenceView:
             last, mean, lo, hi = nan.copy(), nan.copy(), nan.copy(), nan.copy()
             if starts.shape[0]:
                 last[full] = values[bounds[1:][full] - 1]
-                mean[full] = [self.series[keys[i]].values.mean() for i in np.flatnonzero(full)]
+                mean[full] = _means(values, bounds[:-1][full], counts[full])
                 lo[full] = np.minimum.reduceat(values, starts)
                 hi[full] = np.maximum.reduceat(values, starts)
         else:
@@ -277,6 +281,23 @@ class EvidenceView:
                         return "hdd"
                     return disk.kind
         return "unknown"
+
+
+def _means(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The mean of each slice ``values[start:start + count]``, bit for bit as ``.mean()``
+    gives it: the slices of one length form the rows of a block (a view when they lie back
+    to back, as a view's series of one length usually do) summed along the rows, where
+    numpy uses the same pairwise summation as for one array."""
+    out = np.empty(starts.shape[0], np.float64)
+    for length in np.unique(counts).tolist():
+        which = np.flatnonzero(counts == length)
+        first = starts[which]
+        if np.array_equal(first, first[0] + length * np.arange(which.shape[0])):
+            block = values[first[0]:first[0] + length * which.shape[0]].reshape(-1, length)
+        else:
+            block = values[first[:, None] + np.arange(length)]
+        out[which] = np.add.reduce(block, axis=1) / length
+    return out
 
 
 def _pick_host(hosts: list[str], host: str | None) -> str:

@@ -59,7 +59,10 @@ def _shuffled(table: pa.Table, seed: int) -> pa.Table:
 
 def _assert_matches_reference(view: EvidenceView, samples: pa.Table) -> None:
     want = _reference_series(samples)
-    label_key = lambda labels: "\x1f".join(f"{k}={v}" for k, v in labels)  # noqa: E731
+
+    def label_key(labels: tuple[tuple[str, str], ...]) -> str:
+        return "\x1f".join(f"{k}={v}" for k, v in labels)
+
     assert list(view.series) == sorted(want, key=lambda k: (k[0], k[1], label_key(k[2])))
     for key, points in want.items():
         series = view.series[key]
@@ -133,31 +136,32 @@ def test_series_cannot_be_changed_in_place(tables: Tables) -> None:
 
 def test_a_verified_replay_reads_each_file_once(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from sreagent.evidence import package as package_module
     from sreagent.replay import Replayer
     from sreagent.replay._lab import record_scenario
 
     record_scenario("01", tmp_path / "r01", resolution_s=10)
     reads: list[str] = []
-    real = package_module.pq.read_table
+    real = pq.read_table
 
     def counting(source: Any, *args: Any, **kwargs: Any) -> pa.Table:
         reads.append(str(source))
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(package_module.pq, "read_table", counting)
+    monkeypatch.setattr(pq, "read_table", counting)  # what sreagent.evidence.package calls
     assert Replayer().replay(tmp_path / "r01").identical
     assert len(reads) == 6  # verification decodes the six tables; the replay reuses them
 
 
 def _as_read_from_a_package(tables: Tables, row_group_size: int) -> Tables:
     """The tables written to Parquet with small row groups and read back as a replay reads
-    them: sample keys as dictionaries, one dictionary per row group (so chunks differ)."""
+    them: sample keys and process strings as dictionaries, one dictionary per row group (so
+    chunks differ)."""
     out = dict(tables)
-    sink = pa.BufferOutputStream()
-    pq.write_table(tables["samples"], sink, row_group_size=row_group_size)
-    out["samples"] = pq.read_table(pa.BufferReader(sink.getvalue()),
-                                   read_dictionary=DICTIONARY_COLUMNS["samples"])
+    for name in ("samples", "processes"):
+        sink = pa.BufferOutputStream()
+        pq.write_table(tables[name], sink, row_group_size=row_group_size)
+        out[name] = pq.read_table(pa.BufferReader(sink.getvalue()),
+                                  read_dictionary=DICTIONARY_COLUMNS[name])
     return out
 
 
@@ -170,9 +174,11 @@ def test_dictionary_columns_give_the_same_view(tables: Tables) -> None:
     assert not metric.chunk(0).dictionary.equals(metric.chunk(metric.num_chunks - 1).dictionary)
     view = EvidenceView.from_tables(encoded)
     _assert_matches_reference(view, tables["samples"])
+    assert pa.types.is_dictionary(encoded["processes"].schema.field("comm").type)
     plain = EvidenceView.from_tables(tables)
     assert list(view.series) == list(plain.series)
     assert view.processes.equals(plain.processes)
+    assert view.processes.schema == plain.processes.schema
 
 
 def test_dictionary_columns_in_any_order_cut_to_a_window(tables: Tables) -> None:
@@ -182,6 +188,8 @@ def test_dictionary_columns_in_any_order_cut_to_a_window(tables: Tables) -> None
     lo, hi = int(ts.min()) + 300 * 10**9, int(ts.min()) + 900 * 10**9
     view = EvidenceView.from_tables(encoded, start_ns=lo, end_ns=hi)
     _assert_matches_reference(view, tables["samples"].filter(pa.array((ts >= lo) & (ts <= hi))))
+    assert view.processes.equals(
+        EvidenceView.from_tables(tables, start_ns=lo, end_ns=hi).processes)
 
 
 def test_label_sets_with_more_pairs_than_one_number_holds(
@@ -239,3 +247,24 @@ def test_verification_hands_the_view_dictionary_columns(tmp_path: Path) -> None:
     assert plain.equals(pq.read_table(tmp_path / "r01" / "samples.parquet"))
     unverified = EvidencePackage(tmp_path / "r01")
     assert unverified.encoded_table("samples").equals(encoded)
+
+
+def test_series_stats_have_the_bits_of_numpy_on_each_series(tables: Tables) -> None:
+    """The observer summarises every series through series_stats(); its figures must be the
+    very floats numpy gives for each series alone, or a replay's artifact ids would change.
+    With one row in ten dropped at random, the series differ in length and do not lie back
+    to back by length."""
+    keep = np.random.default_rng(3).random(tables["samples"].num_rows) > 0.1
+    gappy = {**tables, "samples": _shuffled(tables["samples"].filter(pa.array(keep)), 4)}
+    for view in (EvidenceView.from_tables(tables),
+                 EvidenceView.from_tables(_as_read_from_a_package(gappy, 9_973))):
+        stats = view.series_stats()
+        assert stats.keys == tuple(view.series)
+        lengths = {len(s) for s in view.series.values()}
+        for i, series in enumerate(view.series.values()):
+            v = series.values
+            assert stats.count[i] == v.shape[0]
+            for got, want in ((stats.last[i], v[-1]), (stats.mean[i], v.mean()),
+                              (stats.minimum[i], v.min()), (stats.maximum[i], v.max())):
+                assert np.float64(got).tobytes() == np.float64(want).tobytes()
+    assert len(lengths) > 1
