@@ -43,6 +43,7 @@ from sreagent.collector._common import (
     KeptFiles,
     capability,
     os_reason,
+    pick_values,
     read_optional,
     sample,
 )
@@ -247,8 +248,11 @@ def walk_cgroups(
             queue.append(((rel.rstrip("/") + "/" + child), f"{absolute}/{child}", depth + 1))
 
 
-@dataclass
 class _Reading:
+    """One cgroup's figures of one read. Class-level defaults: a reading sets only what its
+    files had (a v1 memory cgroup sets 3 of the 12), which is cheaper than a dataclass
+    ``__init__`` setting all of them for every cgroup at every read."""
+
     usage_ns: int | None = None
     periods: int | None = None
     throttled: int | None = None
@@ -259,7 +263,12 @@ class _Reading:
     failcnt: int | None = None
     oom_kills: int | None = None
     io: tuple[int, int] | None = None
-    pressure: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    pressure: dict[str, tuple[float, float | None]] = {}  # noqa: RUF012 - only ever replaced
+
+
+def _merge(labels: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """Identity labels plus a sample's own, sorted by key as samples require."""
+    return dict(sorted({**labels, **extra}.items())) if labels else extra
 
 
 def _int(raw: bytes | None) -> int | None:
@@ -274,21 +283,29 @@ def _int(raw: bytes | None) -> int | None:
 class _Reader:
     """Reads files of one cgroup directory that its listing showed; notes vanished ones."""
 
-    __slots__ = ("d", "files", "kept", "vanished")
+    __slots__ = ("d", "files", "kept", "paths", "vanished")
 
     def __init__(self, d: str, files: frozenset[str], kept: KeptFiles) -> None:
         self.d = d
         self.files = files
         self.kept = kept
         self.vanished = False
+        self.paths = {name: f"{d}/{name}" for name in files}
+        """Full path of every file the listing showed (absent names: not there)."""
 
     def __call__(self, name: str) -> bytes | None:
-        if name not in self.files:
+        path = self.paths.get(name)
+        if path is None:
             return None
-        raw = self.kept.read(f"{self.d}/{name}")
+        raw = self.kept.read(path)
         if raw is None:
             self.vanished = True  # the cgroup was removed since the walk
         return raw
+
+
+_V1_CPU_STAT = (b"nr_periods ", b"nr_throttled ", b"throttled_time ")
+_OOM_KILL = (b"oom_kill ",)
+"""Keys with their separator: ``oom_kill`` alone would also match ``oom_kill_disable``."""
 
 
 def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) -> None:
@@ -296,10 +313,10 @@ def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) 
     if controller == "cpu":
         raw = read("cpu.stat")
         if raw is not None:
-            stat = parse_flat_keyed(raw)
-            reading.periods = stat.get("nr_periods")
-            reading.throttled = stat.get("nr_throttled")
-            reading.throttled_ns = stat.get("throttled_time")
+            stat = pick_values(raw, _V1_CPU_STAT)
+            reading.periods = stat.get(b"nr_periods ")
+            reading.throttled = stat.get(b"nr_throttled ")
+            reading.throttled_ns = stat.get(b"throttled_time ")
         if limits:
             quota = _int(read("cpu.cfs_quota_us"))
             period = _int(read("cpu.cfs_period_us"))
@@ -317,7 +334,7 @@ def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) 
         reading.failcnt = _int(read("memory.failcnt"))
         raw = read("memory.oom_control")
         if raw is not None:
-            reading.oom_kills = parse_flat_keyed(raw).get("oom_kill")
+            reading.oom_kills = pick_values(raw, _OOM_KILL).get(b"oom_kill ")
     elif controller == "blkio":
         raw = read("blkio.throttle.io_service_bytes")
         if raw is not None:
@@ -353,13 +370,16 @@ def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
     raw = read("io.stat")
     if raw is not None:
         reading.io = parse_io_stat(raw)
+    pressure = {}
     for resource in ("cpu", "memory", "io"):
         raw = read(f"{resource}.pressure")
         if raw:
             p = parse_pressure(raw)
             if "some" in p:
                 full = p["full"].avg10 / 100 if "full" in p else None
-                reading.pressure[resource] = (p["some"].avg10 / 100, full)
+                pressure[resource] = (p["some"].avg10 / 100, full)
+    if pressure:
+        reading.pressure = pressure
 
 
 class CgroupSource:
@@ -528,44 +548,85 @@ class CgroupSource:
             labels = self._identity.get(rel)
             if labels is None:
                 labels = self._identity[rel] = parse_cgroup_identity(rel)
-
-            def add(metric: str, value: float, extra: dict[str, str] | None = None) -> None:
-                merged = dict(sorted({**labels, **extra}.items())) if extra else labels  # noqa: B023
-                out.append(sample(now_ns, metric, entity, value, merged))  # noqa: B023
-
             if r.usage_ns is not None:
                 d = delta((rel, "usage"), r.usage_ns, 64)
                 if d is not None and seconds:
-                    add("cgroup_cpu_usage_ratio", d / 1e9 / seconds)
+                    out.append(
+                        sample(now_ns, "cgroup_cpu_usage_ratio", entity, d / 1e9 / seconds, labels)
+                    )
             if r.periods is not None and r.throttled is not None:
                 dp = delta((rel, "periods"), r.periods, 64)
                 dt = delta((rel, "throttled"), r.throttled, 64)
                 if dp and dt is not None:
-                    add("cgroup_cpu_throttled_ratio", dt / dp)
+                    out.append(
+                        sample(now_ns, "cgroup_cpu_throttled_ratio", entity, dt / dp, labels)
+                    )
             if r.throttled_ns is not None:
                 d = delta((rel, "throttled_ns"), r.throttled_ns, 64)
                 if d is not None and seconds:
-                    add("cgroup_cpu_throttled_seconds_per_second", d / 1e9 / seconds)
+                    out.append(
+                        sample(
+                            now_ns,
+                            "cgroup_cpu_throttled_seconds_per_second",
+                            entity,
+                            d / 1e9 / seconds,
+                            labels,
+                        )
+                    )
             if r.limit_cores is not None:
-                add("cgroup_cpu_limit_cores", r.limit_cores)
+                out.append(sample(now_ns, "cgroup_cpu_limit_cores", entity, r.limit_cores, labels))
             if r.mem_used is not None:
-                add("cgroup_memory_used_bytes", r.mem_used)
+                out.append(sample(now_ns, "cgroup_memory_used_bytes", entity, r.mem_used, labels))
                 if r.mem_limit:
-                    add("cgroup_memory_limit_bytes", r.mem_limit)
-                    add("cgroup_memory_used_ratio", r.mem_used / r.mem_limit)
+                    out.append(
+                        sample(now_ns, "cgroup_memory_limit_bytes", entity, r.mem_limit, labels)
+                    )
+                    out.append(
+                        sample(
+                            now_ns,
+                            "cgroup_memory_used_ratio",
+                            entity,
+                            r.mem_used / r.mem_limit,
+                            labels,
+                        )
+                    )
             if r.failcnt is not None:
-                add("cgroup_memory_failcnt_total", r.failcnt)
+                out.append(sample(now_ns, "cgroup_memory_failcnt_total", entity, r.failcnt, labels))
             if r.oom_kills is not None:
-                add("cgroup_oom_kills_total", r.oom_kills)
+                out.append(sample(now_ns, "cgroup_oom_kills_total", entity, r.oom_kills, labels))
             if r.io is not None:
                 for direction, value in zip(("read", "write"), r.io, strict=True):
                     d = delta((rel, direction), value, 64)
                     if d is not None and seconds:
-                        add("cgroup_io_bytes_per_second", d / seconds, {"direction": direction})
+                        out.append(
+                            sample(
+                                now_ns,
+                                "cgroup_io_bytes_per_second",
+                                entity,
+                                d / seconds,
+                                _merge(labels, {"direction": direction}),
+                            )
+                        )
             for resource, (some, full) in r.pressure.items():
-                add("cgroup_pressure_some_ratio", some, {"resource": resource})
+                out.append(
+                    sample(
+                        now_ns,
+                        "cgroup_pressure_some_ratio",
+                        entity,
+                        some,
+                        _merge(labels, {"resource": resource}),
+                    )
+                )
                 if full is not None:
-                    add("cgroup_pressure_full_ratio", full, {"resource": resource})
+                    out.append(
+                        sample(
+                            now_ns,
+                            "cgroup_pressure_full_ratio",
+                            entity,
+                            full,
+                            _merge(labels, {"resource": resource}),
+                        )
+                    )
         self._counters.forget_unless(lambda key: key[0] in readings)
         return SourceOutput(samples=out)
 

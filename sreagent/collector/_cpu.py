@@ -9,6 +9,7 @@ are not added to the total again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sreagent.collector._common import KeptFiles, capability, read_bytes, sample
 from sreagent.collector._source import Roots, SourceOutput
@@ -19,9 +20,9 @@ MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 """The first eight columns of a ``cpu`` line of /proc/stat (Documentation/filesystems/proc.rst)."""
 
 
-@dataclass(frozen=True)
-class CpuTimes:
-    """Jiffies per mode since boot for one CPU or all of them."""
+class CpuTimes(NamedTuple):
+    """Jiffies per mode since boot for one CPU or all of them (a tuple: built for every CPU
+    at every read, where a frozen dataclass costs a setattr per field)."""
 
     user: int = 0
     nice: int = 0
@@ -34,28 +35,10 @@ class CpuTimes:
 
     @property
     def total(self) -> int:
-        return (
-            self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
-        )
+        return sum(self)
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.user,
-            self.nice,
-            self.system,
-            self.idle,
-            self.iowait,
-            self.irq,
-            self.softirq,
-            self.steal,
-        )
+        return tuple(self)
 
 
 @dataclass(frozen=True)
@@ -114,7 +97,7 @@ def mode_shares(prev: CpuTimes, cur: CpuTimes) -> dict[str, float] | None:
 
     A CPU that went offline and came back restarts its counters; that interval has no shares.
     """
-    deltas = [c - p for c, p in zip(cur.as_tuple(), prev.as_tuple(), strict=True)]
+    deltas = [c - p for c, p in zip(cur, prev, strict=True)]
     if any(d < 0 for d in deltas):
         return None
     span = sum(deltas)

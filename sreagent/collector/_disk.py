@@ -146,6 +146,10 @@ def fs_usage(st: os.statvfs_result) -> tuple[float, int, float | None]:
     return used_ratio, st.f_bavail * st.f_frsize, inode_ratio
 
 
+DEVICES_EVERY = 10
+"""Reads between two listings of /sys/block: a disk added is reported within that many."""
+
+
 class DiskSource:
     """``disk``: IOPS, throughput, await, utilisation, queue depth; filesystem space."""
 
@@ -169,6 +173,8 @@ class DiskSource:
         self._devices: set[str] = set()
         self._no_ioerr: set[str] = set()
         self._fs_reads = 0
+        self._listing: list[str] | None = None
+        self._stat_reads = 0
 
     def capability(self) -> SourceCapability:
         if self._use_sysfs:
@@ -179,13 +185,20 @@ class DiskSource:
 
     def _read_stats(self) -> dict[str, DiskStat]:
         if self._use_sysfs:
+            # The device list is re-read every DEVICES_EVERY reads (a listing costs five
+            # syscalls), and at once when a listed device's stat file is gone.
+            if self._listing is None or self._stat_reads % DEVICES_EVERY == 0:
+                self._listing = [
+                    n for n in os.listdir(self._block) if not n.startswith(SKIPPED_PREFIXES)
+                ]
+            self._stat_reads += 1
             stats = {}
-            for name in os.listdir(self._block):
-                if name.startswith(SKIPPED_PREFIXES):
-                    continue
+            for name in self._listing:
                 raw = self._files.read(f"{self._block}/{name}/stat")
                 if raw is not None:
                     stats[name] = parse_block_stat(raw)
+                else:
+                    self._listing = None
             return stats
         all_stats = parse_diskstats(self._files.read_required(str(self._diskstats)))
         names = [k for k in all_stats if not k.startswith(SKIPPED_PREFIXES)]

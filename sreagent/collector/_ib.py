@@ -53,6 +53,10 @@ def parse_rate_gbps(raw: bytes) -> float | None:
     return float(match.group(1)) if match else None
 
 
+ABSENT_RECHECK = 60
+"""Reads between two looks for /sys/class/infiniband while it is absent."""
+
+
 class IbSource:
     """``ib``: port state, data rates and error counters per InfiniBand/RoCE port."""
 
@@ -63,6 +67,8 @@ class IbSource:
         self._root = roots.sys / "class/infiniband"
         self._counters = Counters()
         self._interval = Interval()
+        self._absent_reads = 0
+        """Reads since /sys/class/infiniband was last found absent (no RDMA driver loaded)."""
 
     def ports(self) -> list[tuple[str, int, str]]:
         """(device, port number, port directory)."""
@@ -105,7 +111,16 @@ class IbSource:
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
         out: list[Sample] = []
-        for dev, port, d in self.ports():
+        if self._absent_reads:
+            # Without an RDMA driver the directory does not exist; a failed lookup every
+            # interval cost 0.07 ms of the fast sample here, so it is looked for again every
+            # ABSENT_RECHECK reads (a driver loaded later shows up within that many).
+            self._absent_reads = (self._absent_reads + 1) % ABSENT_RECHECK
+            return SourceOutput()
+        ports = self.ports()
+        if not ports and not os.path.isdir(self._root):
+            self._absent_reads = 1
+        for dev, port, d in ports:
             entity = f"ib/{dev}/{port}"
             state = read_optional(f"{d}/state")
             if state is not None:

@@ -58,7 +58,9 @@ def parse_link_dump(replies: list[tuple[int, memoryview]]) -> list[LinkStats]:
     """RTM_NEWLINK messages of a dump as link statistics (links without IFLA_STATS64 skipped).
 
     A link message carries some fifty attributes; only four are wanted, so the loop reads
-    attribute headers in place and slices only those four.
+    attribute headers in place, slices only those four, and stops once it has them (the
+    kernel puts them among the first thirty, rtnl_fill_ifinfo; the nested link info and
+    per-family blocks come after).
     """
     links = []
     unpack_header = struct.Struct("=HH").unpack_from
@@ -71,12 +73,14 @@ def parse_link_dump(replies: list[tuple[int, memoryview]]) -> list[LinkStats]:
         changes = None
         offset = IFINFOMSG.size
         size = len(payload)
-        while offset + 4 <= size:
+        found = 0
+        while offset + 4 <= size and found < 4:
             length, attr_type = unpack_header(payload, offset)
             if length < 4:
                 break
             attr_type &= NLA_TYPE_MASK
             if attr_type in _WANTED:
+                found += 1
                 start = offset + 4
                 if attr_type == IFLA_IFNAME:
                     name = bytes(payload[start : offset + length]).rstrip(b"\0").decode()

@@ -12,6 +12,14 @@ measured here at about 3.5 ms of kernel CPU for two empty tables, against 0.15 m
 LISTEN-only dump. So listen queues are read every interval and the per-state census every
 ``states_every`` intervals (the established count itself comes every interval from
 /proc/net/snmp ``CurrEstab`` through the ``tcp`` source).
+
+IPv4 and IPv6 TCP sockets live in the same hash tables, and a SOCK_DIAG_BY_FAMILY request
+names one family, so asking for both walks every table twice. The original inet_diag request
+(``TCPDIAG_GETSOCK`` with a ``struct inet_diag_req``, still served by every kernel: ss falls
+back to it) is answered with the family left unspecified (inet_diag_dump_compat sets
+``AF_UNSPEC``): both families in one walk, measured here 5.6 -> 2.9 ms of CPU for the census
+and 0.10 -> 0.04 ms for the LISTEN dump. Where the kernel refuses it, the per-family
+requests are used.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ from sreagent.telemetry import Sample, SourceCapability
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18
+"""The pre-sock_diag inet_diag request type; its replies carry the same inet_diag_msg."""
+INET_DIAG_REQ_COMPAT = struct.Struct("=BBBB48xII")
+"""struct inet_diag_req: family (ignored for dumps), src/dst prefix lengths, extensions,
+inet_diag_sockid (zero: match all), state mask, tables (unused)."""
 INET_DIAG_REQ_V2 = struct.Struct("=BBBxI48x")
 """family, protocol, extensions, pad, state mask, inet_diag_sockid (zero: match all)."""
 INET_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sIQIIIII")
@@ -73,10 +86,18 @@ def diag_request(family: int, states: int = ALL_STATES) -> bytes:
     return INET_DIAG_REQ_V2.pack(family, socket.IPPROTO_TCP, 0, states)
 
 
+def compat_request(states: int = ALL_STATES) -> bytes:
+    """A TCPDIAG_GETSOCK dump request body: both address families in one table walk."""
+    return INET_DIAG_REQ_COMPAT.pack(socket.AF_INET, 0, 0, 0, states, 0)
+
+
+_DIAG_REPLIES = frozenset({SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK})
+
+
 def parse_diag_dump(replies: list[tuple[int, memoryview]]) -> list[TcpSocket]:
     out = []
     for msg_type, payload in replies:
-        if msg_type != SOCK_DIAG_BY_FAMILY or len(payload) < INET_DIAG_MSG.size:
+        if msg_type not in _DIAG_REPLIES or len(payload) < INET_DIAG_MSG.size:
             continue
         fields = INET_DIAG_MSG.unpack_from(payload, 0)
         state, sport, rqueue, wqueue = fields[1], fields[4], fields[11], fields[12]
@@ -137,6 +158,8 @@ class SockDiagSource:
         self._reads = 0
         self._proc_tcp = (roots.proc / "net/tcp", roots.proc / "net/tcp6")
         self._sock: NetlinkSocket | None = None
+        self._compat = False
+        """One TCPDIAG_GETSOCK dump for both families (else one request per family)."""
         every = f"/proc/net/tcp{{,6}} every {states_every} reads (no backlog sizes)"
         self._reason = f"disabled by configuration; {every}"
         if use_netlink:
@@ -145,8 +168,14 @@ class SockDiagSource:
                 self._sock.request(
                     SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, diag_request(socket.AF_INET, LISTEN_ONLY)
                 )
+                try:
+                    self._sock.request(TCPDIAG_GETSOCK, NLM_F_DUMP, compat_request(LISTEN_ONLY))
+                    self._compat = True
+                except OSError:
+                    self._compat = False  # per-family requests, two table walks each time
+                walks = "one dump for IPv4 and IPv6" if self._compat else "one dump per family"
                 self._reason = (
-                    "sock_diag inet_diag dumps: LISTEN every read, all states every "
+                    f"sock_diag inet_diag dumps ({walks}): LISTEN every read, all states every "
                     f"{states_every} reads"
                 )
             except OSError as err:
@@ -160,6 +189,10 @@ class SockDiagSource:
         if self._sock is not None:
             out = []
             try:
+                if self._compat:
+                    return parse_diag_dump(
+                        self._sock.request(TCPDIAG_GETSOCK, NLM_F_DUMP, compat_request(states))
+                    )
                 for family in (socket.AF_INET, socket.AF_INET6):
                     out += parse_diag_dump(
                         self._sock.request(

@@ -11,6 +11,7 @@ other cases are hand-edited (fixtures/procfs/README.md says how).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,32 @@ def test_disk_falls_back_to_diskstats(tmp_path: Path) -> None:
     s = source.read(T0).samples
     # diskstats lists loop0-7, vda and zram0; loop devices are skipped
     assert {x.entity for x in s if x.metric == "disk_in_flight"} == {"disk/vda", "disk/zram0"}
+
+
+def test_disk_devices_are_relisted_periodically_and_at_once_when_one_goes(
+    tmp_path: Path,
+) -> None:
+    from sreagent.collector._disk import DEVICES_EVERY
+
+    tree = Tree(tmp_path, "debian12-vm-t0")
+    source = DiskSource(tree.roots, statvfs=lambda _path: os.statvfs(tmp_path))
+    block = tree.root / "sys/block"
+
+    def disks(n: int) -> set[str]:
+        out = source.read(T0 + n * SECOND).samples
+        return {x.entity for x in out if x.metric == "disk_in_flight"}
+
+    assert disks(0) == {"disk/vda"}
+    (block / "vdb").mkdir()
+    shutil.copy(block / "vda/stat", block / "vdb/stat")
+    seen = [disks(n) for n in range(1, DEVICES_EVERY + 1)]
+    assert seen[0] == {"disk/vda"}  # not listed again at every read (that is the saving)
+    assert seen[-1] == {"disk/vda", "disk/vdb"}  # but within DEVICES_EVERY reads
+    shutil.rmtree(block / "vdb")
+    # sysfs answers ENODEV through a removed device's kept descriptor, which re-lists at once;
+    # a regular filesystem keeps serving the deleted file, so here the next listing drops it.
+    gone = [disks(n) for n in range(DEVICES_EVERY + 1, 2 * DEVICES_EVERY + 1)]
+    assert gone[-1] == {"disk/vda"}
 
 
 def test_whole_disks_drops_partitions() -> None:
@@ -598,6 +625,23 @@ def test_infiniband_absent_is_off(tmp_path: Path) -> None:
     assert "no RDMA devices" in cap.reason
 
 
+def test_infiniband_ports_appearing_later_are_found_within_the_recheck(tmp_path: Path) -> None:
+    from sreagent.collector._ib import ABSENT_RECHECK
+
+    tree = Tree(tmp_path, "debian12-vm-t0")
+    source = IbSource(tree.roots)
+    assert source.read(T0).samples == []  # absent: not looked for at every read from now on
+    shutil.copytree(
+        PROCFS / "infiniband-t0/sys/class/infiniband", tree.root / "sys/class/infiniband"
+    )
+    found_at = next(
+        (n for n in range(1, ABSENT_RECHECK + 1) if source.read(T0 + n * 10**9).samples), None
+    )
+    # the first reads skip the look-up (that is the saving); one within the window finds it
+    assert found_at is not None and 1 < found_at <= ABSENT_RECHECK
+    assert source.read(T0 + 100 * 10**9).samples  # and from then on at every read
+
+
 def test_inventory_of_the_captured_vm(tmp_path: Path) -> None:
     inv = InventorySource(Tree(tmp_path, "debian12-vm-t0").roots).inventory()
     assert (inv.cpu_model, inv.cpu_count, inv.memory_bytes) == ("AMD EPYC", 2, 24683656 * KIB)
@@ -735,9 +779,7 @@ def test_cgroup_limits_are_cached_between_walks_and_removal_triggers_a_rewalk(
     from sreagent.collector import Roots
 
     # Without inotify (refused, or disabled): the periodic walk alone.
-    source = CgroupSource(
-        Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=3, watch=False
-    )
+    source = CgroupSource(Roots(proc=root / "proc", sys=root / "sys"), rewalk_every=3, watch=False)
     docker = next((root / "sys/fs/cgroup/system.slice").glob("docker-*.scope"))
     entity = "cgroup/system.slice/" + docker.name
 
