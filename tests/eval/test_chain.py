@@ -382,7 +382,15 @@ def test_detection_alarms_inside_the_fault_and_ranks_its_culprits(
     assert np.datetime64(window[0].replace(tzinfo=None)) <= alarmed[0] <= np.datetime64(
         window[1].replace(tzinfo=None))
     assert set(result.culprits[0][:2]) == {"m02", "m03"}
-    # The culprit segment was its own recorded run, which replays too.
+    # The culprit segment was its own recorded run, which replays too: the training part as
+    # its baseline, the segment and the alert at its start; none of the test part before it.
+    segment_run = EvidencePackage(tmp_path / "runs" / "srv-segment-000")
+    times = np.array(segment_run.table("samples").column("ts_ns").to_pylist())
+    last_train = int((T0 + timedelta(minutes=1199)).timestamp()) * 10**9
+    seg_start = int(window[0].timestamp()) * 10**9
+    assert times.min() == int(T0.timestamp()) * 10**9  # all 1200 training minutes fit
+    assert not ((times > last_train) & (times < seg_start)).any()
+    assert segment_run.table("events").column("ts_ns").to_pylist() == [seg_start]
     assert Replayer().replay(tmp_path / "runs" / "srv-segment-000").identical
 
 
