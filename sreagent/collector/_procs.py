@@ -100,6 +100,30 @@ class PidFiles:
             self.forget(pid)  # exited (or the number now names a new process: reopen)
         return self._open(pid)
 
+    def stat(self, pid: int) -> bytes | None:
+        """A kept process's current stat; None when it is not kept or has gone (then
+        :meth:`read` reopens by path, or finds it gone)."""
+        fds = self._fds.get(pid)
+        if fds is None:
+            return None
+        try:
+            return os.pread(fds[0], _SMALL, 0) or None
+        except OSError:
+            return None
+
+    def io(self, pid: int) -> tuple[bytes | None, bool]:
+        """``(io or None, denied)`` of a kept process, after :meth:`stat` answered for it."""
+        fds = self._fds.get(pid)
+        if fds is None:
+            return None, False
+        io_fd = fds[1]
+        if io_fd == _IO_DENIED:
+            io_fd = self._open_io(pid)  # asked again, as in read()
+            if io_fd == _IO_DENIED:
+                return None, True
+            self._fds[pid] = (fds[0], io_fd)
+        return _pread_io(io_fd)
+
     def _open(self, pid: int) -> tuple[bytes, bytes | None, bool] | None:
         base = f"{self._proc}/{pid}"
         try:
@@ -261,6 +285,13 @@ class _Prev(NamedTuple):
     start_ticks: int
     cpu_ticks: int
     io: tuple[int, int] | None
+    io_ns: int
+    """When ``io`` was read (it is not read for a process whose stat did not change)."""
+    raw: bytes
+    """The /proc/<pid>/stat bytes that row was built from."""
+    row: dict[str, Any]
+    """The row before enrichment (top-N fields at their defaults)."""
+    io_denied: bool
 
 
 class ProcessSource:
@@ -325,16 +356,43 @@ class ProcessSource:
         kept.forget_unless({pid for pid, _ in entries})
         ticks = CLOCK_TICKS
         for pid, dirent in entries:
-            got = kept.read(pid)
-            if got is None:
-                continue  # exited during the scan
-            raw, raw_io, denied = got
             try:
                 # /proc/<pid> belongs to the process's euid. By path, not from the kept fd:
                 # only the directory's getattr recomputes the owner after a setuid.
                 uid = dirent.stat().st_uid
             except OSError:
                 continue
+            prev = prev_all.get(pid)
+            raw = kept.stat(pid) if prev is not None else None
+            if raw is not None and prev is not None and raw == prev.raw:
+                # Nothing in its stat moved (no clock tick of CPU, same RSS, state, threads,
+                # faults, last CPU): an idle process, most of a host's. Its row is the last one
+                # with a zero CPU share, and its io is not read: a process that accounted no
+                # CPU tick did (almost) no IO, and whatever it did is counted when its io is
+                # read next, as a rate over the whole span since the last read.
+                row = prev.row.copy()
+                row["ts_ns"] = now_ns
+                row["uid"] = uid
+                row["cpu_ratio"] = 0.0
+                if prev.io is not None:
+                    row["read_bytes_per_second"] = row["write_bytes_per_second"] = 0.0
+                    rank_io.append((0.0, pid))
+                else:
+                    row["read_bytes_per_second"] = row["write_bytes_per_second"] = None
+                if prev.io_denied:
+                    io_denied.append(pid)
+                rows[pid] = row
+                new_prev[pid] = prev
+                rank_cpu.append((0.0, pid))
+                rank_rss.append((row["rss_bytes"], pid))
+                continue
+            if raw is not None:
+                raw_io, denied = kept.io(pid)
+            else:
+                got = kept.read(pid)
+                if got is None:
+                    continue  # exited during the scan
+                raw, raw_io, denied = got
             try:
                 st = parse_pid_stat(raw)
             except (ValueError, IndexError):
@@ -342,24 +400,23 @@ class ProcessSource:
             io = parse_pid_io(raw_io) if raw_io else None
             if denied:
                 io_denied.append(pid)
-            prev = prev_all.get(pid)
             if prev is not None and prev.start_ticks != st.start_ticks:
                 prev = None  # the pid was reused by a new process
             cpu_ratio = 0.0
             read_rate = write_rate = None
             if prev is not None and seconds:
                 cpu_ratio = max(0, st.cpu_ticks - prev.cpu_ticks) / ticks / seconds
-                if io is not None and prev.io is not None:
-                    read_rate = max(0, io[0] - prev.io[0]) / seconds
-                    write_rate = max(0, io[1] - prev.io[1]) / seconds
+                io_seconds = (now_ns - prev.io_ns) / 1e9
+                if io is not None and prev.io is not None and io_seconds > 0:
+                    read_rate = max(0, io[0] - prev.io[0]) / io_seconds
+                    write_rate = max(0, io[1] - prev.io[1]) / io_seconds
                     rank_io.append((read_rate + write_rate, pid))
-            new_prev[pid] = _Prev(st.start_ticks, st.cpu_ticks, io)
             rss = st.rss_pages * PAGE_SIZE
             rank_cpu.append((cpu_ratio, pid))
             rank_rss.append((rss, pid))
             # Every ProcessRow field, in declaration order: the row becomes the model's
             # __dict__ as it is (see _common.trusted).
-            rows[pid] = {
+            row = {
                 "ts_ns": now_ns,
                 "pid": pid,
                 "ppid": st.ppid,
@@ -379,6 +436,8 @@ class ProcessSource:
                 "blkio_delay_seconds_total": None,
                 "swapin_delay_seconds_total": None,
             }
+            rows[pid] = row
+            new_prev[pid] = _Prev(st.start_ticks, st.cpu_ticks, io, now_ns, raw, row, denied)
         self._prev = new_prev
         self._io_denied, self._io_seen = io_denied, len(rows)
         n = self._top_n
@@ -390,7 +449,9 @@ class ProcessSource:
         self._top_files.forget_unless(lambda path: path.startswith(prefixes))
         samples: list[Sample] = [sample(now_ns, "processes_total", "host", len(rows))]
         for pid in top:
-            self._enrich(pid, rows[pid], samples, now_ns, pss=pid in top_rss[: self._pss_top])
+            # A copy: the unenriched row is kept for the next scan (see _Prev.row).
+            rows[pid] = row = rows[pid].copy()
+            self._enrich(pid, row, samples, now_ns, pss=pid in top_rss[: self._pss_top])
         if self._taskstats is not None and self._taskstats.active:
             for pid, d in self._taskstats.delays(top, CLOCK_TICKS).items():
                 rows[pid]["cpu_delay_seconds_total"] = d.cpu

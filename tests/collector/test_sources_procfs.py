@@ -442,6 +442,46 @@ def test_process_rows_and_rates(tmp_path: Path) -> None:
     assert taskstats.capability().mode == "fallback"
 
 
+def test_an_idle_process_keeps_its_row_and_its_io_is_counted_when_it_runs(
+    tmp_path: Path,
+) -> None:
+    """A process whose stat did not change is not re-parsed and its io not read; IO it did
+    meanwhile shows up when its stat moves, as a rate over the span since its io was read."""
+    tree = Tree(tmp_path, "debian12-vm-t0")
+    source = ProcessSource(tree.roots, top_n=0)
+    stat = tree.root / f"proc/{BUSY_PID}/stat"
+    io = tree.root / f"proc/{BUSY_PID}/io"
+
+    def rewrite(path: Path, old: bytes, new: bytes) -> None:
+        raw = path.read_bytes()
+        assert old in raw
+        with open(path, "r+b") as f:  # in place: the source keeps the descriptor open
+            f.write(raw.replace(old, new))
+            f.truncate()
+
+    first = {r.pid: r for r in source.read(T0).processes}[BUSY_PID]
+    # 8 MiB written while its stat stays byte for byte the same (less than a clock tick)
+    rewrite(io, b"write_bytes: 0", b"write_bytes: 8388608")
+    idle = {r.pid: r for r in source.read(T0 + SECOND).processes}[BUSY_PID]
+    assert (idle.comm, idle.rss_bytes, idle.state, idle.threads, idle.ppid) == (
+        first.comm,
+        first.rss_bytes,
+        first.state,
+        first.threads,
+        first.ppid,
+    )
+    assert idle.cpu_ratio == 0.0
+    assert idle.write_bytes_per_second == 0.0  # io not read this scan
+    assert idle.ts_ns == T0 + SECOND
+    # it runs: 15 -> 115 ticks, and its io is read again: 8 MiB over the 2 s since T0
+    utime = stat.read_bytes().split(b") ", 1)[1].split()[11]
+    rewrite(stat, b" " + utime + b" ", b" " + str(int(utime) + 100).encode() + b" ")
+    busy = {r.pid: r for r in source.read(T0 + 2 * SECOND).processes}[BUSY_PID]
+    assert busy.cpu_ratio == pytest.approx(1.0)  # 100 ticks in the last second
+    assert busy.write_bytes_per_second == pytest.approx(8388608 / 2)
+    source.close()
+
+
 def test_pick_cgroup_prefers_v1_memory_on_hybrid_hosts() -> None:
     raw = b"9:name=systemd:/\n4:memory:/docker/abc\n1:cpu,cpuacct:/docker/abc\n0::/\n"
     assert pick_cgroup(raw) == "/docker/abc"
