@@ -12,6 +12,13 @@ spent writing them.
 
 The client runs in this process (asyncio + httpx) and competes with the controller for the
 same cores; on a 2-core machine that roughly halves what the controller alone could do.
+
+``--tree DIR`` runs the controller (and the in-process journal comparison) from another
+checkout of the code, e.g. ``git archive <commit> | tar -x -C DIR``, so a before/after pair
+runs with one script. After the HTTP run, a separate process measures journal writing
+against plain pyarrow on the same rows, best of 3 CPU times: one flush's worth of batches
+from every collector through ``JournalWriter`` against ``pyarrow.parquet.write_table`` of the
+same four tables, already built (``--journal-only`` runs just that).
 """
 
 from __future__ import annotations
@@ -37,12 +44,26 @@ import pyarrow.parquet as pq
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+
+
+def _tree_argument() -> Path:
+    """``--tree`` is read before sreagent is imported: the code under test comes from it."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--tree" and i + 1 < len(sys.argv):
+            return Path(sys.argv[i + 1]).resolve()
+        if arg.startswith("--tree="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return REPO
+
+
+TREE = _tree_argument()
+sys.path.insert(0, str(TREE))
 
 from sreagent.atomic import PARQUET_OPTIONS  # noqa: E402
 from sreagent.controller.settings import hash_token  # noqa: E402
-from sreagent.evidence import Journal  # noqa: E402
-from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample  # noqa: E402
+from sreagent.evidence import Journal, JournalWriter  # noqa: E402
+from sreagent.evidence.tables import frames_to_tables  # noqa: E402
+from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample, decode_batch  # noqa: E402
 from sreagent.telemetry.arrow import batch_to_table  # noqa: E402
 
 TOKEN = "bench-token"
@@ -131,6 +152,34 @@ async def drive(args: argparse.Namespace, url: str) -> tuple[list[float], dict[s
     return latencies, counts, elapsed
 
 
+def journal_vs_plain(collectors: int, batches_each: int, samples: int) -> dict[str, float]:
+    """CPU seconds (best of 3) to write the same batches through ``JournalWriter`` (append +
+    flush, i.e. building the tables, ordering, encoding, renaming, one syncfs) and through
+    plain ``pq.write_table`` of the four tables, already built, one file each."""
+    makers = [BodyMaker(c, samples) for c in range(collectors)]
+    frames = [decode_batch(m.body(seq), ARROW_CONTENT_TYPE)
+              for seq in range(1, batches_each + 1) for m in makers]
+    tables = frames_to_tables(frames)
+    journal_s, plain_s = [], []
+    with tempfile.TemporaryDirectory(prefix="sreagent-bench-journal-") as tmp:
+        for round_ in range(3):
+            writer = JournalWriter(Path(tmp) / f"journal-{round_}", writer_id="bench")
+            started = time.process_time()
+            for frame in frames:
+                writer.append(frame, "0" * 64)
+            files = writer.flush()
+            journal_s.append(time.process_time() - started)
+            started = time.process_time()
+            for name, table in tables.items():
+                pq.write_table(table, Path(tmp) / f"plain-{round_}-{name}.parquet",
+                               **PARQUET_OPTIONS)
+            plain_s.append(time.process_time() - started)
+    return {"journal_rows": sum(t.num_rows for t in tables.values()),
+            "journal_files_per_flush": len(files),
+            "journal_cpu_s": round(min(journal_s), 3), "plain_cpu_s": round(min(plain_s), 3),
+            "journal_over_plain": round(min(journal_s) / min(plain_s), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collectors", type=int, default=200)
@@ -142,7 +191,16 @@ def main() -> None:
                         help="hot_state.samples_per_series (smaller rings fill sooner, so a "
                              "memory plateau shows in a shorter run)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--tree", type=Path, default=REPO,
+                        help="checkout whose controller code runs (default: this one)")
+    parser.add_argument("--journal-only", action="store_true",
+                        help="only the in-process journal vs plain pyarrow comparison")
+    parser.add_argument("--journal-batches", type=int, default=10,
+                        help="batches per collector in that comparison (one flush's worth)")
     args = parser.parse_args()
+    if args.journal_only:
+        print(json.dumps(journal_vs_plain(args.collectors, args.journal_batches, args.samples)))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="sreagent-bench-"))
     config = tmp / "controller.yaml"
@@ -157,7 +215,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "sreagent", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"], cwd=REPO, start_new_session=True)
+         "--log-level", "warning"], cwd=TREE, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(TREE)})
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -189,11 +248,18 @@ def main() -> None:
         if server.poll() is None:
             server.kill()
     journal_seconds = metric(metrics, "sreagent_journal_parquet_seconds_total")
+    journal_cpu = metric(metrics, "sreagent_journal_parquet_cpu_seconds_total")  # 0: old tree
     journal_rows = metric(metrics, "sreagent_journal_parquet_rows_total")
-    samples = Journal(tmp / "data" / "journal").read("samples")
+    journal = Journal(tmp / "data" / "journal")
+    samples = journal.read("samples")
     started = time.perf_counter()
     pq.write_table(samples, tmp / "plain.parquet", **PARQUET_OPTIONS)
     plain_seconds = time.perf_counter() - started
+    comparison = json.loads(subprocess.run(
+        [sys.executable, __file__, "--journal-only", "--tree", str(TREE),
+         "--collectors", str(args.collectors), "--samples", str(args.samples),
+         "--journal-batches", str(args.journal_batches)],
+        check=True, capture_output=True, text=True).stdout)
     lat = np.asarray(latencies) * 1000
     rss_mb = [r / 2**20 for _, r in rss]
     third = max(1, len(rss_mb) // 3)
@@ -217,9 +283,14 @@ def main() -> None:
                              for m in range(int(rss[-1][0] // 60) + 1)
                              if any(m * 60 <= t < (m + 1) * 60 for t, _ in rss)],
         "journal_parquet_s": round(journal_seconds, 2),
+        "journal_parquet_cpu_s": round(journal_cpu, 2),
         "journal_parquet_rows_before_shutdown": int(journal_rows),
         "plain_pyarrow_s_same_sample_rows": round(plain_seconds, 2),
         "sample_rows_in_journal": samples.num_rows,
+        "journal_files": sum(len(journal.files(t)) for t in ("batches", "samples", "events",
+                                                            "processes")),
+        "same_rows_in_process": comparison,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
     del final
     if args.json:

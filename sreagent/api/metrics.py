@@ -62,6 +62,11 @@ class ControllerCollector(Collector):
             value=journal.parquet_seconds,
         )
         yield CounterMetricFamily(
+            "sreagent_journal_parquet_cpu_seconds",
+            "CPU time the flushing thread spent writing Parquet part files",
+            value=journal.parquet_cpu_seconds,
+        )
+        yield CounterMetricFamily(
             "sreagent_journal_parquet_rows",
             "Rows written as Parquet part files",
             value=journal.parquet_rows,

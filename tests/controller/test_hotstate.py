@@ -85,3 +85,55 @@ def test_vectorised_grouping_equals_row_by_row(seed: int) -> None:
     assert list(groups) == list(expected)
     for key, (ts, values) in groups.items():
         assert list(zip(ts.tolist(), values.tolist(), strict=True)) == expected[key]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_vectorised_table_equals_one_ring_per_series(seed: int) -> None:
+    """HotState's per-host matrix against the reference: one Ring per series fed row by row
+    groups, over batches that grow the matrix, wrap rings, overflow a ring in one batch and
+    hit the series limit."""
+    rng = np.random.default_rng(seed)
+    capacity, max_series = int(rng.integers(2, 40)), int(rng.integers(1, 12))
+    hot = HotState(max_hosts=10, max_series_per_host=max_series, samples_per_series=capacity,
+                   events_per_host=1)
+    reference: dict = {}
+    overwritten = dropped = 0
+    clock = 10**18
+    for seq in range(1, 25):
+        rows = int(rng.integers(1, 3 * capacity + 5))
+        samples = []
+        for _ in range(rows):
+            clock += int(rng.integers(0, 3))
+            samples.append(Sample(
+                ts_ns=clock - int(rng.integers(0, 4)),  # a little out of order
+                metric=str(rng.choice(["cpu_utilisation_ratio", "memory_used_ratio"])),
+                entity=f"cpu/{int(rng.integers(0, 6))}",
+                labels={} if rng.random() < 0.7 else {"mode": str(rng.choice(["a", "b"]))},
+                value=float(rng.random())))
+        frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
+                                       sent_at_ns=clock, samples=samples))
+        hot.append(frame)
+        for key, (ts, values) in _reference_groups_arrays(frame).items():
+            if key not in reference:
+                if len(reference) >= max_series:
+                    dropped += 1
+                    continue
+                reference[key] = Ring(capacity, initial=16)
+            overwritten += reference[key].extend(ts, values)
+        got = {(s["metric"], s["entity"], tuple(sorted(s["labels"].items()))):
+               (s["ts_ns"].tolist(), s["values"].tolist())
+               for s in hot.window("h", 0, 2**62)}
+        want = {k: (r.arrays()[0].tolist(), r.arrays()[1].tolist()) for k, r in reference.items()}
+        assert got == want
+        stats = hot.stats()
+        assert stats["samples"] == sum(r.count for r in reference.values())
+        assert stats["evictions"]["samples_overwritten"] == overwritten
+        assert stats["evictions"]["series_dropped"] == dropped
+    for key, ring in reference.items():
+        if key[2] == ():
+            assert hot.last_values("h", key[0], key[1], 3).tolist() == ring.last(3).tolist()
+
+
+def _reference_groups_arrays(frame: BatchFrame) -> dict:
+    return {k: (np.array([t for t, _ in v], np.int64), np.array([x for _, x in v]))
+            for k, v in _reference_groups(frame).items()}
