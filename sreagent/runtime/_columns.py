@@ -114,7 +114,8 @@ def label_set_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, lis
     start, length = bounds[:-1], np.diff(bounds)
     key_codes, key_names = codes(pa.chunked_array(keys))
     value_codes, value_names = codes(pa.chunked_array(items))
-    pairs, pair = dense_renumber(key_codes * len(value_names) + value_codes,
+    pairs, pair = dense_renumber(np.multiply(key_codes, len(value_names), dtype=np.int64)
+                                 + value_codes,
                                  len(key_names) * len(value_names))
     base = pairs.shape[0] + 1
     longest = int(length.max())
@@ -122,7 +123,7 @@ def label_set_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, lis
         # Each row's set as one number in base (pairs + 1), its pairs the digits: every
         # entry's digit at its position, summed per row as a difference of running sums.
         position = np.arange(flat, dtype=np.int64) - np.repeat(start, length)
-        digit = (pair + 1) * np.power(base, position, dtype=np.int64)
+        digit = (pair + 1) * (base ** np.arange(longest, dtype=np.int64))[position]
         running = np.zeros(flat + 1, np.int64)
         np.cumsum(digit, out=running[1:])
         numbers, row_set = dense_renumber(np.diff(running[bounds]), base ** longest)

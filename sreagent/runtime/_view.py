@@ -9,8 +9,9 @@ batches that hold its raw rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,6 +22,7 @@ from sreagent.errors import BadInput
 from sreagent.runtime._columns import (
     DENSE_LIMIT,
     codes,
+    dense_renumber,
     distinct_strings,
     equals,
     label_set_codes,
@@ -388,24 +390,33 @@ def _series_of(
     metric, metrics = codes(samples.column("metric"))
     entity, entities = codes(samples.column("entity"))
     label_set, label_sets = label_set_codes(samples.column("labels"))
-    n_entities, n_sets = len(entities), len(label_sets)
-    key = (metric * n_entities + entity) * n_sets + label_set
-    space = len(metrics) * n_entities * n_sets
+    n_sets = len(label_sets)
+    inner = np.multiply(entity, n_sets, dtype=np.int64) + label_set
+    inner_space = len(entities) * n_sets
+    inner_present = None
+    if len(metrics) * inner_space > ts_raw.shape[0]:
+        # Many entities and label sets (GPUs, links, processes): number the (entity, label
+        # set) pairs that occur first, so the table below stays no larger than the rows.
+        inner_present, inner = dense_renumber(inner, inner_space)
+        inner_space = inner_present.shape[0]
+    key = np.multiply(metric, inner_space, dtype=np.int64) + inner
+    space = len(metrics) * inner_space
     dense = space <= DENSE_LIMIT
     if dense:
         rows_per_key = np.bincount(key, minlength=space)
         present = np.flatnonzero(rows_per_key)
     else:
         present, inverse = np.unique(key, return_inverse=True)
-    keys: list[SeriesKey] = []
-    for code in present.tolist():
-        m, rest = divmod(code, n_entities * n_sets)
-        e, s = divmod(rest, n_sets)
-        keys.append((metrics[m], entities[e], label_sets[s]))
-    # Sort order of the keys: metric, entity, then the label set's k=v text.
-    order_of_keys = sorted(range(len(keys)), key=lambda i: (
-        keys[i][0], keys[i][1], label_text(keys[i][2]), keys[i][2]))
-    n_series = len(keys)
+    of_metric, of_inner = np.divmod(present, inner_space)
+    if inner_present is not None:
+        of_inner = inner_present[of_inner]
+    of_entity, of_set = np.divmod(of_inner, n_sets)
+    # Series order: metric, entity, then the label set's k=v text; each list of distinct
+    # names is sorted once and the series by those ranks.
+    order_of_keys = np.lexsort((
+        _ranks(label_sets, key=lambda s: (label_text(s), s))[of_set],
+        _ranks(entities)[of_entity], _ranks(metrics)[of_metric]))
+    n_series = present.shape[0]
     # Each row's series number in that order (16 bits when they fit: a radix sort below).
     number_type = np.uint16 if n_series <= 1 << 16 else np.int64
     rank = np.empty(n_series, number_type)
@@ -422,31 +433,42 @@ def _series_of(
     ts = ts_raw[order]
     starts = np.zeros(n_series + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
-    steps = np.diff(ts)
-    steps[starts[1:-1] - 1] = 0  # a series boundary is not a step back in time
-    if steps.shape[0] and steps.min() < 0:
-        order = np.lexsort((ts_raw, row_series))
-        ts = ts_raw[order]
+    raw_steps = np.diff(ts_raw)
+    in_order = not raw_steps.shape[0] or raw_steps.min() >= 0
+    if not in_order:
+        # Rows out of time order overall; each series may still be in order.
+        steps = np.diff(ts)
+        steps[starts[1:-1] - 1] = 0  # a series boundary is not a step back in time
+        if steps.shape[0] and steps.min() < 0:
+            order = np.lexsort((ts_raw, row_series))
+            ts = ts_raw[order]
     values = _numpy(samples.column("value")).astype(np.float64, copy=False)[order]
     ts.flags.writeable = False
     values.flags.writeable = False
-    grid = _grid(ts_raw)
+    grid = _grid(ts_raw, raw_steps if in_order else None)
     out: dict[SeriesKey, Series] = {}
     bounds = starts.tolist()
-    for i, at in enumerate(order_of_keys):
-        name, ent, labels = keys[at]
-        out[keys[at]] = Series(name, ent, labels, ts[bounds[i]:bounds[i + 1]],
-                               values[bounds[i]:bounds[i + 1]])
+    for i, (m, e, s) in enumerate(zip(of_metric[order_of_keys].tolist(),
+                                      of_entity[order_of_keys].tolist(),
+                                      of_set[order_of_keys].tolist(), strict=True)):
+        name, ent, labels = metrics[m], entities[e], label_sets[s]
+        out[(name, ent, labels)] = Series(name, ent, labels, ts[bounds[i]:bounds[i + 1]],
+                                          values[bounds[i]:bounds[i + 1]])
     return out, grid, (values, starts)
 
 
-def _grid(ts: np.ndarray) -> np.ndarray:
-    """Distinct sample times, ascending (without a sort when they arrived in order)."""
-    steps = np.diff(ts)
-    if steps.shape[0] and steps.min() < 0:
-        grid = np.unique(ts)
-    else:
-        grid = ts[np.concatenate(([True], steps != 0))]
+def _ranks(items: Sequence[Any], key: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """Each item's position in the sorted order of ``items``."""
+    order = sorted(range(len(items)), key=(lambda i: key(items[i])) if key else items.__getitem__)
+    rank = np.empty(len(items), np.int64)
+    rank[order] = np.arange(len(items), dtype=np.int64)
+    return rank
+
+
+def _grid(ts: np.ndarray, steps: np.ndarray | None) -> np.ndarray:
+    """Distinct sample times, ascending: without a sort when they arrived in order (then
+    ``steps`` holds their differences)."""
+    grid = np.unique(ts) if steps is None else ts[np.concatenate(([True], steps != 0))]
     grid.flags.writeable = False
     return grid
 
@@ -467,7 +489,6 @@ def _batch_spans(samples: pa.Table,
     last = np.full(len(ids), np.iinfo(np.int64).min, np.int64)
     np.minimum.at(first, which, np.minimum.reduceat(ts, starts))
     np.maximum.at(last, which, np.maximum.reduceat(ts, starts))
-    used = np.flatnonzero(first <= last).tolist()  # a dictionary may name batches no row is from
-    used.sort(key=lambda i: (int(first[i]), ids[i]))
-    pick = np.array(used, np.int64)
-    return tuple(ids[i] for i in used), first[pick], last[pick]
+    used = np.flatnonzero(first <= last)  # a dictionary may name batches no row is from
+    pick = used[np.lexsort((_ranks(ids)[used], first[used]))]
+    return tuple(ids[i] for i in pick.tolist()), first[pick], last[pick]

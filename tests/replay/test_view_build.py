@@ -268,3 +268,18 @@ def test_series_stats_have_the_bits_of_numpy_on_each_series(tables: Tables) -> N
                               (stats.minimum[i], v.min()), (stats.maximum[i], v.max())):
                 assert np.float64(got).tobytes() == np.float64(want).tobytes()
     assert len(lengths) > 1
+
+
+def test_more_key_combinations_than_32_bits_hold() -> None:
+    """1,300 metrics x 1,300 entities x 1,300 label sets is more combinations than an int32
+    counts (and than a table could hold); every row still lands in its own series."""
+    n = 1_300
+    rows = [{"batch_id": f"b{i // 100}", "host": "node-1", "ts_ns": i // 100, "metric": f"m{i}",
+             "entity": f"e{(i * 7) % n}", "labels": [("k", f"v{(i * 11) % n}")],
+             "value": float(i)} for i in range(n)]
+    samples = pa.Table.from_pylist(rows, schema=ROW_TABLES["samples"])
+    empty = {name: ROW_TABLES[name].empty_table() for name in ("processes", "events")}
+    for table in (samples, _as_read_from_a_package({"samples": samples, **{
+            "processes": ROW_TABLES["processes"].empty_table()}}, 300)["samples"]):
+        view = EvidenceView.from_tables({"samples": table, **empty})
+        _assert_matches_reference(view, samples)
