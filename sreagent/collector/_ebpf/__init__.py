@@ -16,7 +16,8 @@ runqueue_latency    sched:sched_wakeup(_new)/sched_switch      run-queue latency
 ==================  =========================================  ===============================
 
 Backends, tried in order: BCC (``python3-bpfcc``; needs kernel headers, see
-scripts/setup-bcc-headers.sh) and bpftrace (needs none: BTF). Both read tracepoint arguments
+scripts/setup-bcc-headers.sh; compiled in a short-lived child so LLVM never maps into the
+collector, ``_loader.py``) and bpftrace (needs none: BTF). Both read tracepoint arguments
 only. Where neither loads the mode is ``off`` and the reason quotes each backend's error.
 """
 

@@ -1,5 +1,10 @@
 """The BCC backend: tracepoint programs compiled at start-up, read through maps and a ring buffer.
 
+The compile, load and attach happen in a short-lived child (``_loader.py``) that hands the
+map and attachment descriptors over and exits, so libbcc and LLVM are never mapped into the
+collector; the maps are read here with bpf(2) and the ring buffer through mmap
+(``_bpfsys.py``).
+
 Every program reads tracepoint ARGUMENTS (``args->...``, laid out by BCC from the running
 kernel's tracefs format files) and BPF helpers (``bpf_get_current_uid_gid``,
 ``bpf_ktime_get_ns``...), never kernel structs: the headers BCC compiles against may be older
@@ -11,15 +16,13 @@ tracepoint or field the kernel lacks drops that probe instead of failing the who
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import os
-import platform
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from sreagent.collector._ebpf._summary import (
     Connection,
@@ -297,15 +300,6 @@ EXTRA_TRACEPOINTS = {
 }
 
 
-class _Event(ctypes.Structure):
-    _fields_ = [
-        ("type", ctypes.c_uint32), ("pid", ctypes.c_uint32), ("uid", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32), ("ts", ctypes.c_uint64), ("total_vm", ctypes.c_uint64),
-        ("anon_rss", ctypes.c_uint64), ("comm", ctypes.c_char * COMM_LEN),
-        ("filename", ctypes.c_char * FILENAME_LEN),
-    ]  # fmt: skip
-
-
 def plan_program(formats: dict[str, TracepointFormat | None]) -> tuple[str, list[str], list[str]]:
     """Choose probes the running kernel supports; return (C text, probes used, reasons left out).
 
@@ -392,126 +386,122 @@ def _header_env(release: str) -> str:
     return "no kernel headers found (run scripts/setup-bcc-headers.sh)"
 
 
-def _scalar(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value
+_EVENT = struct.Struct("=IIIIQQQ16s256s")
+"""struct event_t of the prelude: type, pid, uid, pad, ts, total_vm, anon_rss, comm, filename."""
+_CONN = struct.Struct("=HHHH16s16s")
+"""struct conn_t: family, sport, dport, state, saddr, daddr."""
+_PAIR = struct.Struct("=ii")
+_DEV_SLOT = struct.Struct("=II")
+_U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+MAX_KEYS_PER_DRAIN = 16384
+"""The largest map the daemon drains (block_start is private to the programs)."""
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 class BccBackend:
-    """Loaded BCC programs; :meth:`drain` empties their maps into an :class:`IntervalData`."""
+    """BCC programs loaded by a short-lived child (``_loader.py``); :meth:`drain` empties
+    their maps through bpf(2) and the ring buffer through mmap into an :class:`IntervalData`.
+    Neither libbcc nor LLVM is ever mapped into this process."""
 
     name = "bcc"
 
     def __init__(self, program: str, used: list[str], *, max_events: int) -> None:
-        self.headers = _header_env(platform.release())
-        try:
-            import bcc
-        except ImportError as err:
-            raise RuntimeError(f"python3-bpfcc is not importable: {err}") from err
-        self.version = getattr(bcc, "__version__", "?")
-        failure: Exception | None = None
-        with _captured_stderr() as errors:
-            try:
-                self._bpf: Any = bcc.BPF(
-                    text=program.encode(), cflags=["-Wno-ignored-attributes", "-w"]
-                )
-            except Exception as err:  # bcc raises bare Exception for compile and load errors
-                failure = err
-        if failure is not None:
-            detail = "; ".join(errors[:3])
-            raise RuntimeError(
-                f"{failure}{': ' + detail if detail else ''} ({self.headers})"
-            ) from failure
-        self.used = used
-        self._max_events = max_events
-        self._pending = IntervalData()
-        self._last_counters = [0, 0, 0]
-        self._tables: dict[str, Any] = {"counters": self._bpf[b"counters"]}
-        self._bpf[b"events"].open_ring_buffer(self._on_event)
-        if "packet_drop" in used:
-            self._bpf.attach_tracepoint(tp=b"skb:kfree_skb", fn_name=b"on_kfree_skb")
+        from sreagent.collector._ebpf._bpfsys import Bpf, RingBuffer
+        from sreagent.collector._ebpf._loader import load_in_child
 
-    def _on_event(self, _ctx: Any, data: Any, _size: int) -> None:
-        e = ctypes.cast(data, ctypes.POINTER(_Event)).contents
-        comm = e.comm.decode("utf-8", "replace")
-        pending = self._pending
-        if e.type == EV_EXEC:
-            if len(pending.execs) < self._max_events:
-                pending.execs.append(
-                    ExecRecord(e.ts, e.pid, e.uid, comm, e.filename.decode("utf-8", "replace"))
-                )
-            else:
-                pending.lost += 1
-        elif e.type == EV_EXIT:
-            if len(pending.exits) < self._max_events:
-                pending.exits.append(ExitRecord(e.ts, e.pid, comm))
-            else:
-                pending.lost += 1
-        elif e.type == EV_OOM:
-            detailed = bool(e.total_vm or e.anon_rss or comm)
-            # The tracepoint already reports kB (its print format says "total-vm=%lukB").
-            pending.ooms.append(
-                OomRecord(
-                    e.ts,
-                    e.pid,
-                    comm,
-                    e.total_vm if detailed else None,
-                    e.anon_rss if detailed else None,
-                    e.uid if detailed else None,
-                )
+        self._bpf = Bpf()
+        self._loaded = load_in_child(program, used)
+        try:
+            self.version = self._loaded.version
+            self.headers = self._loaded.headers
+            self.used = used
+            self._max_events = max_events
+            self._last_counters = [0, 0, 0]
+            events_fd = self._loaded.maps["events"][0]
+            self._ring = RingBuffer(events_fd, self._loaded.ringbuf_bytes)
+        except Exception:
+            self._loaded.close()
+            raise
+
+    def _decode_events(self, data: IntervalData) -> None:
+        max_events = self._max_events
+        for record in list(self._ring.records()):
+            if len(record) < _EVENT.size:
+                continue
+            kind, pid, uid, _pad, ts, total_vm, anon_rss, raw_comm, raw_file = _EVENT.unpack_from(
+                record
             )
+            comm = _cstr(raw_comm)
+            if kind == EV_EXEC:
+                if len(data.execs) < max_events:
+                    data.execs.append(ExecRecord(ts, pid, uid, comm, _cstr(raw_file)))
+                else:
+                    data.lost += 1
+            elif kind == EV_EXIT:
+                if len(data.exits) < max_events:
+                    data.exits.append(ExitRecord(ts, pid, comm))
+                else:
+                    data.lost += 1
+            elif kind == EV_OOM:
+                detailed = bool(total_vm or anon_rss or comm)
+                # The tracepoint already reports kB (its print format says "total-vm=%lukB").
+                data.ooms.append(
+                    OomRecord(
+                        ts,
+                        pid,
+                        comm,
+                        total_vm if detailed else None,
+                        anon_rss if detailed else None,
+                        uid if detailed else None,
+                    )
+                )
 
-    def _drain_hash(self, name: str) -> list[tuple[Any, int]]:
-        if name not in self._tables:
-            # Opened once: bcc copies the table object on every lookup. (`name in self._bpf`
-            # only sees tables already opened, so ask for it directly.)
-            try:
-                self._tables[name] = self._bpf[name.encode()]
-            except KeyError:
-                self._tables[name] = None  # that probe was left out
-        table = self._tables[name]
-        if table is None:
-            return []
-        try:
-            raw = list(table.items_lookup_and_delete_batch())
-        except Exception:  # kernels without batch ops: read, then delete what was read
-            raw = list(table.items())
-            for key, _ in raw:
-                with contextlib.suppress(KeyError):
-                    del table[key]
-        # The batch call hands back plain ints for scalar keys and values, items() ctypes.
-        return [(_scalar(k), int(_scalar(v))) for k, v in raw]
+    def _drain(self, name: str) -> list[tuple[bytes, int]]:
+        found = self._loaded.maps.get(name)
+        if found is None:
+            return []  # that probe was left out
+        fd, key_size, value_size = found
+        return [
+            (key, _U64.unpack_from(value)[0])
+            for key, value in self._bpf.drain(fd, key_size, value_size, MAX_KEYS_PER_DRAIN)
+        ]
 
     def drain(self) -> IntervalData:
-        self._bpf.ring_buffer_consume()
-        data, self._pending = self._pending, IntervalData()
-        counters = self._tables["counters"]
-        now = [int(counters[ctypes.c_int(i)].value) for i in range(3)]
+        data = IntervalData()
+        self._decode_events(data)
+        counters_fd = self._loaded.maps["counters"][0]
+        now = []
+        for i in range(3):
+            raw = self._bpf.lookup(counters_fd, _U32.pack(i), 8)
+            now.append(_U64.unpack(raw)[0] if raw else 0)
         data.exec_count = now[0] - self._last_counters[0]
         data.exit_count = now[1] - self._last_counters[1]
         data.lost += now[2] - self._last_counters[2]
         self._last_counters = now
-        for key, count in self._drain_hash("retrans"):
-            conn = Connection(
-                int(key.family),
-                bytes(key.saddr),
-                int(key.sport),
-                bytes(key.daddr),
-                int(key.dport),
-                int(key.state),
-            )
+        for key, count in self._drain("retrans"):
+            family, sport, dport, state, saddr, daddr = _CONN.unpack_from(key)
+            conn = Connection(family, saddr, sport, daddr, dport, state)
             data.retransmits[conn] = data.retransmits.get(conn, 0) + count
-        for key, count in self._drain_hash("transitions"):
-            pair = (int(key.oldstate), int(key.newstate))
+        for key, count in self._drain("transitions"):
+            pair = _PAIR.unpack_from(key)
             data.state_changes[pair] = data.state_changes.get(pair, 0) + count
-        for key, count in self._drain_hash("drops"):
-            data.drops[int(key)] = data.drops.get(int(key), 0) + count
-        for key, count in self._drain_hash("block_hist"):
-            hist = data.block_latency.setdefault(int(key.dev), {})
-            hist[int(key.slot)] = hist.get(int(key.slot), 0) + count
-        for key, count in self._drain_hash("runq_hist"):
-            data.runq_latency[int(key)] = data.runq_latency.get(int(key), 0) + count
+        for key, count in self._drain("drops"):
+            reason = _U32.unpack_from(key)[0]
+            data.drops[reason] = data.drops.get(reason, 0) + count
+        for key, count in self._drain("block_hist"):
+            dev, slot = _DEV_SLOT.unpack_from(key)
+            hist = data.block_latency.setdefault(dev, {})
+            hist[slot] = hist.get(slot, 0) + count
+        for key, count in self._drain("runq_hist"):
+            slot = _U32.unpack_from(key)[0]
+            data.runq_latency[slot] = data.runq_latency.get(slot, 0) + count
         return data
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._bpf.cleanup()
+            self._ring.close()
+        self._loaded.close()  # closing the attachments detaches the programs
