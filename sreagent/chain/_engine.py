@@ -12,6 +12,12 @@ its own idempotent activity store; this module only adapts those interfaces to t
   ``<kind>/<key>`` so an approval and an execution of one action never share a record;
 * the engine's approval of the executor step is answered to the executor's ``approval``
   activity (and so recorded, and fed back in replay);
+* an action that ran is verified over a later window: the executor step's execution handler
+  records when the command started (``started_ns``, an effect's result, fed back in replay),
+  the executor dates its artifact there, and the verifier step asks the engine for evidence up
+  to ``verify_after_seconds`` past that moment (:meth:`_Step.evidence_until`); the engine
+  waits for that telemetry before running it, and the package records the longer
+  ``verify_window``;
 * :meth:`RoleChain.package_run` turns a finished run into what ``sreagent.replay`` reads: the
   ``sreagent.run/v1`` inputs (configuration, runbook texts, incident memory, window, the
   controller's incident id) and the activity records exactly as the roles saw them, so the
@@ -20,12 +26,13 @@ its own idempotent activity store; this module only adapts those interfaces to t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sreagent.actions import DEFAULT_CATALOGUE, Catalogue, run_argv
-from sreagent.artifacts import Artifact, ArtifactKind, ExecutionPlan
+from sreagent.artifacts import Artifact, ArtifactKind, ExecutionPlan, ExecutionResult
 from sreagent.evidence import ActivityRecord
 from sreagent.roles import detect, execute, gate, hypothesise, observe, plan, remember, verify
 from sreagent.roles.knowledge import IncidentMemory, RunbookIndex
@@ -98,8 +105,11 @@ class _EngineActivities:
 
 
 def _execute_handler(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    # The engine's activity store already runs each key at most once.
+    # The engine's activity store already runs each key at most once. The start time is part
+    # of the recorded result: the verifier splits before from after there.
+    started_ns = time.time_ns()
     result = run_argv([str(a) for a in request["argv"]], float(request["timeout_s"]))
+    result["started_ns"] = started_ns
     if result.get("timed_out"):
         return "timeout", result
     return ("ok" if result.get("exit_code") == 0 else "failed"), result
@@ -111,6 +121,7 @@ class _Step:
     chain: RoleChain
     fn: Callable[[Sequence[Artifact], EvidenceView, RoleContext], Artifact]
     gated: bool = False
+    verifies: bool = False
 
     def needs_approval(self, inputs: Sequence[Artifact], ctx: Any) -> bool:
         if not self.gated:
@@ -118,6 +129,17 @@ class _Step:
         plan_artifact = _last(inputs, ArtifactKind.EXECUTION_PLAN)
         assert isinstance(plan_artifact.payload, ExecutionPlan)
         return any(d.decision == "approval_required" for d in plan_artifact.payload.decisions)
+
+    def evidence_until(self, inputs: Sequence[Artifact]) -> int | None:
+        """How far past the run's window this step needs telemetry (the verifier, after an
+        action ran: ``verify_after_seconds`` past its start), or None."""
+        if not self.verifies or self.chain.verify_after_seconds <= 0:
+            return None
+        execution = _last(inputs, ArtifactKind.EXECUTION_RESULT)
+        assert isinstance(execution.payload, ExecutionResult)
+        if not any(r.outcome == "executed" for r in execution.payload.results):
+            return None
+        return execution.logical_time + int(self.chain.verify_after_seconds * 1e9)
 
     def run(self, inputs: Sequence[Artifact], evidence: Any, ctx: Any) -> Artifact:
         view = self.chain.view_of(evidence)
@@ -142,6 +164,9 @@ class RoleChain:
         "execute_action": _execute_handler})
     """Activity handlers besides ``approval`` (add ``llm_complete`` to use a model)."""
     name: str = "sreagent.roles/v1"
+    verify_after_seconds: float = 30.0
+    """Telemetry after an executed action that the verifier waits for (0: verify over the
+    run's own window, whose after-side is empty: inconclusive)."""
     _views: list[tuple[Any, EvidenceView]] = field(default_factory=list, repr=False)
 
     def view_of(self, evidence: Any) -> EvidenceView:
@@ -157,14 +182,16 @@ class RoleChain:
         return view
 
     def package_run(self, run: Mapping[str, Any], activities: Sequence[Mapping[str, Any]],
-                    interrupted: Mapping[str, Any]) -> tuple[dict[str, Any], list[ActivityRecord]]:
+                    interrupted: Mapping[str, Any], verify_window: tuple[int, int] | None = None,
+                    ) -> tuple[dict[str, Any], list[ActivityRecord]]:
         """The ``run`` section (``sreagent.run/v1``) and the activity records of a finished run
         of this chain, for its evidence package.
 
         ``run``: the engine's run row (run_id, incident_id, host, window); ``activities``: its
         activity-store rows (``key`` is ``<kind>/<role key>``, ``result`` what the effect
         answered, ``status`` ``completed`` or ``started``); ``interrupted``: what the engine
-        answers for a ``started`` one (the controller died mid-effect).
+        answers for a ``started`` one (the controller died mid-effect); ``verify_window``: the
+        longer window the verifier step read, if it waited for telemetry after an action.
         """
         from sreagent.replay import RunInputs  # the replay engine builds on this package
 
@@ -173,7 +200,8 @@ class RoleChain:
             run_id=str(run["run_id"]), host=str(run["host"]), window=window,
             chain=self.config,
             runbooks={b.name: b.text for b in self.runbooks.runbooks} if self.runbooks else {},
-            memory=self.memory.incidents, incident_id=str(run["incident_id"]))
+            memory=self.memory.incidents, incident_id=str(run["incident_id"]),
+            verify_window=verify_window)
         records = []
         for row in activities:
             kind = str(row["kind"])
@@ -217,4 +245,4 @@ class RoleChain:
         return [_Step("observer", self, observer), _Step("analyzer", self, analyzer),
                 _Step("hypotheses", self, hypotheses), _Step("planner", self, planner),
                 _Step("policy_gate", self, policy), _Step("executor", self, executor, True),
-                _Step("verifier", self, verifier), _Step("memory", self, memory)]
+                _Step("verifier", self, verifier, verifies=True), _Step("memory", self, memory)]

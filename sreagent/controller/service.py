@@ -414,7 +414,8 @@ def make_chain(workflow: WorkflowSettings) -> Chain:
     if folder is None and DEFAULT_RUNBOOKS.is_dir():  # absent in a wheel without docs/
         folder = DEFAULT_RUNBOOKS
     return RoleChain(config=workflow.effective_chain_config,
-                     runbooks=load_runbooks(folder) if folder is not None else None)
+                     runbooks=load_runbooks(folder) if folder is not None else None,
+                     verify_after_seconds=workflow.verify_after_s)
 
 
 def _empty_processes() -> Any:

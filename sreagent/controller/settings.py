@@ -114,6 +114,10 @@ class WorkflowSettings(_Section):
     the executor step (the role chain's ``posture.require_approval``)."""
     dry_run: bool = True
     """Record commands without running them (the role chain's ``posture.dry_run``)."""
+    verify_after_s: Annotated[float, Field(ge=0)] = 30.0
+    """After an approved action ran, the role chain's verifier waits this long for telemetry
+    and compares the metric it was meant to move before and after it (docs/roles.md,
+    Verifier). 0: verify at once over the run's own window (always inconclusive)."""
     rules: list[ThresholdRule] = [
         ThresholdRule(name="cpu_saturation", metric="cpu_utilisation_ratio", above=0.95),
         ThresholdRule(name="memory_pressure", metric="psi_memory_some_ratio", above=0.2),

@@ -16,6 +16,12 @@ Artifact``. Recovery rests on two rules:
   it again; one found ``started`` (the controller died mid-effect) is never re-run blindly: the
   step gets ``interrupted`` and reports it, because running an action twice is worse than
   asking an operator.
+
+A step may need telemetry from after the run's window (the verifier, once an action ran:
+``evidence_until(inputs)``). The engine then leaves the run ``running`` and comes back when
+that telemetry can have arrived (``evidence_grace_s`` after the time asked for; after a restart
+:meth:`WorkflowEngine.recover` re-queues it), runs the step over the longer window, and writes
+that window into the run's evidence package.
 """
 
 from __future__ import annotations
@@ -137,13 +143,11 @@ class JournalEvidence:
 
     def table(self, name: str) -> pa.Table:
         if name not in self._cache:
-            with self._lock:
-                rows = self._journal.read(name, hosts=[self.host])
+            with self._lock:  # host and window pushed down to the journal's row groups
+                rows = self._journal.read(name, hosts=[self.host],
+                                          time_range=(self.start_ns, self.end_ns))
             column = "sent_at_ns" if name == "batches" else "ts_ns"
             if rows.num_rows:
-                ts = rows.column(column)
-                keep = pc.and_(pc.greater_equal(ts, self.start_ns), pc.less_equal(ts, self.end_ns))
-                rows = rows.filter(keep)
                 rows = rows.sort_by([(column, "ascending")])
             self._cache[name] = rows
         return self._cache[name]
@@ -153,6 +157,12 @@ class JournalEvidence:
         for name in ("samples", "events", "processes"):
             ids.update(self.table(name).column("batch_id").to_pylist())
         return sorted(ids)
+
+
+def _evidence_until(step: Step, inputs: Sequence[Artifact]) -> int | None:
+    """The end of the later window a step needs (``Step.evidence_until``, optional)."""
+    ask = getattr(step, "evidence_until", None)
+    return ask(inputs) if ask is not None else None
 
 
 @dataclass
@@ -177,6 +187,9 @@ class WorkflowEngine:
     is_leader: Callable[[], bool] = lambda: True
     sync_journal: Callable[[], object] = lambda: None
     """Makes every acknowledged batch visible as Parquet before a run reads evidence."""
+    evidence_grace_s: float = 3.0
+    """How long after the end of a later window a step asked for the engine waits before
+    reading it (collector interval plus delivery)."""
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -345,16 +358,40 @@ class WorkflowEngine:
                     },
                 )
                 return "awaiting_approval"
-            artifact = step.run(artifacts, evidence, ctx)
+            step_evidence = evidence
+            until = _evidence_until(step, artifacts)
+            if until is not None and until > window[1]:
+                wait_s = (until - time.time_ns()) / 1e9 + self.evidence_grace_s
+                if wait_s > 0:
+                    self._come_back(run_id, wait_s, step.name, until)
+                    return "running"
+                self.sync_journal()
+                step_evidence = JournalEvidence(self.journal, run["host"], (window[0], until),
+                                                self.journal_lock)
+            artifact = step.run(artifacts, step_evidence, ctx)
             fault_point(f"step{position}:before_record")
             self.store.record_step(run_id, position, artifact, host=run["host"])
             self.steps_run += 1
             artifacts.append(artifact)
+        until = max((u for u in (_evidence_until(st, artifacts[:i])
+                                 for i, st in enumerate(steps)) if u is not None), default=None)
+        if until is not None and until > window[1]:
+            evidence = JournalEvidence(self.journal, run["host"], (window[0], until),
+                                       self.journal_lock)
         self._write_package(run, artifacts, evidence)
         self.store.set_run_state(run_id, "completed")
         finished = self.store.get_run(run_id)
         self.hooks.on_finished(finished)
         return "completed"
+
+    def _come_back(self, run_id: str, wait_s: float, step: str, until_ns: int) -> None:
+        """Re-queue a run once the telemetry its next step needs can have arrived."""
+        if not any(e["type"] == "waiting_for_evidence" for e in self.store.list_events(run_id)):
+            self.store.add_event(run_id, "waiting_for_evidence",
+                                 {"step": step, "until_ns": until_ns, "wait_s": round(wait_s, 3)})
+        timer = threading.Timer(wait_s, self.enqueue, args=(run_id,))
+        timer.daemon = True
+        timer.start()
 
     def _activity(
         self,
@@ -406,7 +443,11 @@ class WorkflowEngine:
         package_run = getattr(self.chain, "package_run", None)
         if package_run is not None:
             # What the chain consumed, as sreagent.replay reads it: the package replays.
-            config["run"], activities = package_run(run, rows, INTERRUPTED)
+            verify_window = None
+            if evidence.end_ns > int(run["window_end_ns"]):
+                verify_window = (int(run["window_start_ns"]), evidence.end_ns)
+            config["run"], activities = package_run(run, rows, INTERRUPTED,
+                                                    verify_window=verify_window)
         else:
             activities = [
                 ActivityRecord(
@@ -428,6 +469,6 @@ class WorkflowEngine:
             tables=tables,
             artifacts=artifacts,
             activities=activities,
-            window=(int(run["window_start_ns"]), int(run["window_end_ns"])),
+            window=(int(run["window_start_ns"]), evidence.end_ns),
         )
         self.store.add_event(run["run_id"], "evidence_package_written", {"path": str(path)})

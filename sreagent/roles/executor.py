@@ -6,6 +6,10 @@ must never fail (destructive actions do not run) against the catalogue, so a han
 tampered plan cannot slip one through. Execution is the ``execute_action`` activity, keyed
 by the idempotency key: live, the actuator's ledger runs each key at most once; in replay the
 recorded result comes back and nothing runs.
+
+The artifact is dated at the plan's time, or at the latest start of a command that ran when
+the actuator reports one (``started_ns`` in the recorded result: an approval can come minutes
+after the plan), so the verifier splits before from after where the effect really began.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ def execute(plan: Artifact, proposal: Artifact, ctx: RoleContext) -> Artifact:
     catalogue: Catalogue = ctx.catalogue or DEFAULT_CATALOGUE
     by_id = {a.action_id: a for a in proposal.payload.actions}
     results = []
+    acted_at = plan.logical_time
     for d in plan.payload.decisions:
         action = by_id.get(d.action_id)
         approved_by = ""
@@ -69,6 +74,9 @@ def execute(plan: Artifact, proposal: Artifact, ctx: RoleContext) -> Artifact:
             "timeout_s": ctx.config.action_timeout_s})
         r = record.result
         outcome = {"ok": "executed", "duplicate": "skipped"}.get(record.status, "failed")
+        started = r.get("started_ns")
+        if outcome == "executed" and isinstance(started, int) and not isinstance(started, bool):
+            acted_at = max(acted_at, started)
         output = str(r.get("output", ""))
         if approved_by:
             output = f"[approved by {approved_by}] " + output
@@ -82,7 +90,7 @@ def execute(plan: Artifact, proposal: Artifact, ctx: RoleContext) -> Artifact:
     failed = any(r.outcome == "failed" for r in results)
     return make_artifact(
         kind=ArtifactKind.EXECUTION_RESULT, run_id=ctx.run_id, incident_id=plan.incident_id,
-        logical_time=plan.logical_time,
+        logical_time=acted_at,
         status=ArtifactStatus.FAILED if failed else ArtifactStatus.OK,
         payload=ExecutionResult(results=results),
         input_artifact_ids=[plan.artifact_id, proposal.artifact_id],

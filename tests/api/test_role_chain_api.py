@@ -195,3 +195,77 @@ def _assert_replays_identically(client: TestClient, run_id: str, tmp_path: Path)
     first = body["divergences"][0]
     assert (first["position"], first["kind"]) == (1, "anomaly_finding")
     assert body["describe"][0].startswith("artifact 1 (anomaly_finding)")
+
+
+@pytest.mark.slow
+def test_an_approved_action_is_verified_over_the_telemetry_after_it(
+        tmp_path: Path, victim: int) -> None:
+    """The verifier waits for telemetry after the command ran and compares the expected
+    metric on both sides of the moment it started: CPU pressure that was high for the five
+    minutes before the renice and low after it is `improved`, with its test and effect size; the
+    package records the longer window and replays identically."""
+    import time
+
+    now_s = time.time_ns() // 10**9
+    before = saturation_window(victim, seconds=900)
+    before.start_ns = (now_s - 900) * 10**9
+    settings = make_settings(tmp_path, workflow={
+        "window_s": 600, "dry_run": False, "require_approval": True, "verify_after_s": 25,
+        "chain_config": {"posture": {"target_allowlist": ["process/*"]}}})
+    with TestClient(create_app(settings)) as client:  # type: ignore[arg-type]
+        ingest_window(client, before)
+        run = _run_in(client, "awaiting_approval")
+        assert client.post(f"/api/v1/runs/{run['run_id']}/approve", json={"reason": "ok"},
+                           headers=auth("approve")).status_code == 200
+
+        def executed() -> dict | None:
+            arts = client.get(f"/api/v1/runs/{run['run_id']}/artifacts",
+                              headers=auth("read")).json()["artifacts"]
+            return arts[5] if len(arts) > 5 else None
+
+        execution = wait_for(executed, timeout=120, what="the execution_result")
+        assert _nice_of(victim) == 10
+        t_exec = int(execution["logical_time"])
+        assert t_exec > int(run["window_end_ns"]), "dated at the command's start, not the plan"
+        state = client.get(f"/api/v1/runs/{run['run_id']}", headers=auth("read")).json()
+        assert state["state"] == "running"  # waiting for the after-window, not verified blind
+
+        # What the collector sends after the renice: the host's CPU pressure back to normal.
+        after = WindowBuilder(seconds=40, seed=9, host="node-rc",
+                              start_ns=(t_exec // 10**9 + 1) * 10**9)
+        after.gauge("cpu_utilisation_ratio", base=0.35, noise=0.03, hi=1.0)
+        after.gauge("pressure_some_ratio", base=0.03, noise=0.01, labels={"resource": "cpu"})
+        after.gauge("procs_running", base=2.0, noise=0.5)
+        after.gauge("memory_used_ratio", base=0.45, noise=0.005)
+        after.gauge("process_cpu_ratio", f"process/{victim}", base=0.2, noise=0.02)
+        for frame in after.frames():
+            # the same collector, later in its sequence
+            frame = frame.__class__(header=frame.header.model_copy(
+                update={"seq": frame.header.seq + 10_000}), samples=frame.samples,
+                processes=frame.processes, events=frame.events)
+            sent = client.post("/api/v1/ingest/batches", content=encode_batch(frame.to_batch()),
+                               headers={**ARROW, **auth("ingest")})
+            assert sent.status_code == 200, sent.text
+
+        wait_for(lambda: client.get(f"/api/v1/runs/{run['run_id']}", headers=auth("read"))
+                 .json()["state"] == "completed" or None, timeout=180,
+                 what="the run verified and completed")
+        artifacts = client.get(f"/api/v1/runs/{run['run_id']}/artifacts",
+                               headers=auth("read")).json()["artifacts"]
+        verification = artifacts[6]["payload"]
+        verdict = next(v for v in verification["verdicts"]
+                       if v["metric"] == "pressure_some_ratio{resource=cpu}")
+        assert verdict["before_n"] >= 20 and verdict["after_n"] >= 20, verdict
+        assert verdict["before_mean"] > 0.4 > 0.1 > verdict["after_mean"], verdict
+        assert verdict["verdict"] == "improved", verdict
+        assert verdict["p_value"] < 0.01 and verdict["effect_size"] >= 0.3, verdict
+        assert verification["overall"] == "improved"
+        events = client.get(f"/api/v1/runs/{run['run_id']}/events",
+                            headers=auth("read")).json()["events"]
+        assert [e["type"] for e in events].count("waiting_for_evidence") == 1
+
+        package = EvidencePackage(tmp_path / "data" / "runs" / run["run_id"])
+        verify_window = package.config["run"]["verify_window"]
+        assert verify_window[0] == int(run["window_start_ns"])
+        assert verify_window[1] == t_exec + 25 * 10**9
+        _assert_replays_identically(client, run["run_id"], tmp_path / "replayed")
