@@ -43,6 +43,7 @@ from sreagent.evidence.tables import (
     artifacts_from_table,
     artifacts_table,
     frames_to_tables,
+    stored_artifact_ids,
 )
 from sreagent.telemetry.arrow import BatchFrame
 
@@ -283,12 +284,16 @@ def read_manifest(root: Path) -> Manifest:
     return manifest
 
 
-def verify_package(path: Path | str) -> VerifyReport:
+def verify_package(path: Path | str, *, artifact_models: bool = True) -> VerifyReport:
     """Check a package completely; raise a :class:`BadInput` naming the broken file.
 
     Checks, in order: the manifest (format, self-hash), that no file is missing or unlisted,
     each Parquet file is readable with the expected schema, each file's size and SHA-256 and
-    row count, the config hash, and that every artifact's id matches its content.
+    row count, the config hash, that every artifact's id matches its content (hashed from
+    the stored bytes), and, with ``artifact_models``, that every artifact is a valid model.
+    The replay passes ``artifact_models=False``: it decides identity on the checked ids and
+    builds the models only when it needs them (a divergence, a what-if), where an invalid
+    one is reported the same way.
     """
     root = Path(path)
     manifest = read_manifest(root)
@@ -327,14 +332,18 @@ def verify_package(path: Path | str) -> VerifyReport:
             )
     if manifest.files[CONFIG].sha256 != manifest.config_sha256:
         raise ManifestMismatch("config_sha256 does not match config.json", path=str(root / CONFIG))
+    # Every artifact's id against its content, hashed once from the stored bytes (the models
+    # are built, and validated, when someone reads them: EvidencePackage.artifacts).
+    for position, (recorded, content) in enumerate(stored_artifact_ids(tables["artifacts"])):
+        if recorded != content:
+            raise ManifestMismatch(
+                f"an artifact does not match its id: artifact {position} records {recorded}, "
+                f"its content hashes to {content} (edited after it was made)",
+                path=str(root / "artifacts.parquet"), field=f"artifacts[{position}]",
+            )
     package = EvidencePackage(root, manifest, tables=tables)
-    try:
-        package.artifacts  # noqa: B018 - rebuilding re-checks every content hash
-    except ValidationError as err:
-        raise ManifestMismatch(
-            f"an artifact does not match its id: {err.errors()[0]['msg']}",
-            path=str(root / "artifacts.parquet"),
-        ) from None
+    if artifact_models:
+        package.artifacts  # noqa: B018 - builds and validates every model
     return VerifyReport(path=root, manifest=manifest, files=dict(manifest.files), package=package)
 
 
@@ -448,7 +457,21 @@ class EvidencePackage:
 
     @cached_property
     def artifacts(self) -> list[Artifact]:
-        return artifacts_from_table(self.table("artifacts"))
+        """Every artifact as a validated model (its id re-checked), in chain order."""
+        try:
+            return artifacts_from_table(self.table("artifacts"))
+        except (ValidationError, ValueError) as err:
+            message = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            raise ManifestMismatch(
+                f"an artifact does not match its id or its schema: {message}",
+                path=str(self.path / "artifacts.parquet"),
+            ) from None
+
+    @cached_property
+    def artifact_ids(self) -> tuple[str, ...]:
+        """The recorded artifact ids in chain order, without building the models."""
+        table = self.table("artifacts").select(["position", "artifact_id"]).sort_by("position")
+        return tuple(table.column("artifact_id").to_pylist())
 
     @cached_property
     def activities(self) -> list[ActivityRecord]:

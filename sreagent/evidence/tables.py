@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from sreagent.artifacts import Artifact
-from sreagent.canonical import canonical_json
+from sreagent.canonical import canonical_json, sha256_hex
 from sreagent.telemetry.arrow import (
     CAPABILITY_TYPE,
     EVENTS_SCHEMA,
@@ -161,4 +161,33 @@ def artifacts_from_table(table: pa.Table) -> list[Artifact]:
         row["evidence_refs"] = json.loads(row["evidence_refs"])
         row["payload"] = json.loads(row["payload"])
         out.append(Artifact.model_validate(row))
+    return out
+
+
+STORED_AS_JSON = ("evidence_refs", "payload")
+"""Envelope fields an artifact row keeps as their canonical JSON text."""
+
+NOT_IN_ENVELOPE = ("position", "artifact_id", "payload_schema_version")
+"""Artifact columns outside the hashed envelope (row order, the id itself, a copy of
+``payload.schema_version`` for readers that filter without parsing JSON)."""
+
+
+def stored_artifact_ids(table: pa.Table) -> list[tuple[str, str]]:
+    """(recorded id, content hash of the stored envelope) of every artifact row, in chain
+    order, computed from the bytes as stored.
+
+    An envelope's id is the SHA-256 of its canonical JSON (keys sorted, docs/formats.md);
+    canonical JSON of an object is its members ``"key":value`` in key order, each value
+    canonical itself. The payload and evidence references are stored as exactly that text,
+    so the envelope is spliced from the row without parsing or re-serialising them: a stored
+    text that is not canonical, or any changed byte, gives a different hash.
+    """
+    names = sorted(set(table.column_names) - set(NOT_IN_ENVELOPE))
+    keys = [canonical_json(name).decode() + ":" for name in names]
+    out = []
+    for row in table.sort_by("position").to_pylist():
+        members = [key + (row[name] if name in STORED_AS_JSON
+                          else canonical_json(row[name]).decode())
+                   for key, name in zip(keys, names, strict=True)]
+        out.append((row["artifact_id"], sha256_hex(("{" + ",".join(members) + "}").encode())))
     return out

@@ -9,8 +9,9 @@ never re-run.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,30 @@ class Divergence:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """The frozen outcome of replaying one package."""
+    """The frozen outcome of replaying one package.
+
+    ``recorded`` (the recorded artifacts as models) is built on first use: an identical
+    replay is decided on the artifact ids alone, which verification already checked against
+    the stored content, so the recorded models are not rebuilt unless someone reads them.
+    """
 
     package: str
     run_id: str
     identical: bool
     divergences: tuple[Divergence, ...]
-    recorded: tuple[Artifact, ...] = field(repr=False)
+    recorded_ids: tuple[str, ...]
+    """The recorded artifacts' ids in chain order."""
     replayed: tuple[Artifact, ...] = field(repr=False)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     decisions: DecisionDiff | None = None
+    load_recorded: Callable[[], Sequence[Artifact]] = field(
+        default=tuple, repr=False, compare=False)
+    """Builds the recorded artifacts (the package's, validated) when ``recorded`` is read."""
+
+    @cached_property
+    def recorded(self) -> tuple[Artifact, ...]:
+        """The recorded artifacts, in chain order."""
+        return tuple(self.load_recorded())
 
     @property
     def first_divergence(self) -> Divergence | None:
@@ -83,7 +98,7 @@ class ReplayResult:
             "package": self.package,
             "run_id": self.run_id,
             "identical": self.identical,
-            "artifacts": len(self.recorded),
+            "artifacts": len(self.recorded_ids),
             "overrides": dict(self.overrides),
             "divergences": [
                 {
@@ -237,25 +252,31 @@ class Replayer:
         root = Path(path)
         # Verification decodes every table and artifact; its package hands them on, so a
         # verified replay reads each file once.
-        package = (verify_package(root).package if self.verify else None) \
-            or EvidencePackage(root)
+        package = (verify_package(root, artifact_models=False).package if self.verify
+                   else None) or EvidencePackage(root)
         inputs = RunInputs.from_config(package.config, path=str(root / "config.json"))
         config = apply_overrides(inputs.chain, self.overrides) if self.overrides else None
         view, verify_view = package_views(package, inputs)
         records = package.activities
         activities = WhatIfActivities(records) if self.overrides else ReplayActivities(records)
         result = run_chain(inputs, view, verify_view, activities=activities, config=config)
-        recorded = tuple(package.artifacts)
-        divergences = compare(recorded, result.artifacts, collect_all=self.collect_all)
+        recorded_ids = package.artifact_ids
+        same = recorded_ids == tuple(a.artifact_id for a in result.artifacts)
+        # Equal ids are equal content (ids are content hashes, checked by verification):
+        # only a divergence or a what-if needs the recorded artifacts as models.
+        divergences = () if same else compare(
+            package.artifacts, result.artifacts, collect_all=self.collect_all)
         return ReplayResult(
             package=str(root),
             run_id=inputs.run_id,
             identical=not divergences,
             divergences=divergences,
-            recorded=recorded,
+            recorded_ids=recorded_ids,
             replayed=result.artifacts,
             overrides=self.overrides,
-            decisions=decision_diff(recorded, result.artifacts) if self.overrides else None,
+            decisions=decision_diff(package.artifacts, result.artifacts)
+            if self.overrides else None,
+            load_recorded=lambda: package.artifacts,
         )
 
     def replay_all(self, paths: Iterable[Path | str]) -> list[ReplayResult]:
