@@ -28,6 +28,13 @@ BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_MAP_LOOKUP_AND_DELETE_ELEM = 21
 """For hash maps since Linux 5.14; older kernels answer EINVAL/ENOTSUPP (lookup, then delete)."""
+BPF_MAP_LOOKUP_AND_DELETE_BATCH = 25
+"""Since Linux 5.6: up to ``count`` elements per call, each hash bucket read and emptied under
+its lock (no increment lost between the read and the delete)."""
+BATCH = 1024
+"""Elements asked for per batch call (more than any hash bucket holds, so never ENOSPC)."""
+_NOT_SUPPORTED = (22, 95, 524)
+"""EINVAL, EOPNOTSUPP, ENOTSUPP: the command does not exist for this map type or kernel."""
 
 _SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
@@ -48,6 +55,19 @@ class _ElemAttr(ctypes.Structure):
     ]
 
 
+class _BatchAttr(ctypes.Structure):
+    _fields_ = [
+        ("in_batch", ctypes.c_uint64),
+        ("out_batch", ctypes.c_uint64),
+        ("keys", ctypes.c_uint64),
+        ("values", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("map_fd", ctypes.c_uint32),
+        ("elem_flags", ctypes.c_uint64),
+        ("flags", ctypes.c_uint64),
+    ]
+
+
 class Bpf:
     """The element commands of bpf(2) for one architecture's syscall number."""
 
@@ -60,8 +80,10 @@ class Bpf:
         self._syscall = libc.syscall
         self._syscall.restype = ctypes.c_long
         self._lookup_and_delete = True
+        self._batch = True
+        self._buffers: dict[tuple[int, int], tuple[ctypes.Array[ctypes.c_char], ...]] = {}
 
-    def _call(self, cmd: int, attr: _ElemAttr) -> int:
+    def _call(self, cmd: int, attr: _ElemAttr | _BatchAttr) -> int:
         """0, or the (positive) errno."""
         ret = self._syscall(
             ctypes.c_long(self._nr),
@@ -113,7 +135,7 @@ class Bpf:
                 return v.raw
             if err == 2:
                 return None
-            if err not in (22, 95, 524):  # EINVAL, EOPNOTSUPP, ENOTSUPP: not for hash maps
+            if err not in _NOT_SUPPORTED:
                 raise OSError(err, f"BPF_MAP_LOOKUP_AND_DELETE_ELEM: {os.strerror(err)}")
             self._lookup_and_delete = False
         value = self.lookup(fd, key, value_size)
@@ -126,12 +148,64 @@ class Bpf:
     def drain(
         self, fd: int, key_size: int, value_size: int, limit: int
     ) -> list[tuple[bytes, bytes]]:
-        """Every (key, value) of a hash map, removing what was read."""
+        """Every (key, value) of a hash map, removing what was read: in batches of
+        :data:`BATCH` where the kernel has them (one syscall for a whole small map), else
+        key by key (two or three syscalls per element)."""
+        if self._batch:
+            got = self._drain_batches(fd, key_size, value_size, limit)
+            if got is not None:
+                return got
         out = []
         for key in self.keys(fd, key_size, limit):
             value = self.take(fd, key, value_size)
             if value is not None:
                 out.append((key, value))
+        return out
+
+    def _drain_batches(
+        self, fd: int, key_size: int, value_size: int, limit: int
+    ) -> list[tuple[bytes, bytes]] | None:
+        """None when the kernel has no batch command for this map (fall back, per key)."""
+        buffers = self._buffers.get((key_size, value_size))
+        if buffers is None:
+            token = max(key_size, 8)  # the hash map's batch token is a bucket number
+            buffers = (
+                ctypes.create_string_buffer(token),
+                ctypes.create_string_buffer(token),
+                ctypes.create_string_buffer(BATCH * key_size),
+                ctypes.create_string_buffer(BATCH * value_size),
+            )
+            self._buffers[(key_size, value_size)] = buffers
+        token_in, token_out, keys, values = buffers
+        attr = _BatchAttr(
+            0, ctypes.addressof(token_out), ctypes.addressof(keys), ctypes.addressof(values)
+        )
+        attr.map_fd = fd
+        out: list[tuple[bytes, bytes]] = []
+        first = True
+        while len(out) < limit:
+            attr.count = BATCH
+            err = self._call(BPF_MAP_LOOKUP_AND_DELETE_BATCH, attr)
+            if err and err != 2:  # ENOENT ends the walk, with the last elements still counted
+                if first and err in _NOT_SUPPORTED:
+                    self._batch = False
+                    return None
+                raise OSError(err, f"BPF_MAP_LOOKUP_AND_DELETE_BATCH: {os.strerror(err)}")
+            first = False
+            n = attr.count
+            raw_keys = ctypes.string_at(ctypes.addressof(keys), n * key_size)
+            raw_values = ctypes.string_at(ctypes.addressof(values), n * value_size)
+            for i in range(n):
+                out.append(
+                    (
+                        raw_keys[i * key_size : (i + 1) * key_size],
+                        raw_values[i * value_size : (i + 1) * value_size],
+                    )
+                )
+            if err == 2:
+                break
+            ctypes.memmove(token_in, token_out, len(token_in))
+            attr.in_batch = ctypes.addressof(token_in)
         return out
 
 
