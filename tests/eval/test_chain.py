@@ -277,14 +277,15 @@ def weak_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "toymesh"
 
 
-def _weak_run(weak_case: Path, work: Path, alert: bool) -> Any:
+def _weak_run(weak_case: Path, work: Path, alert: bool, alert_offset_s: int = 0) -> Any:
     case = load_dataset(weak_case).cases[0]
     runner = CaseRunner.open(case, work)
     start = int(case.spec.window.start.timestamp()) * 10**9
     end = int(case.spec.window.end.timestamp()) * 10**9
     split = start + 30 * 60 * 10**9
     return runner.run("w1", start, split, end,
-                      alert=(split, "labelled_alarm") if alert else None)
+                      alert=(split + alert_offset_s * 10**9, "labelled_alarm") if alert
+                      else None)
 
 
 def test_an_alert_opens_the_incident_its_own_detectors_did_not(weak_case: Path,
@@ -313,6 +314,32 @@ def test_an_alert_opens_the_incident_its_own_detectors_did_not(weak_case: Path,
     assert package.table("events").column("kind").to_pylist() == ["alert"]
     replay = Replayer().replay(tmp_path / "b" / "runs" / "w1")
     assert replay.identical, replay.first_divergence
+
+
+def test_an_alert_inside_the_baseline_part_opens_nothing(weak_case: Path,
+                                                        tmp_path: Path) -> None:
+    # Ten minutes before the baseline ends: the chain's own baseline calls that normal.
+    result = _weak_run(weak_case, tmp_path, alert=True, alert_offset_s=-600)
+    finding = result.of_kind(ArtifactKind.ANOMALY_FINDING)
+    assert finding is not None and isinstance(finding.payload, AnomalyFinding)
+    assert finding.payload.incident is None and finding.payload.findings == []
+    assert result.of_kind(ArtifactKind.ROOT_CAUSE_HYPOTHESIS) is None
+
+
+def test_an_alert_batch_is_a_valid_contract_batch() -> None:
+    from sreagent.importers import alert_tables
+
+    tables = alert_tables(host="shop", ts_ns=int(T0.timestamp()) * 10**9,
+                          name="HighLatency", entity="slo/front", severity="critical")
+    (event,) = tables["events"].to_pylist()
+    assert (event["kind"], event["entity"], event["severity"]) == ("alert", "slo/front",
+                                                                   "critical")
+    assert dict(event["attributes"]) == {"alertname": "HighLatency"}
+    (batch,) = tables["batches"].to_pylist()
+    assert batch["event_count"] == 1 and batch["capabilities"][0]["source"] == "import:alert"
+    assert tables["samples"].num_rows == 0
+    with pytest.raises(ValueError):  # the batch contract's own validation (pydantic)
+        alert_tables(host="shop", ts_ns=0, name="x", severity="fatal")  # type: ignore[arg-type]
 
 
 def test_the_incident_onset_follows_the_alert_or_the_run_it_belongs_to() -> None:
