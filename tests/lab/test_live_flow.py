@@ -58,6 +58,8 @@ def test_controller_config_is_read_back_by_the_controller(tmp_path: Path) -> Non
     assert settings.auth.tokens[0].sha256 == hash_token("tok")
     assert set(settings.auth.tokens[0].scopes) == {"ingest", "read", "approve"}
     assert settings.workflow.window_s == 40
+    # An approved action is verified over 30 s of telemetry after it (20+ samples at 1 s).
+    assert settings.workflow.verify_after_s == 30.0
     assert [r.name for r in settings.workflow.rules] == [r["name"] for r in rules]
     posture = settings.workflow.effective_chain_config.posture
     assert posture.dry_run is False and posture.require_approval is True

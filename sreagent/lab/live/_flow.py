@@ -66,8 +66,13 @@ capped at 0.2, named like a systemd scope, so the planner can propose
 ``raise_cgroup_cpu_quota`` on it (the unit is its name) and the raised quota (twice the old
 one) really ends the throttling: a spinner would be throttled at any quota below a CPU."""
 
-EFFECT_WINDOW_S = 5.0
-"""Length of each of the kernel's before/after throttling windows around an approval."""
+BEFORE_APPROVAL_S = 25.0
+"""How long the run lets the fault go on before it approves (the kernel's "before" window):
+the verifier compares at least ``verification.min_samples`` (20) samples on each side of the
+action, and the lab's cgroup exists only since the injection."""
+AFTER_ACTION_S = 20.0
+"""The kernel's "after" window, from the moment the action's execution is recorded (the
+controller meanwhile waits ``workflow.verify_after_s`` for the verifier's own after side)."""
 
 PREROLL = ("net-loss",)
 """Scenarios whose fault starts after a healthy pre-roll of the same workload (their
@@ -504,26 +509,38 @@ def _follow_run(client: ControllerClient, incident: dict[str, Any], state: _Stat
             state.notes.append("not approved: actions wait for approval on targets the lab "
                                f"did not create ({', '.join(foreign)})")
         else:
-            before = _throttling(state, progress, "before the approval")
+            before = _throttling(state, progress, "before the approval", BEFORE_APPROVAL_S)
             progress(f"approving run {run_id} through the API (actions on lab targets only)")
             client.approve(run_id, "sreagent lab live --approve: game-day remediation of "
                                    "the lab's own fault")
-            run = _wait_run(client, run_id, FINAL_STATES)
-            state.artifacts = client.artifacts(run_id)
-            if before is not None and state.quota_dir is not None:
+            if before is not None:
+                _wait_executed(client, run_id)
                 state.effect = RemediationEffect(
                     cgroup=state.injected_entity, before=before,
-                    after=_throttling(state, progress, "after the action ran"))
+                    after=_throttling(state, progress, "after the action ran", AFTER_ACTION_S))
+            progress("waiting for the verifier (the controller verifies over telemetry after "
+                     "the action)")
+            run = _wait_run(client, run_id, FINAL_STATES)
+            state.artifacts = client.artifacts(run_id)
     state.run = run
 
 
-def _throttling(state: _State, progress: Progress, when: str) -> Any:
-    """The kernel's throttling of the lab cgroup over EFFECT_WINDOW_S (None when not measured
-    or the cgroup is gone)."""
+def _wait_executed(client: ControllerClient, run_id: str) -> None:
+    """Poll until the run's execution_result is recorded (the approved actions have run)."""
+    start = time.monotonic()
+    while time.monotonic() - start < RUN_TIMEOUT_S:
+        if any(a.get("kind") == "execution_result" for a in client.artifacts(run_id)):
+            return
+        time.sleep(0.5)
+
+
+def _throttling(state: _State, progress: Progress, when: str, seconds: float) -> Any:
+    """The kernel's throttling of the lab cgroup over ``seconds`` (None when not measured or
+    the cgroup is gone)."""
     if state.quota_dir is None:
         return None
     try:
-        window = throttle_window(state.quota_dir, EFFECT_WINDOW_S)
+        window = throttle_window(state.quota_dir, seconds)
     except OSError as err:
         state.notes.append(f"kernel throttling {when} not measured: {err}")
         return None

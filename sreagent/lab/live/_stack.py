@@ -87,6 +87,9 @@ def _spawn(name: str, argv: list[str], log_path: Path, path_first: Path | None =
     return Service(name, popen, log_path)
 
 
+VERIFY_AFTER_S = 30.0
+
+
 def controller_config(
     workdir: Path,
     *,
@@ -118,6 +121,9 @@ def controller_config(
             "rules": rules,
             "dry_run": dry_run,
             "require_approval": True,
+            # An approved action is verified over this much telemetry after it (the verifier
+            # wants 20 samples a side at the collector's 1 s).
+            "verify_after_s": VERIFY_AFTER_S,
             "chain_config": {"posture": {"target_allowlist": target_allowlist}},
         },
     }
