@@ -287,6 +287,9 @@ class Sampler:
         """
         merged = SourceOutput()
         costs = self._state.last_costs = {}
+        # One thread-CPU clock read between two sources instead of two around each (the
+        # clock is a syscall, not vDSO); the bookkeeping between reads is charged to the next.
+        clock = time.thread_time_ns()
         for slot in self._state.slots:
             if slot.shed:
                 continue
@@ -295,7 +298,6 @@ class Sampler:
                 continue
             slot.due_in = slot.every - 1
             slot.reads += 1
-            started = time.thread_time_ns()
             try:
                 got = slot.source.read(now_ns)
             except Exception as err:  # the loop outlives any one source
@@ -305,7 +307,9 @@ class Sampler:
                 slot.errors_total += 1
                 continue
             finally:
-                slot.cpu_ns = time.thread_time_ns() - started
+                now = time.thread_time_ns()
+                slot.cpu_ns = now - clock
+                clock = now
                 costs[slot.source.name] = slot.cpu_ns / 1e9
             if slot.error is not None:
                 slot.cap = None  # recovered
