@@ -57,13 +57,16 @@ def codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
     row uses, since a dictionary keeps what a filter dropped).
 
     Chunks sharing one dictionary (a Parquet column chunk read in pieces) use its indices
-    as they are; chunks with different dictionaries are mapped onto their union.
+    as they are; chunks with different dictionaries, or a dictionary holding a string twice,
+    are mapped onto their union, so one string always has one code.
     """
     encoded = [_encoded(c) for c in chunks(column)]
     first = encoded[0].dictionary
     if all(c.dictionary.equals(first) for c in encoded[1:]):
-        parts = [c.indices.to_numpy(zero_copy_only=False) for c in encoded]
-        return (np.concatenate(parts) if len(parts) > 1 else parts[0]), first.to_pylist()
+        names = first.to_pylist()
+        if len(set(names)) == len(names):  # Arrow allows a dictionary to repeat itself
+            parts = [c.indices.to_numpy(zero_copy_only=False) for c in encoded]
+            return (np.concatenate(parts) if len(parts) > 1 else parts[0]), names
     number: dict[str, int] = {}
     mapped = []
     for chunk in encoded:

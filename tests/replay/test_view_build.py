@@ -283,3 +283,22 @@ def test_more_key_combinations_than_32_bits_hold() -> None:
             "processes": ROW_TABLES["processes"].empty_table()}}, 300)["samples"]):
         view = EvidenceView.from_tables({"samples": table, **empty})
         _assert_matches_reference(view, samples)
+
+
+def test_a_dictionary_that_repeats_a_string_gives_one_series() -> None:
+    """Arrow lets a dictionary hold a string twice; rows pointing at either copy are still
+    one series (and one batch)."""
+    words = pa.array(["cpu", "mem", "cpu"])
+    metric = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 0], pa.int32()), words)
+    batch = pa.DictionaryArray.from_arrays(pa.array([0, 0, 2, 2], pa.int32()),
+                                           pa.array(["b1", "b2", "b1"]))
+    plain = pa.Table.from_pylist(
+        [{"batch_id": "b1", "host": "h", "ts_ns": t, "metric": m, "entity": "host",
+          "labels": [], "value": float(t)} for t, m in enumerate(["cpu", "mem", "cpu", "cpu"])],
+        schema=ROW_TABLES["samples"])
+    samples = plain.set_column(plain.schema.get_field_index("metric"), "metric", metric) \
+        .set_column(0, "batch_id", batch)
+    empty = {name: ROW_TABLES[name].empty_table() for name in ("processes", "events")}
+    view = EvidenceView.from_tables({"samples": samples, **empty})
+    _assert_matches_reference(view, plain)
+    assert view.get("cpu").values.tolist() == [0.0, 2.0, 3.0]  # type: ignore[union-attr]
