@@ -278,13 +278,15 @@ def export_package(client: ControllerClient, run_id: str, into: Path) -> Path:
 
 def replay_package(path: Path) -> tuple[bool | None, str]:
     """Verify the package and replay it; (identical, note). None when it cannot be replayed."""
-    from sreagent.errors import BadInput
+    from sreagent.errors import BadInput, CheckFailed
     from sreagent.evidence import verify_package
     from sreagent.replay import Replayer
 
     verify_package(path)
     try:
         result = Replayer().replay(path)
+    except CheckFailed as err:  # e.g. ActivityNotRecorded: the replayed chain left the recording
+        return False, f"replay diverged: {err}"
     except BadInput as err:
         return None, f"the package does not replay: {err}"
     if result.identical:
