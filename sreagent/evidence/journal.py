@@ -45,6 +45,8 @@ JOURNAL_TABLES: dict[str, pa.Schema] = {"batches": BATCHES_SCHEMA, **ROW_TABLES}
 LAYOUT_VERSION = 2
 """Written into every part file's Parquet metadata under :data:`LAYOUT_KEY`."""
 LAYOUT_KEY = b"sreagent.journal_layout"
+TIME_COLUMN = {"batches": "sent_at_ns", "samples": "ts_ns", "processes": "ts_ns",
+               "events": "ts_ns"}
 ROW_GROUP_ROWS = 65_536
 """Default row-group size: small enough that one host's rows span few groups, large enough
 that the per-group overhead does not show."""
@@ -251,12 +253,14 @@ class Journal:
         hosts: list[str] | None = None,
         batch_ids: list[str] | None = None,
         columns: list[str] | None = None,
+        time_range: tuple[int, int] | None = None,
     ) -> pa.Table:
-        """Read one table as Arrow, optionally only some hosts, batches or columns.
+        """Read one table as Arrow, optionally only some hosts, batches, columns, or rows whose
+        time (``sent_at_ns`` for ``batches``, ``ts_ns`` otherwise) lies in the closed
+        ``time_range``.
 
-        Host filters are pushed down: layout-1 folders of other hosts are not opened, and in
-        layout-2 files the row groups whose ``host`` statistics exclude the wanted hosts are
-        not read."""
+        Filters are pushed down: layout-1 folders of other hosts are not opened, and row
+        groups whose ``host`` or time statistics exclude the wanted rows are not read."""
         if table not in JOURNAL_TABLES:
             raise ValueError(f"no journal table {table!r}; tables are {sorted(JOURNAL_TABLES)}")
         schema = JOURNAL_TABLES[table]
@@ -275,6 +279,10 @@ class Journal:
         if batch_ids is not None:
             by_id = ds.field("batch_id").isin(pa.array(batch_ids, pa.string()))
             expression = by_id if expression is None else expression & by_id
+        if time_range is not None:
+            when = ds.field(TIME_COLUMN[table])
+            in_range = (when >= time_range[0]) & (when <= time_range[1])
+            expression = in_range if expression is None else expression & in_range
         dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
         return dataset.to_table(columns=columns, filter=expression)
 

@@ -24,7 +24,7 @@ from sreagent.controller.journal import (
 from sreagent.evidence import Journal, JournalWriter
 from sreagent.evidence.journal import LAYOUT_KEY, LAYOUT_VERSION
 from sreagent.telemetry import batch_digest, decode_batch
-from tests.controller.helpers import ARROW, body, make_batch
+from tests.controller.helpers import ARROW, T0, body, make_batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -150,6 +150,10 @@ def test_a_flush_sorts_by_host_and_readers_skip_other_hosts_row_groups(tmp_path:
     assert sorted(set(wanted.column("host").to_pylist())) == ["node-05", "node-07"]
     assert wanted.num_rows == 2 * 3 * 5
     assert journal.read("samples", hosts=[]).num_rows == 0
+    second = journal.read("samples", hosts=["node-05"], time_range=(T0 + 2 * 10**9 - 4,
+                                                                    T0 + 2 * 10**9))
+    assert second.column("value").to_pylist() == [2.0] * 5  # seq 2's rows only
+    assert journal.read("batches", time_range=(T0 + 3 * 10**9, T0 + 9 * 10**9)).num_rows == 12
     assert journal.hosts() == hosts
     assert pq.read_table(batches_file).column("host").to_pylist() == sorted(
         [h for h in hosts for _ in range(3)])
