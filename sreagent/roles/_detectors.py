@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from sreagent.roles._stats import (
+    Band,
     Baseline,
     band,
     baseline,
@@ -50,6 +51,9 @@ BAND_RUN = 3
 _BAND_FLOORS = {"ratio": 0.01, "bool": 0.5, "tasks": 1.5, "requests": 1.5, "sockets": 1.5,
                 "processes": 1.5, "fds": 1.5}
 """Smallest band margin by unit: a move of one task or socket is no exit."""
+IDLE_SHARE = 0.02
+"""A ``surge`` series whose baseline median is below this share of its rule's floor (0.01
+cores, about 0.4 MiB/s) was idle: its work starting is a scheduled job, not an escalation."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +69,23 @@ class Rule:
     labels: tuple[tuple[str, str], ...] = ()
     """Only series carrying these labels."""
     deviation: bool = True
-    band: Literal["", "fill", "error", "peer"] = ""
+    band: Literal["", "fill", "error", "peer", "surge", "quota", "slowdown"] = ""
     """Band-exit detector (see _band_exits): ``fill`` for capacity gauges that fill up
     (memory, filesystems, fds, GPU memory and temperature, listen queues), ``error`` for
     error and loss rates, ``peer`` for a device that leaves its band while its peers stay
-    in theirs (_peer_divergence); empty for activity metrics, whose band exits are everyday
-    bursts."""
+    in theirs (_peer_divergence); for activity metrics, whose plain band exits are everyday
+    bursts, only exits with discriminating context (_gate_by_context): ``surge`` for a user
+    of a shared resource (a process's or cgroup's CPU, a cgroup's IO) that leaves its band
+    for the first time in the window while the shared resource leaves its own, ``quota``
+    for a cgroup's throttling that starts while its use climbs, ``slowdown`` for a device's
+    latency that climbs while the IO offered to it stays in its band; empty for the rest."""
     band_family: str = ""
-    band_excess: float = 0.0
-    """Share of the band's width a ``fill`` exit must also clear (bursty gauges)."""
     """Family a band exit counts in when ``family`` only attributes (a process's RSS growing
     past its normal range is a memory risk, not just a name)."""
+    band_excess: float = 0.0
+    """Share of the band's width a ``fill`` exit must also clear (bursty gauges)."""
+    band_floor: float | None = None
+    """Smallest band margin, when the unit's (_BAND_FLOORS) does not fit the metric."""
 
 
 def _r(metric: str, family: str, **kw: object) -> Rule:
@@ -103,7 +113,7 @@ RULES: tuple[Rule, ...] = (
     _r("oom_kills_total", "oom", counter=True, floor=1.0),
     _r("cpu_iowait_ratio", "io", floor=0.1),
     _r("disk_utilisation_ratio", "io", warn=0.95, floor=0.3),
-    _r("disk_await_seconds", "io", floor=0.005),
+    _r("disk_await_seconds", "io", floor=0.005, band="slowdown"),
     _r("disk_in_flight", "io", floor=4.0),
     _r("disk_io_errors_total", "io_errors", counter=True, floor=1.0),
     _r("filesystem_used_ratio", "fs", warn=0.95, crit=0.99, floor=0.05, band="fill"),
@@ -114,7 +124,7 @@ RULES: tuple[Rule, ...] = (
        band="fill"),
     _r("fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
     _r("process_fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
-    _r("process_cpu_ratio", "process_cpu", floor=0.5),
+    _r("process_cpu_ratio", "process_cpu", floor=0.5, band="surge", band_family="cpu"),
     _r("process_rss_bytes", "process_memory", floor=256 * 2**20, band="fill",
        band_family="memory"),
     _r("tcp_retransmit_ratio", "net", warn=0.02, crit=0.08, floor=0.005, band="error"),
@@ -130,9 +140,14 @@ RULES: tuple[Rule, ...] = (
     _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2, band="fill",
        band_excess=0.5),
     _r("cgroup_cpu_throttled_ratio", "cgroup_cpu", warn=0.25, crit=0.6, floor=0.1),
-    _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1),
-    _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5),
-    _r("cgroup_io_bytes_per_second", "cgroup_usage", floor=20 * 2**20),
+    # Throttled time is the kernel's own measure of the quota biting (throttled_usec): its
+    # band margin is floored at a microsecond per second, not at a whole per cent like a
+    # ratio's, so it leaves its band as soon as the throttling starts to grow.
+    _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1, band="quota",
+       band_floor=1e-6),
+    _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5, band="surge", band_family="cpu"),
+    _r("cgroup_io_bytes_per_second", "cgroup_usage", floor=20 * 2**20, band="surge",
+       band_family="io"),
     _r("cgroup_pressure_some_ratio", "cgroup_pressure", warn=0.3, crit=0.6, floor=0.1),
     _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1,
        band="fill"),
@@ -194,6 +209,8 @@ class SeriesDetection:
     detector: str = ""
     band_score: np.ndarray | None = None
     """Per-sample score of the band-exit detector alone (None: the rule has none)."""
+    normal: Band | None = None
+    """The baseline band the band exit is measured against."""
 
     @property
     def fired(self) -> bool:
@@ -228,7 +245,29 @@ def baseline_end(view: EvidenceView, config: ChainConfig) -> int:
     return view.start_ns + int(length)
 
 
-def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarray | None:
+def _band_of(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> Band | None:
+    """The baseline band of a series whose rule has a band exit (None: none, or too few
+    baseline samples)."""
+    if not rule.band or int(in_base.sum()) < 5:
+        return None
+    return band(values[in_base], _unit_floor(rule.metric) if rule.band_floor is None
+                else rule.band_floor)
+
+
+def _unit_floor(metric: str) -> float:
+    spec = METRICS_BY_NAME.get(metric)
+    return _BAND_FLOORS.get(spec.unit if spec else "", 1e-9)
+
+
+def _excess(values: np.ndarray, rule: Rule, normal: Band) -> np.ndarray:
+    """How far each sample is outside the band in the rule's direction (negative: inside)."""
+    if rule.direction == "up":
+        return values - normal.high
+    return normal.low - values
+
+
+def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Band | None,
+                covers_baseline: bool = True) -> np.ndarray | None:
     """Per-sample score of a sustained exit from the baseline band (causal: sample i only
     looks at samples up to i).
 
@@ -240,33 +279,74 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> np.ndarr
     the band's width and a quarter of the rule's floor, or by anything at all when the
     baseline had none (errors appearing where there were none). Once it counts, the exit
     stays hot until the series is back inside its band.
+
+    ``peer``, ``surge``, ``quota`` and ``slowdown`` exits need other series to count: this
+    returns their candidate samples (1.0) for _peer_divergence and _gate_by_context.
     """
-    if not rule.band or int(in_base.sum()) < 5:
+    if normal is None:
         return None
-    spec = METRICS_BY_NAME.get(rule.metric)
-    normal = band(values[in_base], _BAND_FLOORS.get(spec.unit if spec else "", 1e-9))
     sign = 1.0 if rule.direction == "up" else -1.0
-    excess = sign * (values - (normal.high if sign > 0 else normal.low))
+    excess = _excess(values, rule, normal)
     out = ~in_base & (excess > 0)
-    long_enough = run_lengths(out) >= BAND_RUN
-    if rule.band == "peer":
-        # The raw exit: _peer_divergence compares it with the peers' before it counts.
+    if rule.band in ("peer", "slowdown"):
+        # The raw exit: the peers' exits or the device's load decide whether it counts.
         return out.astype(np.float64)
+    long_enough = run_lengths(out) >= BAND_RUN
+    rising = np.zeros(values.shape[0], dtype=bool)
+    # Not receding: quantised gauges (whole degrees, whole fds) plateau between steps.
+    rising[2:] = sign * (values[2:] - values[:-2]) >= 0
+    if rule.band in ("surge", "quota"):
+        if not covers_baseline:
+            # A process or cgroup that started during the window (a job, a restart) has
+            # no normal range of its own to leave.
+            return np.zeros(values.shape[0], dtype=np.float64)
+        if rule.band == "surge" and median(values[in_base]) < IDLE_SHARE * rule.floor:
+            # Idle through the baseline (cron, a backup agent waiting for its schedule):
+            # work starting there is a job being run, not a worker taking more.
+            return np.zeros(values.shape[0], dtype=np.float64)
+        # "surge": by at least the rule's floor (half a core, 20 MiB/s) and the band's
+        # width; "quota": by the band's width (throttled time at least doubling its normal
+        # range), the kernel's throttling is itself the sign that the limit bites.
+        needed = max(rule.floor, normal.width) if rule.band == "surge" else normal.width
+        candidate = long_enough & rising & (excess >= needed)
+        # An earlier run counts at half the bar: the same job's earlier runs, a little
+        # smaller or noisier, are still the same job.
+        return _first_excursion(candidate, out, excess >= needed / 2).astype(np.float64)
     if rule.band == "fill":
-        rising = np.zeros(values.shape[0], dtype=bool)
-        # Not receding: quantised gauges (whole degrees, whole fds) plateau between steps.
-        rising[2:] = sign * (values[2:] - values[:-2]) >= 0
         trigger = long_enough & rising & (excess >= rule.band_excess * normal.width)
     else:
         quiet = float(np.max(np.abs(values[in_base]))) == 0.0
         needed = 0.0 if quiet else max(normal.width, rule.floor / 4.0)
         trigger = long_enough & (excess >= needed)
-    score = np.zeros(values.shape[0], dtype=np.float64)
+    return _hold(trigger, out)
+
+
+def _hold(trigger: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """SCORE_BAND from the first trigger of each out-of-band run to the run's end."""
+    score = np.zeros(out.shape[0], dtype=np.float64)
     for start, end in runs(out):
         fired = np.nonzero(trigger[start:end])[0]
         if fired.shape[0]:
             score[start + int(fired[0]):end] = SCORE_BAND
     return score
+
+
+def _first_excursion(candidate: np.ndarray, out: np.ndarray, over: np.ndarray) -> np.ndarray:
+    """``candidate`` only within the out-of-band run in which the series first went over
+    half its bar (``over``, anywhere in the window, the baseline part included, for BAND_RUN
+    samples, what would have counted as an exit): a process or tenant that was steady through the window and now takes more is
+    new behaviour; one that already went over its bar earlier in the window (a cron job, a
+    backup, a checkpoint that ran before) is doing its routine again."""
+    earlier = [end for start, end in runs(over) if end - start >= BAND_RUN]
+    if not earlier or not candidate.any():
+        return candidate
+    first_end = earlier[0]
+    keep = np.zeros(candidate.shape[0], dtype=bool)
+    for start, end in runs(out):
+        if start >= first_end:
+            break
+        keep[start:end] = True
+    return candidate & keep
 
 
 def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
@@ -329,10 +409,14 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
                 routine = True
         score[sl] = run_score
-    band_score = _band_exits(values, rule, in_base)
-    banded = (band_score is not None and rule.band != "peer"
-              and bool(band_score.max(initial=0.0) > 0))
-    if band_score is not None and rule.band != "peer":
+    normal = _band_of(values, rule, in_base)
+    # A series that starts later than the first tenth of the baseline started during the
+    # window (a job, a restarted process): it has no steady past of its own.
+    covers = bool(series.ts[0] - view.start_ns <= 0.1 * (base_end_ns - view.start_ns))
+    band_score = _band_exits(values, rule, in_base, normal, covers)
+    own_band = rule.band in ("fill", "error")
+    banded = own_band and band_score is not None and bool(band_score.max(initial=0.0) > 0)
+    if band_score is not None and own_band:
         score = np.maximum(score, band_score)
     detector = ("counter_increase" if rule.counter else
                 "static_threshold" if static_level.max(initial=0) > 0 else
@@ -341,7 +425,7 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     return SeriesDetection(series, rule, values, base, z, score, static_level, warn,
                            routine=routine and not banded
                            and not (static_level.max(initial=0) > 0),
-                           detector=detector, band_score=band_score)
+                           detector=detector, band_score=band_score, normal=normal)
 
 
 @dataclass
@@ -411,6 +495,87 @@ def _peer_divergence(grid: np.ndarray, dets: list[SeriesDetection]) -> None:
                     d.detector, d.routine = "peer_divergence", False
 
 
+_SURGE_CONTEXT = {"process_cpu_ratio": "cpu_utilisation_ratio",
+                  "cgroup_cpu_usage_ratio": "cpu_utilisation_ratio",
+                  "cgroup_io_bytes_per_second": "disk_utilisation_ratio"}
+"""The shared resource a user's surge must push out of its band too: host CPU for CPU use,
+the disks' utilisation for a cgroup's IO."""
+_DEVICE_LOAD = ("disk_read_bytes_per_second", "disk_write_bytes_per_second",
+                "disk_reads_per_second", "disk_writes_per_second")
+"""The IO offered to a device: a slowdown is latency rising while none of these rises."""
+
+
+def _grid_index(grid: np.ndarray, series: Series) -> np.ndarray:
+    return np.clip(np.searchsorted(grid, series.ts), 0, grid.shape[0] - 1)
+
+
+def _over_band(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
+               series: list[Series]) -> np.ndarray:
+    """Per grid sample: any of ``series`` above its baseline band (after the baseline)."""
+    over = np.zeros(grid.shape[0], dtype=bool)
+    for s in series:
+        in_base = s.ts <= base_end_ns
+        if int(in_base.sum()) < 5:
+            continue
+        normal = band(s.values[in_base], _unit_floor(s.metric))
+        over[_grid_index(grid, s)] |= ~in_base & (s.values > normal.high)
+    return over
+
+
+def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
+                     dets: list[SeriesDetection]) -> None:
+    """Keep a ``surge``, ``quota`` or ``slowdown`` candidate only where its context agrees.
+
+    * ``surge``: the shared resource is out of its band at the same sample (host CPU for a
+      process's or a cgroup's CPU, a disk's utilisation for a cgroup's IO): the surge is
+      felt, not a busy process on an idle host;
+    * ``quota``: the cgroup's own CPU use is above its band at the same sample: throttling
+      that starts while demand climbs is the quota biting, not a scheduling blip;
+    * ``slowdown``: latency out of its band while none of the device's load series (bytes
+      and operations per second, read and write) is above its band, for BAND_RUN samples,
+      and not receding: the device is slower for the same work
+      (a backup's latency rises with its own throughput, and does not count).
+
+    A candidate that counts scores SCORE_BAND until the series is back inside its band.
+    """
+    context: dict[str, np.ndarray] = {}
+    for d in dets:
+        kind, normal, raw = d.rule.band, d.normal, d.band_score
+        if kind not in ("surge", "quota", "slowdown") or normal is None or raw is None:
+            continue
+        s = d.series
+        idx = _grid_index(grid, s)
+        in_base = s.ts <= base_end_ns
+        excess = _excess(d.values, d.rule, normal)
+        out = ~in_base & (excess > 0)
+        if kind == "surge":
+            shared = _SURGE_CONTEXT[d.rule.metric]
+            if shared not in context:
+                context[shared] = _over_band(view, grid, base_end_ns, view.metric(shared))
+            trigger = (raw > 0) & context[shared][idx]
+            detector = "first_surge"
+        elif kind == "quota":
+            usage = view.get("cgroup_cpu_usage_ratio", s.entity)
+            demand = _over_band(view, grid, base_end_ns, [usage] if usage else [])[idx]
+            trigger = (raw > 0) & demand
+            detector = "quota_throttling"
+        else:
+            loads = [x for x in (view.get(m, s.entity) for m in _DEVICE_LOAD) if x]
+            if not loads:
+                d.band_score = None
+                continue
+            flat = ~_over_band(view, grid, base_end_ns, loads)
+            counted = out & flat[idx]
+            rising = np.zeros(s.values.shape[0], dtype=bool)
+            rising[2:] = d.values[2:] >= d.values[:-2]
+            trigger = (run_lengths(counted) >= BAND_RUN) & rising
+            detector = "device_slowdown"
+        d.band_score = _hold(trigger, out)
+        if d.band_score.max(initial=0.0) > 0:
+            d.score = np.maximum(d.score, d.band_score)
+            d.detector, d.routine = detector, False
+
+
 def detect(view: EvidenceView, config: ChainConfig) -> Detection:
     """Run every detector over the window and combine them into a per-sample joint risk.
 
@@ -430,6 +595,7 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
             continue
         dets.append(detect_series(view, config, series, rule, base_end))
     _peer_divergence(grid, dets)
+    _gate_by_context(view, grid, base_end, dets)
     for d in dets:
         rule, series = d.rule, d.series
         risky = d.score if rule.family not in ATTRIBUTION_FAMILIES else (
