@@ -178,9 +178,46 @@ def _cpu(scope: Scope) -> list[Candidate]:
         c.penalties["cgroup_throttled"] = 0.2 * level(throttle, 0.25, 0.6)
         c.counter_evidence.append(f"a cgroup is throttled ({throttle:.0%} of periods): a quota, "
                                   "not the host, may be the limit")
+    own = _throttled_cgroup_of(scope, best)
+    if own is not None:
+        # Live lab (issue 10): on a host that other work keeps busy, the hot process of a
+        # throttled cgroup looked like a runaway. Its cgroup's quota is what holds it: the
+        # process is the throttling's work, not a cause of its own.
+        cg, f_own = own
+        c.penalties["process_in_throttled_cgroup"] = 0.4 * f_own
+        c.counter_evidence.append(f"{best} runs in {cg}, which is throttled: its quota, not "
+                                  "the host, limits it")
+    before = level(scope.base(util), 0.8, 0.97)
+    if before > 0:
+        # Live lab (issue 10): a host that was as saturated before the incident began as
+        # during it explains no incident; only what changed (a process's growth) still does.
+        c.penalties["saturated_before_incident"] = before * (
+            0.35 * f_util + 0.2 * f_psi + 0.15 * f_runq)
+        c.counter_evidence.append(f"the host's CPU was already at {scope.base(util):.0%} "
+                                  "before the incident began")
     if best == "host":
         c.counter_evidence.append("no single process's CPU use grew; the load may be spread out")
     return [c]
+
+
+def _throttled_cgroup_of(scope: Scope, entity: str) -> tuple[str, float] | None:
+    """The throttled cgroup (and how throttled, 0-1) that process ``entity`` runs in or
+    under, from the process rows' cgroup path; None when it runs in no throttled cgroup."""
+    procs = scope.view.processes
+    if not entity.startswith("process/") or procs.is_empty() or "cgroup" not in procs.columns:
+        return None
+    import polars as pl
+
+    pid = int(entity.removeprefix("process/"))
+    paths = procs.filter(pl.col("pid") == pid).get_column("cgroup").unique().to_list()
+    best: tuple[str, float] | None = None
+    for s in scope.view.metric("cgroup_cpu_throttled_ratio"):
+        f = level(scope.peak(s), 0.1, 0.5)
+        cg = s.entity.removeprefix("cgroup/").strip("/")
+        if f > 0 and any(p.strip("/") == cg or p.strip("/").startswith(cg + "/")
+                         for p in paths if p) and (best is None or f > best[1]):
+            best = (s.entity, f)
+    return best
 
 
 def _top_process_from_rows(scope: Scope) -> tuple[str, float]:
