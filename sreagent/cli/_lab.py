@@ -332,13 +332,25 @@ def _print_live(r: Any) -> None:
         ("top hypothesis", f"{r.top_hypothesis} at {r.top_entity} "
          f"(confidence {r.top_confidence if r.top_confidence is not None else '-'}) -> "
          f"{'correct' if r.correct else 'WRONG'}"),
+        ("ranking", "\n".join(r.ranking) or "-"),
         ("proposal", "\n".join(r.proposal) or "-"),
         ("executed", f"{r.executed} (verification: {r.verification or '-'})"),
+        ("execution", "\n".join(r.execution) or "-"),
+        ("verdicts", "\n".join(
+            f"{v['metric']} on {v['entity']}: {v['verdict']} ({v['test']}, p={v['p_value']}, "
+            f"effect={v['effect_size']}, n={v['before_n']}/{v['after_n']}; {v['reason']})"
+            for v in r.verdicts) or "-"),
         ("cleanup", "ok" if r.cleanup_ok else "LEFT SOMETHING (see notes)"),
         ("evidence package", f"{r.package or '-'} (replay "
          f"{ {True: 'identical', False: 'DIVERGED', None: '-'}[r.replay_identical] })"),
         ("postmortem", r.postmortem or "-"),
     ]
+    effect = r.remediation_effect
+    if effect is not None:
+        rows.append(("kernel throttling", "; ".join(
+            f"{when}: {w.throttled}/{w.periods} CFS periods at quota {w.quota_cores} CPU"
+            for when, w in (("before", effect.before), ("after", effect.after))
+            if w is not None)))
     for what, value in rows:
         table.add_row(what, value)
     console.print(table)
