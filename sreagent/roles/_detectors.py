@@ -321,6 +321,23 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
     return _hold(trigger, out)
 
 
+def _may_exit(rule: Rule, values: np.ndarray, after: np.ndarray, base: Baseline,
+              covers_baseline: bool) -> bool:
+    """Whether a ``surge`` or ``quota`` exit is possible at all, from the baseline median
+    alone (a cheap whole-series screen: most processes and cgroups never move, and the band's
+    three percentiles are the costly part). The band's top is at least the median, so a
+    series that never rises ``floor`` above it cannot surge, and one that never rises above
+    it cannot leave its band."""
+    if rule.band not in ("surge", "quota"):
+        return True
+    if not covers_baseline or not after.any():
+        return False
+    peak = float(values[after].max())
+    if rule.band == "quota":
+        return peak > base.median
+    return base.median >= IDLE_SHARE * rule.floor and peak - base.median >= rule.floor
+
+
 def _hold(trigger: np.ndarray, out: np.ndarray) -> np.ndarray:
     """SCORE_BAND from the first trigger of each out-of-band run to the run's end."""
     score = np.zeros(out.shape[0], dtype=np.float64)
@@ -409,10 +426,11 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
                 routine = True
         score[sl] = run_score
-    normal = _band_of(values, rule, in_base)
     # A series that starts later than the first tenth of the baseline started during the
     # window (a job, a restarted process): it has no steady past of its own.
     covers = bool(series.ts[0] - view.start_ns <= 0.1 * (base_end_ns - view.start_ns))
+    normal = _band_of(values, rule, in_base) if _may_exit(rule, values, after, base, covers) \
+        else None
     band_score = _band_exits(values, rule, in_base, normal, covers)
     own_band = rule.band in ("fill", "error")
     banded = own_band and band_score is not None and bool(band_score.max(initial=0.0) > 0)
