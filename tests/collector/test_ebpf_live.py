@@ -105,8 +105,11 @@ out = source.read(time.time_ns())
 maps = open("/proc/self/maps").read()
 print(json.dumps({
     "mode": cap.mode, "reason": cap.reason,
-    "libs": sorted({l.split()[-1] for l in maps.splitlines()
-                    if "bcc" in l.lower() or "llvm" in l.lower() or "clang" in l.lower()}),
+    # the pathname column only: addresses and offsets are hex and may read "bcc"
+    "libs": sorted({path for path in (l.split(maxsplit=5)[5] for l in maps.splitlines()
+                                      if len(l.split(maxsplit=5)) == 6)
+                    if any(n in path.rsplit("/", 1)[-1].lower()
+                           for n in ("bcc", "llvm", "clang"))}),
     "bcc_imported": "bcc" in sys.modules,
     "samples": len(out.samples),
 }))
