@@ -122,9 +122,14 @@ class Scope:
         return float(np.mean(d.score[m] > 0)) if np.any(m) else 0.0
 
 
-def _growth(scope: Scope, s: Series) -> tuple[float, float]:
-    """(relative growth over the interval, share of rising steps) of a gauge."""
+def _growth(scope: Scope, s: Series, until_ns: int | None = None) -> tuple[float, float]:
+    """(relative growth over the interval, share of rising steps) of a gauge; with
+    ``until_ns``, of the interval's part up to that instant (a killed process's memory
+    reads 0 after the kill: its growth is what it reached before)."""
     w = scope.window(s)
+    if until_ns is not None:
+        lo = int(np.searchsorted(s.ts, scope.t0, "left"))
+        w = w[: max(0, int(np.searchsorted(s.ts, until_ns, "right")) - lo)]
     if w.shape[0] < 3:
         return 0.0, 0.0
     b = max(abs(scope.base(s)), 1e-9)
@@ -365,7 +370,10 @@ def _memory_leak(scope: Scope) -> list[Candidate]:
     oom_counter = scope.total_increase(scope.host("oom_kills_total"))
     out = []
     for s in scope.view.metric("process_rss_bytes"):
-        growth, rising = _growth(scope, s)
+        killed_at = min((e.ts_ns for e in ooms if e.entity == s.entity), default=None)
+        # Live lab (issue 10): the OOM-killed leaker's last samples read 0, which hid its
+        # growth and ranked processes that merely grew above the one the kernel killed.
+        growth, rising = _growth(scope, s, until_ns=killed_at)
         f_growth = level(growth, 0.2, 1.5) * level(rising, 0.3, 0.7)
         f_oom = 1.0 if s.entity in victims else 0.0
         if f_growth == 0.0 and f_oom == 0.0:
