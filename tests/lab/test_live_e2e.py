@@ -14,7 +14,8 @@ complete and replays identically.
 
 The approved run (cgroup-throttle --approve) asserts that the planner's
 ``raise_cgroup_cpu_quota`` on the lab's cgroup was approved through the API and executed
-exactly once, that the kernel's quota really rose (and the throttling the kernel counts fell),
+exactly once, that nothing but read-only looks ran outside the lab's cgroup, that the kernel's quota really
+rose (and the throttling the kernel counts fell),
 that the verifier's verdict is improved or inconclusive with its test stated (improved only
 with a p-value and an effect size), and that nothing is left afterwards. Waits inside
 run_live poll with generous deadlines; they cost time only on failure.
@@ -119,11 +120,15 @@ def test_approved_quota_raise_is_executed_once_and_verified(tmp_path: Path) -> N
               if line.startswith(f"raise_cgroup_cpu_quota {cgroup}:")]
     assert raised == [f"raise_cgroup_cpu_quota {cgroup}: executed"], result.execution
     assert result.executed
-    # Nothing outside the lab was touched: every executed action is on the lab's targets.
+    # Nothing outside the lab was changed: every executed action that changes state is on the
+    # lab's cgroup (read-only looks, e.g. vmstat on the host, may run anywhere).
+    safety = {line.split(" (", 1)[0]: line.split(" (", 1)[1].split(")", 1)[0]
+              for line in result.proposal}
     for line in result.execution:
         if line.endswith(": executed"):
-            target = line.split(" ", 2)[1].rstrip(":")
-            assert target == cgroup or target.startswith("process/"), line
+            action_target = line.rsplit(":", 1)[0]
+            assert safety[action_target] == "read_only" or \
+                action_target.split(" ", 1)[1] == cgroup, (line, result.proposal)
     # The kernel's witness: the quota doubled (0.2 -> 0.4 CPU) and throttling fell.
     effect = result.remediation_effect
     assert effect is not None and effect.after is not None, result.notes
