@@ -25,7 +25,14 @@ from sreagent.evidence import (
     verify_package,
     write_package,
 )
-from sreagent.telemetry import Batch, Inventory, ProcessRow, Sample, SourceCapability, frame_from_batch
+from sreagent.telemetry import (
+    Batch,
+    Inventory,
+    ProcessRow,
+    Sample,
+    SourceCapability,
+    frame_from_batch,
+)
 from tests.test_artifacts import golden_chain
 
 T0 = 1_767_225_600_000_000_000
