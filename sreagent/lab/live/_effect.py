@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from sreagent.lab.live._host import LabHost
+from sreagent.lab.live._systemctl import quota_and_period
 
 
 def parse_cpu_stat(data: bytes) -> dict[str, int]:
@@ -29,12 +30,7 @@ def parse_cpu_stat(data: bytes) -> dict[str, int]:
 
 def read_quota(cpu_dir: Path) -> float | None:
     """The cgroup's CPU limit in cores (None when unlimited)."""
-    if (cpu_dir / "cpu.cfs_quota_us").exists():
-        quota = int((cpu_dir / "cpu.cfs_quota_us").read_text())
-        period = int((cpu_dir / "cpu.cfs_period_us").read_text())
-    else:
-        q, p = (cpu_dir / "cpu.max").read_text().split()
-        quota, period = (-1 if q == "max" else int(q)), int(p)
+    quota, period = quota_and_period(cpu_dir)
     return None if quota < 0 else quota / period
 
 

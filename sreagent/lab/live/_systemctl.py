@@ -10,8 +10,9 @@ systemd does for a runtime CPUQuota on a scope (writes the cgroup's CFS quota, o
 else (exit 1, naming why). The command the executor runs and records is the real catalogue
 command; only the manager behind it is the lab's.
 
-Executed by path (``python _systemctl.py --cpu-root R --cpuacct-root R ARGS...``), never imported
-by sreagent: standard library only, so an action runs in milliseconds.
+Executed by path (``python _systemctl.py --cpu-root R --cpuacct-root R ARGS...``); the lab
+imports only :func:`quota_and_period` from it. Standard library only, so an action runs in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def _unit_dir(root: Path, unit: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+def quota_and_period(cpu_dir: Path) -> tuple[int, int]:
+    """The cgroup's CFS quota and period in microseconds (quota -1: unlimited), v1 or v2."""
+    if (cpu_dir / "cpu.cfs_quota_us").exists():
+        return (int((cpu_dir / "cpu.cfs_quota_us").read_text()),
+                int((cpu_dir / "cpu.cfs_period_us").read_text()))
+    q, p = (cpu_dir / "cpu.max").read_text().split()
+    return (-1 if q == "max" else int(q)), int(p)
+
+
 def set_quota(cpu_dir: Path, percent: int) -> str:
     """Write a CPUQuota of ``percent`` % of one CPU into the cgroup; what was written."""
     if (cpu_dir / "cpu.cfs_quota_us").exists():
@@ -56,12 +66,7 @@ def show(cpu_dir: Path, acct_dir: Path | None, props: list[str]) -> list[str]:
     out = []
     for prop in props:
         if prop == "CPUQuotaPerSecUSec":
-            if (cpu_dir / "cpu.cfs_quota_us").exists():
-                quota = int((cpu_dir / "cpu.cfs_quota_us").read_text())
-                period = int((cpu_dir / "cpu.cfs_period_us").read_text())
-            else:
-                q, p = (cpu_dir / "cpu.max").read_text().split()
-                quota, period = (-1 if q == "max" else int(q)), int(p)
+            quota, period = quota_and_period(cpu_dir)
             out.append(f"{prop}=" + ("infinity" if quota < 0 else
                                      f"{quota * 1_000_000 // period}us"))
         elif prop == "CPUUsageNSec" and acct_dir is not None \
