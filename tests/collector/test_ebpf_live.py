@@ -163,14 +163,19 @@ def test_exec_and_exit_of_a_known_process(live_source: EbpfSource, tmp_path: Pat
     assert len(rate) == 1 and rate[0].value > 0
 
 
-def test_tcp_state_changes_of_loopback_connections(live_source: EbpfSource) -> None:
-    live_source.read(time.time_ns())
+def _loopback_connections(count: int) -> None:
+    """Open and close ``count`` TCP connections over loopback."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        for _ in range(5):
+        for _ in range(count):
             with socket.create_connection(("127.0.0.1", port), timeout=5):
                 conn, _addr = server.accept()
                 conn.close()
+
+
+def test_tcp_state_changes_of_loopback_connections(live_source: EbpfSource) -> None:
+    live_source.read(time.time_ns())
+    _loopback_connections(5)
     out = _collect(live_source)
     pairs = {
         (e.attributes["from"], e.attributes["to"]): int(e.attributes["count"])
@@ -193,12 +198,7 @@ def test_maps_drain_key_by_key_where_the_kernel_has_no_batch_command(
     live_source.read(time.time_ns())
     bpf._batch = False
     try:
-        with socket.create_server(("127.0.0.1", 0)) as server:
-            port = server.getsockname()[1]
-            for _ in range(4):
-                with socket.create_connection(("127.0.0.1", port), timeout=5):
-                    conn, _addr = server.accept()
-                    conn.close()
+        _loopback_connections(4)
         out = _collect(live_source)
         again = _collect(live_source, 0.0)  # drained: what was read is gone from the maps
     finally:

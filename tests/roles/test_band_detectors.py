@@ -7,26 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sreagent.artifacts import AnomalyFinding
-from sreagent.roles import detect, observe
 from sreagent.roles._detectors import detect as run_detectors
 from sreagent.runtime import ChainConfig, EvidenceView
 from sreagent.scenarios._stats import baseline_band, first_deviation
-from sreagent.testing import RoleEnvironment, WindowBuilder
+from sreagent.testing import WindowBuilder
 
 from . import windows
-from .windows import ONSET
-
-
-def _opened_index(view: EvidenceView) -> int | None:
-    """The sample at which the analyzer opened its incident (None: no incident)."""
-    env = RoleEnvironment()
-    finding = env.run(detect, env.run(observe, view), view)
-    assert isinstance(finding.payload, AnomalyFinding)
-    joint = [f for f in finding.payload.findings if f.detector == "joint_risk"]
-    if finding.payload.incident is None or not joint:
-        return None
-    return int((joint[0].onset_ns - view.start_ns) // 10**9)
+from .windows import ONSET, opened_index
 
 
 def _visible_index(view: EvidenceView, metric: str, entity: str, onset: int) -> int:
@@ -51,7 +38,7 @@ def test_a_filling_filesystem_opens_within_three_samples_of_becoming_visible() -
     for seed in (3, 4, 5):
         view = _filling_filesystem(seed).view()
         visible = _visible_index(view, "filesystem_used_ratio", "fs/var/log", ONSET)
-        opened = _opened_index(view)
+        opened = opened_index(view)
         assert opened is not None, "a filesystem filling past its normal range opened nothing"
         assert 0 <= opened - visible <= 3, (seed, visible, opened)
         used = view.get("filesystem_used_ratio", "fs/var/log")
@@ -64,7 +51,7 @@ def test_a_fill_gauge_that_recedes_opens_nothing() -> None:
     # Out of its band for two samples (a log rotated a moment late), then back.
     w.ramp("filesystem_used_ratio", "fs/var/log", start_s=ONSET, to=0.45, end_s=ONSET + 2,
            noise=0.002)
-    assert _opened_index(w.view()) is None
+    assert opened_index(w.view()) is None
 
 
 def test_a_listen_queue_burst_is_not_an_overflow_but_a_filling_queue_is() -> None:
@@ -76,17 +63,17 @@ def test_a_listen_queue_burst_is_not_an_overflow_but_a_filling_queue_is() -> Non
         return w
 
     # A reconnect storm: the queue reaches 10 % for a few seconds.
-    assert _opened_index(window(0.10, 3).view()) is None
+    assert opened_index(window(0.10, 3).view()) is None
     # A queue that fills towards its limit opens before the static 90 % threshold.
     filling = window(0.85, 30).view()
-    opened = _opened_index(filling)
+    opened = opened_index(filling)
     assert opened is not None and opened < ONSET + 10
 
 
 def test_drops_appearing_on_a_quiet_nic_open_and_noise_near_the_band_does_not() -> None:
     w = windows.quiet(seed=8)
     w.ramp("network_drops_per_second", "nic/eth0", start_s=ONSET, to=40.0, ramp_s=5)
-    opened = _opened_index(w.view())
+    opened = opened_index(w.view())
     assert opened is not None and ONSET <= opened <= ONSET + 3
 
     noisy = windows.quiet(seed=8)
@@ -94,7 +81,7 @@ def test_drops_appearing_on_a_quiet_nic_open_and_noise_near_the_band_does_not() 
     # Just over the band for a while: less than the band's width above it.
     noisy.ramp("network_drops_per_second", "nic/eth0", start_s=ONSET, to=0.07,
                end_s=ONSET + 6)
-    assert _opened_index(noisy.view()) is None
+    assert opened_index(noisy.view()) is None
 
 
 def _gpus(drop: tuple[int, ...], seed: int = 9) -> WindowBuilder:
@@ -110,7 +97,7 @@ def _gpus(drop: tuple[int, ...], seed: int = 9) -> WindowBuilder:
 def test_one_gpu_leaving_its_band_alone_is_a_divergence() -> None:
     view = _gpus(drop=(5,)).view()
     visible = _visible_index(view, "gpu_utilisation_ratio", "gpu/5", ONSET)
-    opened = _opened_index(view)
+    opened = opened_index(view)
     assert opened is not None and 0 <= opened - visible <= 3
     det = run_detectors(view, ChainConfig())
     fired = {d.series.entity for d in det.by_metric("gpu_utilisation_ratio")
@@ -120,7 +107,7 @@ def test_one_gpu_leaving_its_band_alone_is_a_divergence() -> None:
 
 def test_all_gpus_idling_together_is_no_divergence() -> None:
     # A checkpoint: every GPU of the job waits on storage at once.
-    assert _opened_index(_gpus(drop=tuple(range(8))).view()) is None
+    assert opened_index(_gpus(drop=tuple(range(8))).view()) is None
 
 
 def test_band_exits_are_causal() -> None:

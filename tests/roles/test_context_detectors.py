@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from sreagent.artifacts import AnomalyFinding
-from sreagent.roles import detect, observe
 from sreagent.roles._detectors import detect as run_detectors
 from sreagent.runtime import ChainConfig, EvidenceView
 from sreagent.scenarios._stats import baseline_band, first_deviation
-from sreagent.testing import RoleEnvironment, WindowBuilder
+from sreagent.testing import WindowBuilder
 
 from . import windows
-from .windows import ONSET
+from .windows import ONSET, opened_index
 
 PROC = "process/5150"
 DISK = "disk/nvme0n1"
 WEB = "cgroup/system.slice/web.service"
 
-
-def _opened_index(view: EvidenceView) -> int | None:
-    env = RoleEnvironment()
-    finding = env.run(detect, env.run(observe, view), view)
-    assert isinstance(finding.payload, AnomalyFinding)
-    joint = [f for f in finding.payload.findings if f.detector == "joint_risk"]
-    if finding.payload.incident is None or not joint:
-        return None
-    return int((joint[0].onset_ns - view.start_ns) // 10**9)
 
 
 def _visible_index(view: EvidenceView, metric: str, entity: str, **labels: str) -> int:
@@ -70,7 +59,7 @@ def test_a_steady_process_surging_opens_within_three_samples() -> None:
     for seed in (21, 22, 23):
         view = _surge(base=0.05, seed=seed).view()
         visible = _visible_index(view, "process_cpu_ratio", PROC)
-        opened = _opened_index(view)
+        opened = opened_index(view)
         assert opened is not None, f"seed {seed}: the surge opened nothing"
         assert 0 <= opened - visible <= 3, (seed, visible, opened)
         assert "first_surge" in _detectors_of(view, "process_cpu_ratio")
@@ -78,15 +67,15 @@ def test_a_steady_process_surging_opens_within_three_samples() -> None:
 
 def test_an_idle_job_waking_up_or_a_repeat_of_an_earlier_surge_opens_nothing() -> None:
     # cron or a backup agent: idle through the baseline, then the scheduled job runs.
-    assert _opened_index(_surge(base=0.0005).view()) is None
+    assert opened_index(_surge(base=0.0005).view()) is None
     # The same surge, but it already happened earlier in the window: routine.
-    assert _opened_index(_surge(base=0.05, earlier_burst=True).view()) is None
+    assert opened_index(_surge(base=0.05, earlier_burst=True).view()) is None
 
 
 def test_a_surge_the_host_does_not_feel_opens_nothing() -> None:
     # The host's CPU stays in its band (a 64-core host): a busy process, no incident.
     view = _surge(base=0.05, host_to=0.30).view()
-    assert _opened_index(view) is None
+    assert opened_index(view) is None
     assert "first_surge" not in _detectors_of(view, "process_cpu_ratio")
 
 
@@ -97,7 +86,7 @@ def test_a_tenant_surging_on_a_shared_disk_opens_within_three_samples() -> None:
     w.ramp("disk_utilisation_ratio", DISK, start_s=ONSET, to=0.85, ramp_s=10)
     view = w.view()
     visible = _visible_index(view, "cgroup_io_bytes_per_second", WEB, direction="write")
-    opened = _opened_index(view)
+    opened = opened_index(view)
     assert opened is not None and 0 <= opened - visible <= 3, (visible, opened)
 
 
@@ -118,7 +107,7 @@ def test_throttling_that_starts_while_the_use_climbs_opens_within_three_samples(
     view = _quota(usage_to=1.95, throttled_to=0.08).view()
     visible = min(_visible_index(view, "cgroup_cpu_usage_ratio", WEB),
                   _visible_index(view, "cgroup_cpu_throttled_seconds_per_second", WEB))
-    opened = _opened_index(view)
+    opened = opened_index(view)
     assert opened is not None and 0 <= opened - visible <= 3, (visible, opened)
     assert "quota_throttling" in _detectors_of(view, "cgroup_cpu_throttled_seconds_per_second")
 
@@ -126,7 +115,7 @@ def test_throttling_that_starts_while_the_use_climbs_opens_within_three_samples(
 def test_a_throttling_blip_without_more_use_opens_nothing() -> None:
     # Throttled time doubles for a few seconds while the cgroup's use stays in its band.
     view = _quota(usage_to=1.0, throttled_to=6e-5, end_s=ONSET + 8).view()
-    assert _opened_index(view) is None
+    assert opened_index(view) is None
 
 
 # --- a device that slows down ----------------------------------------------------------------
@@ -148,14 +137,14 @@ def test_latency_climbing_for_the_same_load_opens_within_three_samples() -> None
     # Far below the NVMe's static 10 ms: the slowdown is what opens the incident.
     view = _disk(latency_to=0.004, read_to=None).view()
     visible = _visible_index(view, "disk_await_seconds", DISK)
-    opened = _opened_index(view)
+    opened = opened_index(view)
     assert opened is not None and 0 <= opened - visible <= 3, (visible, opened)
     assert "device_slowdown" in _detectors_of(view, "disk_await_seconds")
 
 
 def test_latency_that_follows_the_devices_own_throughput_opens_nothing() -> None:
     # A backup: more bytes, so more latency.
-    assert _opened_index(_disk(latency_to=0.004, read_to=3e8).view()) is None
+    assert opened_index(_disk(latency_to=0.004, read_to=3e8).view()) is None
     # No load series at all: a slowdown cannot be told from more work, so it does not count.
     view = _disk(latency_to=0.004, read_to=None, load=False).view()
     assert "device_slowdown" not in _detectors_of(view, "disk_await_seconds")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from sreagent.testing import WindowBuilder
+from sreagent.artifacts import AnomalyFinding
+from sreagent.roles import detect, observe
+from sreagent.runtime import EvidenceView
+from sreagent.testing import RoleEnvironment, WindowBuilder
 
 ONSET = 600
+
+
+def opened_index(view: EvidenceView) -> int | None:
+    """The sample at which the analyzer opened its incident (None: no incident)."""
+    env = RoleEnvironment()
+    finding = env.run(detect, env.run(observe, view), view)
+    assert isinstance(finding.payload, AnomalyFinding)
+    joint = [f for f in finding.payload.findings if f.detector == "joint_risk"]
+    if finding.payload.incident is None or not joint:
+        return None
+    return int((joint[0].onset_ns - view.start_ns) // 10**9)
 
 
 def quiet(seconds: int = 900, seed: int = 1, **kw: object) -> WindowBuilder:
