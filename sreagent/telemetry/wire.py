@@ -13,6 +13,7 @@ Either may additionally carry an HTTP ``Content-Encoding`` of ``gzip`` or ``zstd
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from typing import Any
@@ -23,6 +24,7 @@ import pyarrow.ipc as ipc
 from sreagent.canonical import canonical_json, sha256_hex
 from sreagent.errors import BadInput, LimitExceeded, UnsupportedEncoding
 from sreagent.telemetry import batch as b
+from sreagent.telemetry._digest import emit_frame
 from sreagent.telemetry.arrow import (
     BATCH_SCHEMA,
     BatchFrame,
@@ -143,10 +145,16 @@ def batch_digest(frame: BatchFrame) -> str:
     Arrow or JSON; a different payload under the same (collector_id, producer_epoch, seq) does
     not.
     """
-    return content_digest(
-        frame.header.model_dump(mode="json"),
-        {name: getattr(frame, name).to_pydict() for name in ("samples", "processes", "events")},
-    )
+    header = frame.header.model_dump(mode="json")
+    tables = {"samples": frame.samples, "processes": frame.processes, "events": frame.events}
+    digest = hashlib.sha256()
+    try:
+        # Column by column from Arrow (sreagent.telemetry._digest): the same bytes as the
+        # Python-object path below, without a Python object per value.
+        emit_frame(digest.update, canonical_json(header), tables)
+    except ValueError:  # a non-finite float: the Python path names where it is
+        return content_digest(header, {k: t.to_pydict() for k, t in tables.items()})
+    return digest.hexdigest()
 
 
 def content_digest(header: dict[str, Any], tables: dict[str, dict[str, list[Any]]]) -> str:
