@@ -60,7 +60,7 @@ from sreagent.collector._inotify import (
     Inotify,
     InotifyEvent,
 )
-from sreagent.collector._psi import parse_pressure
+from sreagent.collector._psi import pressure_lines
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.telemetry import Sample, SourceCapability
 
@@ -304,8 +304,21 @@ class _Reader:
 
 
 _V1_CPU_STAT = (b"nr_periods ", b"nr_throttled ", b"throttled_time ")
-_OOM_KILL = (b"oom_kill ",)
-"""Keys with their separator: ``oom_kill`` alone would also match ``oom_kill_disable``."""
+
+
+def _value_after(raw: bytes, key: bytes) -> int | None:
+    """The integer after ``key`` (which starts with a newline and ends with its separator, so
+    ``oom_kill`` cannot match ``oom_kill_disable`` on the first line): memory.oom_control has
+    three lines, and one ``find`` is all this needs."""
+    start = raw.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = raw.find(b"\n", start)
+    try:
+        return int(raw[start : end if end >= 0 else len(raw)])
+    except ValueError:
+        return None
 
 
 def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) -> None:
@@ -334,11 +347,14 @@ def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) 
         reading.failcnt = _int(read("memory.failcnt"))
         raw = read("memory.oom_control")
         if raw is not None:
-            reading.oom_kills = pick_values(raw, _OOM_KILL).get(b"oom_kill ")
+            reading.oom_kills = _value_after(raw, b"\noom_kill ")
     elif controller == "blkio":
         raw = read("blkio.throttle.io_service_bytes")
         if raw is not None:
             reading.io = parse_blkio_service_bytes(raw)
+
+
+_PRESSURE_FILES = (("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure"))
 
 
 def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
@@ -371,15 +387,54 @@ def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
     if raw is not None:
         reading.io = parse_io_stat(raw)
     pressure = {}
-    for resource in ("cpu", "memory", "io"):
-        raw = read(f"{resource}.pressure")
+    for resource, name in _PRESSURE_FILES:
+        raw = read(name)
         if raw:
-            p = parse_pressure(raw)
+            p = pressure_lines(raw)
             if "some" in p:
-                full = p["full"].avg10 / 100 if "full" in p else None
-                pressure[resource] = (p["some"].avg10 / 100, full)
+                full = p["full"][0] / 100 if "full" in p else None
+                pressure[resource] = (p["some"][0] / 100, full)
     if pressure:
         reading.pressure = pressure
+
+
+class _Names:
+    """What a cgroup's samples are named with, built once per cgroup instead of per read:
+    the entity, its identity labels, the label dicts with ``direction``/``resource`` added
+    (shared by the samples: they are frozen models and nothing mutates labels), and the
+    counter keys."""
+
+    __slots__ = (
+        "_pressure",
+        "entity",
+        "io_keys",
+        "io_labels",
+        "labels",
+        "periods_key",
+        "throttled_key",
+        "throttled_ns_key",
+        "usage_key",
+    )
+
+    def __init__(self, rel: str) -> None:
+        self.entity = f"cgroup{rel}"
+        self.labels = parse_cgroup_identity(rel)
+        self.usage_key = (rel, "usage")
+        self.periods_key = (rel, "periods")
+        self.throttled_key = (rel, "throttled")
+        self.throttled_ns_key = (rel, "throttled_ns")
+        self.io_keys = ((rel, "read"), (rel, "write"))
+        self.io_labels = (
+            _merge(self.labels, {"direction": "read"}),
+            _merge(self.labels, {"direction": "write"}),
+        )
+        self._pressure: dict[str, dict[str, str]] = {}
+
+    def pressure_labels(self, resource: str) -> dict[str, str]:
+        labels = self._pressure.get(resource)
+        if labels is None:
+            labels = self._pressure[resource] = _merge(self.labels, {"resource": resource})
+        return labels
 
 
 class CgroupSource:
@@ -412,7 +467,8 @@ class CgroupSource:
         self.hierarchies = parse_cgroup_mounts(raw, roots.sys) if raw else Hierarchies()
         self._counters = Counters()
         self._interval = Interval()
-        self._identity: dict[str, dict[str, str]] = {}
+        self._name_cache: dict[str, _Names] = {}
+        """Entity, labels and counter keys of every cgroup of the last read."""
         self._truncated = False
         self._watch: Inotify | None = None
         self._leaf_watches: set[int] = set()
@@ -442,7 +498,9 @@ class CgroupSource:
 
     def _walk(self) -> None:
         """List the cgroups to read (bounded) and remember each directory's file names."""
-        self._files.close()  # reopened lazily; drops descriptors of removed cgroups
+        # Descriptors of files no longer listed are closed (removed cgroups); the others are
+        # kept, so the periodic safety-net walk does not reopen every file.
+        layout_files: set[str] = set()
         layout: list[tuple[str | None, str, _Reader]] = []
         truncated = False
         limit = self._max_cgroups
@@ -458,7 +516,10 @@ class CgroupSource:
                 if count > limit:
                     truncated = True
                     break
-                layout.append((controller, rel, _Reader(d, files, self._files)))
+                reader = _Reader(d, files, self._files)
+                layout_files.update(reader.paths.values())
+                layout.append((controller, rel, reader))
+        self._files.forget_unless(layout_files.__contains__)
         self._layout = layout
         self._truncated = truncated
         self._arm_watches(layout)
@@ -538,31 +599,36 @@ class CgroupSource:
         self._stale = stale
         return out
 
+    def _names(self, rel: str) -> _Names:
+        names = self._name_cache.get(rel)
+        if names is None:
+            names = self._name_cache[rel] = _Names(rel)
+        return names
+
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
         delta = self._counters.delta
         out: list[Sample] = []
         readings = self.readings()
         for rel, r in readings.items():
-            entity = f"cgroup{rel}"
-            labels = self._identity.get(rel)
-            if labels is None:
-                labels = self._identity[rel] = parse_cgroup_identity(rel)
+            n = self._names(rel)
+            entity = n.entity
+            labels = n.labels
             if r.usage_ns is not None:
-                d = delta((rel, "usage"), r.usage_ns, 64)
+                d = delta(n.usage_key, r.usage_ns, 64)
                 if d is not None and seconds:
                     out.append(
                         sample(now_ns, "cgroup_cpu_usage_ratio", entity, d / 1e9 / seconds, labels)
                     )
             if r.periods is not None and r.throttled is not None:
-                dp = delta((rel, "periods"), r.periods, 64)
-                dt = delta((rel, "throttled"), r.throttled, 64)
+                dp = delta(n.periods_key, r.periods, 64)
+                dt = delta(n.throttled_key, r.throttled, 64)
                 if dp and dt is not None:
                     out.append(
                         sample(now_ns, "cgroup_cpu_throttled_ratio", entity, dt / dp, labels)
                     )
             if r.throttled_ns is not None:
-                d = delta((rel, "throttled_ns"), r.throttled_ns, 64)
+                d = delta(n.throttled_ns_key, r.throttled_ns, 64)
                 if d is not None and seconds:
                     out.append(
                         sample(
@@ -595,39 +661,26 @@ class CgroupSource:
             if r.oom_kills is not None:
                 out.append(sample(now_ns, "cgroup_oom_kills_total", entity, r.oom_kills, labels))
             if r.io is not None:
-                for direction, value in zip(("read", "write"), r.io, strict=True):
-                    d = delta((rel, direction), value, 64)
+                for key, value, io_labels in zip(n.io_keys, r.io, n.io_labels, strict=True):
+                    d = delta(key, value, 64)
                     if d is not None and seconds:
                         out.append(
                             sample(
-                                now_ns,
-                                "cgroup_io_bytes_per_second",
-                                entity,
-                                d / seconds,
-                                _merge(labels, {"direction": direction}),
+                                now_ns, "cgroup_io_bytes_per_second", entity, d / seconds, io_labels
                             )
                         )
             for resource, (some, full) in r.pressure.items():
+                pressure_labels = n.pressure_labels(resource)
                 out.append(
-                    sample(
-                        now_ns,
-                        "cgroup_pressure_some_ratio",
-                        entity,
-                        some,
-                        _merge(labels, {"resource": resource}),
-                    )
+                    sample(now_ns, "cgroup_pressure_some_ratio", entity, some, pressure_labels)
                 )
                 if full is not None:
                     out.append(
-                        sample(
-                            now_ns,
-                            "cgroup_pressure_full_ratio",
-                            entity,
-                            full,
-                            _merge(labels, {"resource": resource}),
-                        )
+                        sample(now_ns, "cgroup_pressure_full_ratio", entity, full, pressure_labels)
                     )
-        self._counters.forget_unless(lambda key: key[0] in readings)
+        if len(self._name_cache) != len(readings):
+            self._counters.forget_unless(lambda key: key[0] in readings)
+            self._name_cache = {k: v for k, v in self._name_cache.items() if k in readings}
         return SourceOutput(samples=out)
 
     def close(self) -> None:

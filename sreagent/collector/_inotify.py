@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import struct
 from collections.abc import Iterator
@@ -59,8 +60,14 @@ def parse_events(raw: bytes) -> list[InotifyEvent]:
     return out
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # Once per process: ``find_library`` runs ldconfig (and gcc where present) in
+    # subprocesses, several ms of CPU and a fork, and the cgroup source creates a fresh
+    # inotify instance at every walk.
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+    return libc
 
 
 class Inotify:
@@ -68,7 +75,6 @@ class Inotify:
 
     def __init__(self) -> None:
         self._libc = _libc()
-        self._libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             err = ctypes.get_errno()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sreagent.collector._common import (
     Counters,
@@ -36,8 +36,10 @@ STATS64_HEAD = struct.Struct("=8Q")
 """rx/tx packets, rx/tx bytes, rx/tx errors, rx/tx dropped: the first eight u64 fields."""
 
 
-@dataclass(frozen=True)
-class LinkStats:
+class LinkStats(NamedTuple):
+    """One link's counters (a named tuple: built for every link at every read, and a frozen
+    dataclass's ``__init__`` costs several times as much)."""
+
     name: str
     rx_bytes: int
     tx_bytes: int
@@ -50,6 +52,19 @@ class LinkStats:
     carrier: bool | None = None
     carrier_changes: int | None = None
 
+
+_RATES: tuple[tuple[str, dict[str, str] | None], ...] = (
+    ("network_receive_bytes_per_second", None),
+    ("network_transmit_bytes_per_second", None),
+    ("network_receive_packets_per_second", None),
+    ("network_transmit_packets_per_second", None),
+    ("network_errors_per_second", {"direction": "receive"}),
+    ("network_errors_per_second", {"direction": "transmit"}),
+    ("network_drops_per_second", {"direction": "receive"}),
+    ("network_drops_per_second", {"direction": "transmit"}),
+)
+"""Metric and labels of each counter, in the order :meth:`NetlinkSource.read` passes them.
+The label dicts are shared by the samples (frozen models; nothing mutates labels)."""
 
 _WANTED = frozenset({IFLA_IFNAME, IFLA_STATS64, IFLA_CARRIER, IFLA_CARRIER_CHANGES})
 
@@ -149,6 +164,8 @@ class NetlinkSource:
         self._counters = Counters()
         self._interval = Interval()
         self._carrier: dict[str, bool] = {}
+        self._entities: dict[str, str] = {}
+        """``nic/<name>`` of every link of the last read (built once per link)."""
         self._files = KeptFiles()
         self._sock: NetlinkSocket | None = None
         self._reason = "disabled by configuration; /proc/net/dev"
@@ -181,12 +198,8 @@ class NetlinkSource:
             carrier = _int(files.read(f"{self._class_net}/{link.name}/carrier"))
             changes = _int(files.read(f"{self._class_net}/{link.name}/carrier_changes"))
             out.append(
-                LinkStats(
-                    **{
-                        **link.__dict__,
-                        "carrier": None if carrier is None else carrier == 1,
-                        "carrier_changes": changes,
-                    }
+                link._replace(
+                    carrier=None if carrier is None else carrier == 1, carrier_changes=changes
                 )
             )
         return out
@@ -196,24 +209,30 @@ class NetlinkSource:
         samples: list[Sample] = []
         events: list[Event] = []
         links = self._links()
-        delta = self._counters.delta
+        deltas = self._counters.deltas
         for link in links:
-            entity = f"nic/{link.name}"
             name = link.name
-            rates = (
-                ("network_receive_bytes_per_second", "rxb", link.rx_bytes, None),
-                ("network_transmit_bytes_per_second", "txb", link.tx_bytes, None),
-                ("network_receive_packets_per_second", "rxp", link.rx_packets, None),
-                ("network_transmit_packets_per_second", "txp", link.tx_packets, None),
-                ("network_errors_per_second", "rxe", link.rx_errors, {"direction": "receive"}),
-                ("network_errors_per_second", "txe", link.tx_errors, {"direction": "transmit"}),
-                ("network_drops_per_second", "rxd", link.rx_dropped, {"direction": "receive"}),
-                ("network_drops_per_second", "txd", link.tx_dropped, {"direction": "transmit"}),
+            entity = self._entities.get(name)
+            if entity is None:
+                entity = self._entities[name] = f"nic/{name}"
+            changed = deltas(
+                name,
+                (
+                    link.rx_bytes,
+                    link.tx_bytes,
+                    link.rx_packets,
+                    link.tx_packets,
+                    link.rx_errors,
+                    link.tx_errors,
+                    link.rx_dropped,
+                    link.tx_dropped,
+                ),
+                64,
             )
-            for metric, key, value, labels in rates:
-                d = delta((name, key), value, 64)
-                if d is not None and seconds:
-                    samples.append(sample(now_ns, metric, entity, d / seconds, labels))
+            if changed is not None and seconds:
+                for (metric, labels), d in zip(_RATES, changed, strict=True):
+                    if d is not None:
+                        samples.append(sample(now_ns, metric, entity, d / seconds, labels))
             if link.carrier_changes is not None:
                 samples.append(
                     sample(now_ns, "network_carrier_changes_total", entity, link.carrier_changes)
@@ -236,8 +255,10 @@ class NetlinkSource:
                             attributes={},
                         )
                     )
-        present = {link.name for link in links}
-        self._counters.forget_unless(lambda key: key[0] in present)
+        if len(self._entities) != len(links):
+            present = {link.name for link in links}
+            self._counters.forget_unless(lambda key: key in present)
+            self._entities = {n: e for n, e in self._entities.items() if n in present}
         return SourceOutput(samples=samples, events=events)
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ stall time in microseconds. The same format is used by cgroup v2 ``*.pressure`` 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sreagent.collector._common import KeptFiles, capability, read_optional, sample
@@ -44,6 +45,38 @@ def parse_pressure(raw: bytes) -> dict[str, Pressure]:
     return out
 
 
+def pressure_lines(raw: bytes) -> dict[str, tuple[float, int]]:
+    """``{"some": (avg10, total_us), "full": ...}``: the two figures the sources sample.
+
+    The kernel prints every line as ``<kind> avg10=X avg60=X avg300=X total=N``
+    (kernel/sched/psi.c, psi_show); this reads the two fields by position, which costs a
+    fraction of :func:`parse_pressure` (six of these files per sample). A line of another
+    shape goes through :func:`parse_pressure`, which names what it could not read.
+    """
+    out: dict[str, tuple[float, int]] = {}
+    for line in raw.split(b"\n"):
+        if not line:
+            continue
+        parts = line.split(b" ")
+        if (
+            len(parts) == 5
+            and parts[1].startswith(b"avg10=")
+            and parts[4].startswith(b"total=")
+            and parts[0] in _KINDS
+        ):
+            try:
+                out[_KINDS[parts[0]]] = (float(parts[1][6:]), int(parts[4][6:]))
+                continue
+            except ValueError:
+                pass
+        for kind, p in parse_pressure(line).items():
+            out[kind] = (p.avg10, p.total_us)
+    return out
+
+
+_KINDS = {b"some": "some", b"full": "full"}
+
+
 class PsiSource:
     """``psi``: host pressure stall information."""
 
@@ -51,11 +84,16 @@ class PsiSource:
     optional = False
 
     def __init__(self, roots: Roots) -> None:
-        self._paths = {r: roots.proc / "pressure" / r for r in RESOURCES}
+        self._paths = {r: str(roots.proc / "pressure" / r) for r in RESOURCES}
         self._files = KeptFiles()
+        # Label dicts built once and shared by the samples (frozen models).
+        self._labels = {r: {"resource": r} for r in RESOURCES}
+        self._total_labels = {
+            (r, kind): {"kind": kind, "resource": r} for r in RESOURCES for kind in _KINDS.values()
+        }
 
     def capability(self) -> SourceCapability:
-        missing = [str(p) for p in self._paths.values() if read_optional(p) is None]
+        missing = [p for p in self._paths.values() if read_optional(p) is None]
         if len(missing) == len(self._paths):
             return capability(
                 self.name,
@@ -64,20 +102,20 @@ class PsiSource:
             )
         if missing:
             return capability(self.name, "kernel", f"missing: {', '.join(missing)}")
-        return capability(self.name, "kernel", str(self._paths["cpu"].parent))
+        return capability(self.name, "kernel", os.path.dirname(self._paths["cpu"]))
 
     def read(self, now_ns: int) -> SourceOutput:
         out = []
         for resource, path in self._paths.items():
-            raw = self._files.read(str(path))
+            raw = self._files.read(path)
             if raw is None:
                 continue
-            labels = {"resource": resource}
-            for kind, p in parse_pressure(raw).items():
+            labels = self._labels[resource]
+            for kind, (avg10, total_us) in pressure_lines(raw).items():
                 if kind == "some":
-                    out.append(sample(now_ns, "pressure_some_ratio", "host", p.avg10 / 100, labels))
+                    out.append(sample(now_ns, "pressure_some_ratio", "host", avg10 / 100, labels))
                 elif kind == "full":
-                    out.append(sample(now_ns, "pressure_full_ratio", "host", p.avg10 / 100, labels))
+                    out.append(sample(now_ns, "pressure_full_ratio", "host", avg10 / 100, labels))
                 else:
                     continue
                 out.append(
@@ -85,8 +123,8 @@ class PsiSource:
                         now_ns,
                         "pressure_stall_seconds_total",
                         "host",
-                        p.total_us / 1e6,
-                        {"kind": kind, "resource": resource},
+                        total_us / 1e6,
+                        self._total_labels[resource, kind],
                     )
                 )
         return SourceOutput(samples=out)
