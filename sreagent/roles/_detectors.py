@@ -26,15 +26,15 @@ import numpy as np
 from sreagent.roles._stats import (
     Band,
     Baseline,
-    band,
-    baseline,
+    Spread,
     counter_increments,
     median,
     run_lengths,
     runs,
+    spreads,
 )
 from sreagent.runtime._config import ChainConfig
-from sreagent.runtime._view import EvidenceView, Series
+from sreagent.runtime._view import EvidenceView, Series, SeriesKey
 from sreagent.telemetry.names import METRICS_BY_NAME
 
 Direction = Literal["up", "down"]
@@ -245,13 +245,13 @@ def baseline_end(view: EvidenceView, config: ChainConfig) -> int:
     return view.start_ns + int(length)
 
 
-def _band_of(values: np.ndarray, rule: Rule, in_base: np.ndarray) -> Band | None:
+def _band_of(rule: Rule, spread: Spread) -> Band | None:
     """The baseline band of a series whose rule has a band exit (None: none, or too few
-    baseline samples)."""
-    if not rule.band or int(in_base.sum()) < 5:
+    baseline samples); ``spread`` is its baseline part's."""
+    if not rule.band or spread.n < 5:
         return None
-    return band(values[in_base], _unit_floor(rule.metric) if rule.band_floor is None
-                else rule.band_floor)
+    return spread.band(_unit_floor(rule.metric) if rule.band_floor is None
+                       else rule.band_floor)
 
 
 def _unit_floor(metric: str) -> float:
@@ -267,7 +267,8 @@ def _excess(values: np.ndarray, rule: Rule, normal: Band) -> np.ndarray:
 
 
 def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Band | None,
-                covers_baseline: bool = True) -> np.ndarray | None:
+                covers_baseline: bool = True,
+                base_median: float | None = None) -> np.ndarray | None:
     """Per-sample score of a sustained exit from the baseline band (causal: sample i only
     looks at samples up to i).
 
@@ -288,6 +289,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
     sign = 1.0 if rule.direction == "up" else -1.0
     excess = _excess(values, rule, normal)
     out = ~in_base & (excess > 0)
+    if not out.any():
+        # Never out of its band: no exit of any kind (the common case, cheaply).
+        return np.zeros(values.shape[0], dtype=np.float64)
     if rule.band in ("peer", "slowdown"):
         # The raw exit: the peers' exits or the device's load decide whether it counts.
         return out.astype(np.float64)
@@ -300,7 +304,8 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
             # A process or cgroup that started during the window (a job, a restart) has
             # no normal range of its own to leave.
             return np.zeros(values.shape[0], dtype=np.float64)
-        if rule.band == "surge" and median(values[in_base]) < IDLE_SHARE * rule.floor:
+        if rule.band == "surge" and (median(values[in_base]) if base_median is None
+                                     else base_median) < IDLE_SHARE * rule.floor:
             # Idle through the baseline (cron, a backup agent waiting for its schedule):
             # work starting there is a job being run, not a worker taking more.
             return np.zeros(values.shape[0], dtype=np.float64)
@@ -366,13 +371,31 @@ def _first_excursion(candidate: np.ndarray, out: np.ndarray, over: np.ndarray) -
     return candidate & keep
 
 
+def analysed_values(series: Series, rule: Rule) -> np.ndarray:
+    """What a rule's detectors read of a series: its values, or a counter's increments."""
+    return counter_increments(series.values.copy()) if rule.counter else series.values
+
+
+def baseline_length(series: Series, base_end_ns: int) -> int:
+    """How many leading samples of ``series`` form its baseline (times are ascending, so the
+    samples at or before ``base_end_ns`` are a prefix)."""
+    return int(np.searchsorted(series.ts, base_end_ns, "right"))
+
+
 def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
-                  base_end_ns: int) -> SeriesDetection:
+                  base_end_ns: int, values: np.ndarray | None = None,
+                  spread: Spread | None = None) -> SeriesDetection:
+    """One series' detection. ``values`` (:func:`analysed_values`) and ``spread`` (of its
+    baseline part) may come precomputed: :func:`detect` computes every series' spread in
+    one vectorised pass."""
     det = config.detection
-    values = counter_increments(series.values.copy()) if rule.counter else series.values
+    if values is None:
+        values = analysed_values(series, rule)
     in_base = series.ts <= base_end_ns
     after = ~in_base
-    base = baseline(values[in_base], floor=max(rule.floor / 4.0, 1e-9))
+    if spread is None:
+        spread = spreads([values[in_base]])[0]
+    base = spread.baseline(max(rule.floor / 4.0, 1e-9))
     sign = 1.0 if rule.direction == "up" else -1.0
     move = sign * (values - base.median)
     z = move / base.sigma
@@ -381,11 +404,17 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                                          else float(warn_at))
     crit = rule.crit if warn_at is rule.warn else None
     static_level = np.zeros(values.shape[0], dtype=np.int8)
+    any_static = False
     if warn_at is not None:
         static_level = np.where(sign * values >= sign * warn_at, 1, 0).astype(np.int8)
         if crit is not None:
             static_level[sign * values >= sign * crit] = 2
-    dev_hot = np.zeros(values.shape[0], dtype=bool)
+        any_static = bool(static_level.any())
+    # Most series never deviate and never cross a threshold: their hot mask is all false,
+    # and each mask below is built only when it can hold something.
+    # Deviating samples anywhere in the window (the baseline part too), for the bursts.
+    deviating: np.ndarray | None = None
+    dev_hot: np.ndarray | None = None
     if rule.counter:
         # Errors that appear where there were none are definitive; a counter that always
         # moves must also move faster than usual.
@@ -396,23 +425,24 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
             dev_hot = after & (z >= det.z_open) & (move >= rule.floor)
     elif rule.deviation and base.n >= 5:
         needed = np.maximum(rule.floor, det.min_relative_change * abs(base.median))
-        dev_hot = after & (z >= det.z_open) & (move >= needed)
-    hot = dev_hot | (static_level > 0)
+        deviating = (z >= det.z_open) & (move >= needed)
+        dev_hot = after & deviating
+    if dev_hot is None:
+        hot = static_level > 0 if any_static else None
+    else:
+        hot = dev_hot | (static_level > 0) if any_static else dev_hot
     persist = 1 if rule.counter else det.open_samples
     # Earlier bursts of the same shape anywhere in the window, the baseline part included
-    # (a backup every ten minutes has often run once before the analysis part starts).
-    bursts: list[tuple[int, int]] = []
-    if rule.deviation and not rule.counter and base.n >= 5:
-        needed_any = np.maximum(rule.floor, det.min_relative_change * abs(base.median))
-        bursts = [r for r in runs((z >= det.z_open) & (move >= needed_any))
-                  if r[1] - r[0] >= persist]
+    # (a backup every ten minutes has often run once before the analysis part starts);
+    # found when a deviation-only run needs them.
+    bursts: list[tuple[int, int]] | None = None
     score = np.zeros(values.shape[0], dtype=np.float64)
     routine = False
-    for start, end in runs(hot):
+    for start, end in runs(hot) if hot is not None else ():
         if end - start < persist:
             continue
         sl = slice(start + persist - 1, end)
-        static_run = static_level[start:end].max() > 0
+        static_run = any_static and static_level[start:end].max() > 0
         # A deviation alone is weak evidence (SCORE_DEVIATION): a backup raises IO pressure
         # far outside its baseline too. Grading deviations by size was tried and opened
         # incidents on the no-fault controls (docs/evaluation.md).
@@ -421,6 +451,9 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
         if rule.counter:
             run_score = np.maximum(run_score, SCORE_WARN)
         if not static_run and not rule.counter:
+            if bursts is None:
+                bursts = [] if deviating is None else \
+                    [r for r in runs(deviating) if r[1] - r[0] >= persist]
             earlier = [e - b for b, e in bursts if e <= start]
             if len(earlier) >= det.recurring_min_bursts and (end - start) <= 2 * max(earlier):
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
@@ -429,20 +462,19 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     # A series that starts later than the first tenth of the baseline started during the
     # window (a job, a restarted process): it has no steady past of its own.
     covers = bool(series.ts[0] - view.start_ns <= 0.1 * (base_end_ns - view.start_ns))
-    normal = _band_of(values, rule, in_base) if _may_exit(rule, values, after, base, covers) \
-        else None
-    band_score = _band_exits(values, rule, in_base, normal, covers)
-    own_band = rule.band in ("fill", "error")
-    banded = own_band and band_score is not None and bool(band_score.max(initial=0.0) > 0)
-    if band_score is not None and own_band:
+    normal = _band_of(rule, spread) if _may_exit(rule, values, after, base, covers) else None
+    band_score = _band_exits(values, rule, in_base, normal, covers, spread.median)
+    banded = rule.band in ("fill", "error") and band_score is not None \
+        and bool(band_score.max(initial=0.0) > 0)
+    if banded and band_score is not None:
+        # (Scores are never negative: an all-zero band score would change nothing.)
         score = np.maximum(score, band_score)
     detector = ("counter_increase" if rule.counter else
-                "static_threshold" if static_level.max(initial=0) > 0 else
+                "static_threshold" if any_static else
                 ("band_trend" if rule.band == "fill" else "band_exit") if banded else
                 "recurring_burst" if routine else "robust_zscore")
     return SeriesDetection(series, rule, values, base, z, score, static_level, warn,
-                           routine=routine and not banded
-                           and not (static_level.max(initial=0) > 0),
+                           routine=routine and not banded and not any_static,
                            detector=detector, band_score=band_score, normal=normal)
 
 
@@ -528,20 +560,26 @@ def _grid_index(grid: np.ndarray, series: Series) -> np.ndarray:
 
 
 def _over_band(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
-               series: list[Series]) -> np.ndarray:
-    """Per grid sample: any of ``series`` above its baseline band (after the baseline)."""
+               series: list[Series], known: dict[SeriesKey, Spread]) -> np.ndarray:
+    """Per grid sample: any of ``series`` above its baseline band (after the baseline).
+
+    ``known``: the spreads of series' raw baseline values computed so far (filled here)."""
+    missing = [s for s in series if s.key not in known]
+    for s, spread in zip(missing, spreads([s.values[:baseline_length(s, base_end_ns)]
+                                           for s in missing]), strict=True):
+        known[s.key] = spread
     over = np.zeros(grid.shape[0], dtype=bool)
     for s in series:
-        in_base = s.ts <= base_end_ns
-        if int(in_base.sum()) < 5:
+        spread = known[s.key]
+        if spread.n < 5:
             continue
-        normal = band(s.values[in_base], _unit_floor(s.metric))
-        over[_grid_index(grid, s)] |= ~in_base & (s.values > normal.high)
+        normal = spread.band(_unit_floor(s.metric))
+        over[_grid_index(grid, s)] |= ~(s.ts <= base_end_ns) & (s.values > normal.high)
     return over
 
 
 def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
-                     dets: list[SeriesDetection]) -> None:
+                     dets: list[SeriesDetection], known: dict[SeriesKey, Spread]) -> None:
     """Keep a ``surge``, ``quota`` or ``slowdown`` candidate only where its context agrees.
 
     * ``surge``: the shared resource is out of its band at the same sample (host CPU for a
@@ -569,12 +607,13 @@ def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
         if kind == "surge":
             shared = _SURGE_CONTEXT[d.rule.metric]
             if shared not in context:
-                context[shared] = _over_band(view, grid, base_end_ns, view.metric(shared))
+                context[shared] = _over_band(view, grid, base_end_ns, view.metric(shared),
+                                             known)
             trigger = (raw > 0) & context[shared][idx]
             detector = "first_surge"
         elif kind == "quota":
             usage = view.get("cgroup_cpu_usage_ratio", s.entity)
-            demand = _over_band(view, grid, base_end_ns, [usage] if usage else [])[idx]
+            demand = _over_band(view, grid, base_end_ns, [usage] if usage else [], known)[idx]
             trigger = (raw > 0) & demand
             detector = "quota_throttling"
         else:
@@ -582,7 +621,7 @@ def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
             if not loads:
                 d.band_score = None
                 continue
-            flat = ~_over_band(view, grid, base_end_ns, loads)
+            flat = ~_over_band(view, grid, base_end_ns, loads, known)
             counted = out & flat[idx]
             rising = np.zeros(s.values.shape[0], dtype=bool)
             rising[2:] = d.values[2:] >= d.values[:-2]
@@ -604,16 +643,24 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
     """
     grid = view.grid
     base_end = baseline_end(view, config)
-    dets: list[SeriesDetection] = []
     family_risk: dict[str, np.ndarray] = {}
+    analysed: list[tuple[Series, Rule, np.ndarray]] = []
     for key in sorted(view.series):
         series = view.series[key]
         rule = rule_for(series)
         if rule is None or len(series) == 0:
             continue
-        dets.append(detect_series(view, config, series, rule, base_end))
+        analysed.append((series, rule, analysed_values(series, rule)))
+    # Every baseline's median, MAD and quartiles in one vectorised pass (_stats.spreads).
+    base_spreads = spreads([values[:baseline_length(series, base_end)]
+                            for series, _, values in analysed])
+    dets = [detect_series(view, config, series, rule, base_end, values, spread)
+            for (series, rule, values), spread in zip(analysed, base_spreads, strict=True)]
+    # The raw values' spreads known so far, for the context series of _gate_by_context.
+    known = {series.key: spread for (series, rule, _), spread
+             in zip(analysed, base_spreads, strict=True) if not rule.counter}
     _peer_divergence(grid, dets)
-    _gate_by_context(view, grid, base_end, dets)
+    _gate_by_context(view, grid, base_end, dets, known)
     for d in dets:
         rule, series = d.rule, d.series
         risky = d.score if rule.family not in ATTRIBUTION_FAMILIES else (

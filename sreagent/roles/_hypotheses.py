@@ -55,11 +55,20 @@ class Scope:
     det: Detection
     t0: int
     t1: int
+    _figures: dict[tuple[object, ...], object] = field(default_factory=dict, repr=False,
+                                                       compare=False)
+    """Spans and percentiles already computed: the scorers ask for the same series' figures
+    many times (a pure function of the series and the interval, so caching changes nothing
+    but the time taken)."""
 
     def _span(self, s: Series) -> tuple[int, int]:
-        lo = int(np.searchsorted(s.ts, self.t0, "left"))
-        hi = int(np.searchsorted(s.ts, self.t1, "right"))
-        return lo, hi
+        key = ("span", s.metric, s.entity, s.labels)
+        found = self._figures.get(key)
+        if found is None:
+            found = (int(np.searchsorted(s.ts, self.t0, "left")),
+                     int(np.searchsorted(s.ts, self.t1, "right")))
+            self._figures[key] = found
+        return found  # type: ignore[return-value]
 
     def window(self, s: Series) -> np.ndarray:
         lo, hi = self._span(s)
@@ -72,7 +81,11 @@ class Scope:
     def peak(self, s: Series | None, q: float = 95.0) -> float:
         if s is None:
             return 0.0
-        return percentile(self.window(s), q)
+        key = ("peak", s.metric, s.entity, s.labels, q)
+        found = self._figures.get(key)
+        if found is None:
+            found = self._figures[key] = percentile(self.window(s), q)
+        return found  # type: ignore[return-value]
 
     def trough(self, s: Series | None, q: float = 5.0) -> float:
         return self.peak(s, q)
@@ -80,7 +93,11 @@ class Scope:
     def base(self, s: Series | None) -> float:
         if s is None:
             return 0.0
-        return median(self.before(s))
+        key = ("base", s.metric, s.entity, s.labels)
+        found = self._figures.get(key)
+        if found is None:
+            found = self._figures[key] = median(self.before(s))
+        return found  # type: ignore[return-value]
 
     def rise(self, s: Series | None) -> float:
         return self.peak(s) - self.base(s)

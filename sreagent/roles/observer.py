@@ -15,7 +15,7 @@ from sreagent.artifacts import (
     SignalSummary,
     make_artifact,
 )
-from sreagent.roles._stats import percentile
+from sreagent.roles._stats import percentiles
 from sreagent.runtime._context import RoleContext
 from sreagent.runtime._view import EvidenceView
 
@@ -39,14 +39,15 @@ def observe(view: EvidenceView, ctx: RoleContext) -> Artifact:
     kept = [view.series[table.keys[i]] for i in rows]
     stats = np.round(np.stack([table.last[rows], table.mean[rows], table.minimum[rows],
                                table.maximum[rows]], axis=1), 9).tolist()
+    # Every p95 in one partition per series length (the same bits as one call per series).
+    p95s = percentiles([s.values for s in kept], 95)
     signals = []
-    for s, (last, mean, minimum, maximum) in zip(kept, stats, strict=True):
-        v = s.values
+    for s, (last, mean, minimum, maximum), p95 in zip(kept, stats, p95s, strict=True):
         label = ",".join(f"{k}={val}" for k, val in s.labels)
         signals.append(SignalSummary(
             metric=s.metric if not label else f"{s.metric}{{{label}}}", entity=s.entity,
-            count=int(v.shape[0]), last=last, mean=mean, minimum=minimum, maximum=maximum,
-            p95=_rounded(percentile(v, 95))))
+            count=int(s.values.shape[0]), last=last, mean=mean, minimum=minimum,
+            maximum=maximum, p95=_rounded(p95)))
     grid = view.grid
     res_ns = view.resolution_s * 1e9
     gaps = int(np.sum(np.diff(grid) > 1.5 * res_ns)) if grid.shape[0] > 1 else 0

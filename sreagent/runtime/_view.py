@@ -231,6 +231,8 @@ class EvidenceView:
 
     @property
     def sample_count(self) -> int:
+        if self._column is not None:  # every series' values back to back
+            return int(self._column[0].shape[0])
         return sum(len(s) for s in self.series.values())
 
     def series_stats(self) -> SeriesStats:
