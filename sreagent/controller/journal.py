@@ -27,6 +27,7 @@ crash in between is finished at the next start (:func:`finish_interrupted_compac
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,8 +52,7 @@ from sreagent.evidence.journal import (
     ROW_GROUP_ROWS,
     JournalWriter,
     folder_layout,
-    sort_by_host,
-    write_parquet,
+    merge_parts,
 )
 from sreagent.telemetry import decode_batch
 from sreagent.telemetry.arrow import BatchFrame
@@ -62,6 +62,24 @@ COMPACTED_KEY = b"sreagent.compacted_from"
 WAL_DIR = "_wal"
 _RECORD = struct.Struct(">4sIII")  # magic, header length, body length, crc32
 _MAGIC = b"SRW1"
+
+
+_ACTIVITY: collections.deque[dict[str, Any]] = collections.deque(maxlen=2000)
+_ACTIVITY_LOCK = threading.Lock()
+
+
+def _record_activity(kind: str, started: float, seconds: float, **figures: object) -> None:
+    with _ACTIVITY_LOCK:
+        _ACTIVITY.append({"kind": kind, "wall": round(started, 3),
+                          "seconds": round(seconds, 3), **figures})
+
+
+def journal_activity() -> list[dict[str, Any]]:
+    """The last 2,000 Parquet flushes and compactions of this process (kind, wall-clock
+    start, seconds, rows, files), oldest first: lets a memory profile match RSS steps to
+    them (``sreagent.controller.memprofile``)."""
+    with _ACTIVITY_LOCK:
+        return list(_ACTIVITY)
 
 
 @dataclass
@@ -317,15 +335,19 @@ class GroupCommitJournal:
                 segments = self.wal.rotate()
             if items:
                 self._sequence += 1
+                started_wall = time.time()
                 started, started_cpu = time.perf_counter(), time.thread_time()
                 writer = JournalWriter(self.root, writer_id=self.writer_id,
                                        sequence=self._sequence - 1)
                 for frame, digest in items:
                     writer.append(frame, digest)
                 writer.flush()
-                self.parquet_seconds += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                rows = sum(frame.row_count for frame, _ in items)
+                self.parquet_seconds += seconds
                 self.parquet_cpu_seconds += time.thread_time() - started_cpu
-                self.parquet_rows += sum(frame.row_count for frame, _ in items)
+                self.parquet_rows += rows
+                _record_activity("flush", started_wall, seconds, rows=rows, batches=len(items))
                 self.parquet_flushes += 1
                 self.last_flush_at = time.time()
             for segment in segments:
@@ -392,14 +414,23 @@ def finish_interrupted_compactions(root: Path) -> int:
     return removed
 
 
+COMPACT_MAX_FILES = 32
+"""Most part files one merge reads at once (each costs about one of its row groups of memory
+while the merge runs); more small files are merged in several runs, and the results again
+later while they are still small."""
+
+
 def compact(root: Path, *, min_files: int, writer_id: str, skip_newer_than_s: float = 5.0,
-            max_rows: int = 1_000_000, row_group_rows: int = ROW_GROUP_ROWS) -> int:
+            max_rows: int = 1_000_000, row_group_rows: int = ROW_GROUP_ROWS,
+            max_files: int = COMPACT_MAX_FILES) -> int:
     """Merge a partition's small part files, ``min_files`` or more at a time; return files
     merged.
 
     A part file is small below ``max_rows // 4`` rows; small files are merged in runs of at
-    most ``max_rows`` rows, so compaction's memory stays bounded however much a partition
-    holds (a busy hour's flushes are already large and are left alone). The merged file is
+    most ``max_rows`` rows and ``max_files`` files (at least ``min_files``); a busy hour's
+    flushes are already large and are left alone. The merge streams
+    (:func:`sreagent.evidence.journal.merge_parts`): it holds about one row group per file
+    it reads plus one output row group, never the run's rows at once. The merged file is
     sorted by host again. Files younger than ``skip_newer_than_s`` are left alone so
     compaction never races a flush renaming a file into place.
     """
@@ -415,33 +446,37 @@ def compact(root: Path, *, min_files: int, writer_id: str, skip_newer_than_s: fl
                 rows = pq.read_metadata(p).num_rows
                 if rows < small_below:
                     candidates.append((p, rows))
-            for run in _runs_of_at_most(candidates, max_rows):
+            rows_of = dict(candidates)
+            for run in _runs_of_at_most(candidates, max_rows, max(min_files, max_files)):
                 if len(run) < min_files:
                     continue
-                merged = sort_by_host(
-                    pa.concat_tables([pq.read_table(p, schema=schema) for p in run]))
+                started_wall, started = time.time(), time.perf_counter()
                 metadata = {COMPACTED_KEY: json.dumps([p.name for p in run]).encode()}
                 target = folder / f"compact-{writer_id}-{int(now * 1e3)}-{run[0].stem}.parquet"
                 atomic_write(target, functools.partial(
-                    _write_merged, table=merged, metadata=metadata,
+                    _merge_into, sources=run, schema=schema, metadata=metadata,
                     row_group_rows=row_group_rows, layout=folder_layout(folder)))
                 for p in run:
                     p.unlink()
                 merged_count += len(run)
+                _record_activity("compact", started_wall, time.perf_counter() - started,
+                                 table=table, files=len(run), rows=sum(rows_of[p] for p in run))
     return merged_count
 
 
-def _write_merged(tmp: Path, *, table: pa.Table, metadata: dict[bytes, bytes],
-                  row_group_rows: int, layout: int) -> None:
-    write_parquet(tmp, table, metadata=metadata, row_group_rows=row_group_rows, layout=layout)
+def _merge_into(tmp: Path, *, sources: list[Path], schema: pa.Schema,
+                metadata: dict[bytes, bytes], row_group_rows: int, layout: int) -> None:
+    merge_parts(sources, tmp, schema=schema, metadata=metadata,
+                row_group_rows=row_group_rows, layout=layout)
 
 
-def _runs_of_at_most(files: list[tuple[Path, int]], max_rows: int) -> list[list[Path]]:
+def _runs_of_at_most(files: list[tuple[Path, int]], max_rows: int,
+                     max_files: int) -> list[list[Path]]:
     runs: list[list[Path]] = []
     current: list[Path] = []
     total = 0
     for path, rows in files:
-        if current and total + rows > max_rows:
+        if current and (total + rows > max_rows or len(current) >= max_files):
             runs.append(current)
             current, total = [], 0
         current.append(path)

@@ -22,6 +22,7 @@ from sreagent.controller.journal import (
     finish_interrupted_compactions,
 )
 from sreagent.controller.leader import LeaderLease
+from sreagent.controller.memprofile import MemoryProfile, start_memory_profile
 from sreagent.controller.notify import Notifier
 from sreagent.controller.settings import Settings, WorkflowSettings
 from sreagent.controller.store import RunStore
@@ -112,6 +113,7 @@ class Controller:
         self._leader_ready = False
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
+        self._memory_profile: MemoryProfile | None = None
         self.ready = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Controller:
             target=self._compact_loop, name="journal-compactor", daemon=True
         )
         self._compactor.start()
+        self._memory_profile = start_memory_profile(self.settings.debug)  # off by default
         self.ready = True
 
     @property
@@ -147,6 +150,8 @@ class Controller:
         self.notifier.stop()
         if self._compactor is not None:
             self._compactor.join(timeout=10)
+        if self._memory_profile is not None:
+            self._memory_profile.stop()
         self.store.close()
 
     def _leadership_changed(self, leader: bool) -> None:

@@ -86,6 +86,22 @@ class JournalSettings(_Section):
     """Batches waiting for a flush beyond which ingest answers 503 (back-pressure)."""
 
 
+class DebugSettings(_Section):
+    """Diagnostics that cost performance; all off by default."""
+
+    memory_profile_dir: Path | None = None
+    """Folder for the memory profile (``sreagent.controller.memprofile``): RSS, Arrow and
+    malloc figures every ``memory_sample_interval_s``, tracemalloc growth since snapshot
+    ``memory_baseline_snapshot`` every ``memory_snapshot_interval_s``, journal flush and
+    compaction times. Unset: no profiling, no tracemalloc."""
+    memory_tracemalloc: bool = True
+    """With a ``memory_profile_dir``: also trace Python allocations (snapshots). False keeps
+    only the cheap per-interval samples."""
+    memory_sample_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    memory_snapshot_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    memory_baseline_snapshot: Annotated[int, Field(ge=1)] = 2
+
+
 class ThresholdRule(_Section):
     """Open an incident when ``metric`` of ``entity`` is above ``above`` for ``for_samples``."""
 
@@ -195,6 +211,7 @@ class Settings(BaseSettings):
     workflow: WorkflowSettings = WorkflowSettings()
     notifications: NotificationSettings = NotificationSettings()
     leader: LeaderSettings = LeaderSettings()
+    debug: DebugSettings = DebugSettings()
 
     @field_validator("database_url")
     @classmethod

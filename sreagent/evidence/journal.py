@@ -27,6 +27,7 @@ import ctypes
 import os
 import secrets
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +105,96 @@ def write_parquet(path: Path, table: pa.Table, *, row_group_rows: int = ROW_GROU
     journal's options, row-group size and layout marker. No rename, no fsync."""
     table = table.replace_schema_metadata({**(metadata or {}), LAYOUT_KEY: str(layout).encode()})
     pq.write_table(table, path, row_group_size=row_group_rows, **PARQUET_OPTIONS)
+
+
+MERGE_BATCH_ROWS = 4096
+"""Rows :func:`merge_parts` decodes from one source at a time."""
+
+
+def merge_parts(sources: list[Path], target: Path, *, schema: pa.Schema,
+                row_group_rows: int = ROW_GROUP_ROWS, metadata: dict[bytes, bytes] | None = None,
+                layout: int = LAYOUT_VERSION, batch_rows: int = MERGE_BATCH_ROWS) -> int:
+    """Write the rows of ``sources`` (part files, each sorted by host) to ``target`` as one
+    file sorted by host, and return its row count. No rename, no fsync.
+
+    The rows come out exactly as a stable sort by host of all sources concatenated in the
+    given order would give them (host by host, each source's rows of that host in turn), but
+    as a streaming k-way merge: each source is decoded ``batch_rows`` rows at a time and the
+    output is written one row group (``row_group_rows``) at a time. Memory is therefore about
+    one output row group plus ``batch_rows`` decoded rows and the compressed column chunks
+    per source, not the sum of the sources (compaction once held every source and a sorted
+    copy of them). The caller bounds how many sources one merge opens.
+    """
+    schema = schema.with_metadata({**(metadata or {}), LAYOUT_KEY: str(layout).encode()})
+    cursors = [_HostRuns(path, schema, batch_rows) for path in sources]
+    total = 0
+    with pq.ParquetWriter(target, schema, **PARQUET_OPTIONS) as writer:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        while live := [c for c in cursors if c.host is not None]:
+            host = min(c.host for c in live if c.host is not None)
+            for cursor in live:
+                for piece in cursor.take(host):
+                    pending.append(piece)
+                    pending_rows += piece.num_rows
+                    if pending_rows >= row_group_rows:  # a large host need not be held whole
+                        writer.write_table(pa.Table.from_batches(pending, schema),
+                                           row_group_size=row_group_rows)
+                        total += pending_rows
+                        pending, pending_rows = [], 0
+        if pending_rows or total == 0:
+            writer.write_table(pa.Table.from_batches(pending, schema),
+                               row_group_size=row_group_rows)
+            total += pending_rows
+    return total
+
+
+class _HostRuns:
+    """A part file read ``batch_rows`` rows at a time, as runs of one host each."""
+
+    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int):
+        self._schema = schema
+        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows,
+                                                          use_threads=False)
+        self._batch: pa.RecordBatch | None = None
+        self._runs: list[tuple[str, int, int]] = []  # (host, start, end), reversed
+        self._next_batch()
+
+    @property
+    def host(self) -> str | None:
+        """The host of the next row; None at the end of the file."""
+        return self._runs[-1][0] if self._runs else None
+
+    def take(self, host: str) -> Iterator[pa.RecordBatch]:
+        """This file's next rows while they are of ``host``, advancing past them (one
+        decoded batch at a time)."""
+        while self._runs and self._runs[-1][0] == host:
+            _, start, end = self._runs.pop()
+            assert self._batch is not None
+            yield self._batch.slice(start, end - start)
+            if not self._runs:
+                self._next_batch()
+
+    def _next_batch(self) -> None:
+        import pyarrow.compute as pc
+
+        self._batch = None
+        for batch in self._batches:
+            if batch.num_rows:
+                self._batch = _conform(batch, self._schema)
+                runs = pc.run_end_encode(self._batch.column("host"))
+                ends = runs.run_ends.to_pylist()
+                starts = [0, *ends[:-1]]
+                self._runs = list(zip(runs.values.to_pylist(), starts, ends,
+                                      strict=True))[::-1]
+                return
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A source batch in the journal schema's column order and types."""
+    if batch.schema.equals(schema, check_metadata=False):
+        return batch
+    return batch.select(schema.names).cast(schema.remove_metadata())
 
 
 def write_part(path: Path, table: pa.Table, *, row_group_rows: int = ROW_GROUP_ROWS) -> None:
@@ -293,5 +384,5 @@ class Journal:
 
 
 __all__ = ["JOURNAL_TABLES", "LAYOUT_KEY", "LAYOUT_VERSION", "Journal", "JournalWriter",
-           "folder_layout", "partition_dir", "sort_by_host", "syncfs", "write_parquet",
+           "folder_layout", "merge_parts", "partition_dir", "sort_by_host", "syncfs", "write_parquet",
            "write_part"]
