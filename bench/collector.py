@@ -17,6 +17,12 @@ Writes the figures to docs/benchmarks.md under "## Collector overhead (bench/col
 (replacing that section only) and prints them. Run as root to include the kernel sources:
 
     .venv/bin/python bench/collector.py [--seconds 40] [--no-write]
+    .venv/bin/python bench/collector.py --before /tmp/collector-before   # A/B, one run
+
+``--before TREE`` first runs this same script in a child process with ``PYTHONPATH=TREE``
+(another checkout, e.g. ``git worktree add /tmp/collector-before <commit>``; its daemon child
+inherits the path), then measures this checkout, and writes both side by side in a
+"### Session 4" sub-section.
 """
 
 from __future__ import annotations
@@ -513,7 +519,21 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-CHANGES = """What changed since the 10:21 UTC run (figures below as "before"): cgroups created or
+CHANGES = """Session 4 (fast sample <= 2 ms): cgroup entities, labels and counter keys built
+once per cgroup, counters of a link or disk kept as one tuple per entity, PSI lines read by
+position, `/proc/stat` split only as far as its `cpu` lines, `oom_kill` found with one
+`find`, link statistics as named tuples; and the C library behind inotify looked up once per
+process (`ctypes.util.find_library` ran `ldconfig` in a subprocess at every cgroup walk, so
+every 30 s), with the periodic walk keeping the descriptors of files it lists again
+(docs/collector.md, "Cost"). "Session 4: before and after, one run" below has the previous
+commit measured by the same invocation, and docs/benchmarks.md "Collector sources" the
+per-source A/B with a control loop."""
+
+BEFORE = """Session 3's last run (same script, 2026-11-29 13:35 UTC, load 7.5/6.9/6.6): fast sample
+2.63 ms (p90 6.84 ms), full snapshot 17.49 ms (process scan 12.85 ms), all sources RSS 54.1 MiB
+and 0.97 % of a core (9.75 ms per batch, ratio 0.57), without eBPF 0.85 %; per source cgroup
+0.62, netlink 0.43, cpu 0.32, memory 0.24, tcp 0.21, disk 0.20, psi 0.15, sock_diag 0.15,
+perf 0.11 ms. Session 3 had changed, since its 10:21 UTC run (the "before" below): cgroups created or
 removed and limit files written are seen at the next sample through inotify (the walk itself
 no longer every 30 samples); sock_diag asks for IPv4 and IPv6 in one `TCPDIAG_GETSOCK` dump
 (one walk of the kernel's socket hash tables instead of two, which matters most for the
@@ -528,9 +548,9 @@ libbcc and LLVM no longer stay mapped in the daemon (maps read with bpf(2), hash
 batches, the ring buffer through mmap; the `bcc` import figure below is what the daemon no
 longer carries); netlink sockets are non-blocking (no poll before each send and receive) and
 the facade reads the thread-CPU clock once between two sources: about 74 syscalls per fast
-sample instead of about 100 (strace)."""
+sample instead of about 100 (strace).
 
-BEFORE = """Before this session's changes (same script, 2026-11-29 10:21 UTC, load 10.1/10.2/11.5):
+Before session 3's changes (same script, 2026-11-29 10:21 UTC, load 10.1/10.2/11.5):
 fast sample 3.16 ms (p90 8.97 ms), full snapshot 29.78 ms (process scan 24.44 ms), all sources
 RSS 171.4 MiB and 1.05 % of a core (10.50 ms per batch, ratio 0.61), without eBPF 53.0 MiB and
 1.00 % (10.00 ms per batch, ratio 0.61); per source cgroup 0.62, netlink 0.45, cpu 0.33,
@@ -581,7 +601,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json-only", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--before", help="another checkout to measure first, side by side")
     args = parser.parse_args()
+    before: dict[str, Any] | None = None
+    load_start = os.getloadavg()
+    if args.before:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--json-only", "--no-write"]
+        cmd += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
+        cmd += ["--samples", str(args.samples)]
+        got = subprocess.run(
+            cmd,
+            env={**os.environ, "PYTHONPATH": args.before},
+            cwd=args.before,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        before = json.loads(got.stdout)
     inproc = measure_in_process(args.samples)
     inproc["send_cpu_median_s"] = send_cost(args.samples)
     inproc["import_rss_bytes"] = import_rss()
@@ -592,11 +629,94 @@ def main() -> None:
             args.seconds, args.warmup, disabled=("ebpf",), entry=FULL_CLI
         ),
     }
+    import sreagent
+
+    inproc["tree"] = str(Path(sreagent.__file__).resolve().parent.parent)
+    if args.json_only:
+        print(json.dumps({"in_process": inproc, "side_by_side": variants}, default=str))
+        return
     text = render(inproc, variants)
+    if before is not None:
+        text = text.rstrip("\n") + "\n\n" + render_ab(before, inproc, variants, args, load_start)
     print(text)
     print(json.dumps({"in_process": inproc, "side_by_side": variants}, indent=2, default=str))
     if not args.no_write:
         write_section(text)
+
+
+def render_ab(
+    before: dict[str, Any],
+    inproc: dict[str, Any],
+    variants: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    load_start: tuple[float, float, float],
+) -> str:
+    """The "### Session 4" sub-section: the before tree's figures next to this checkout's."""
+    b_in, b_var = before["in_process"], before["side_by_side"]
+    if Path(b_in["tree"]) != Path(args.before).resolve():
+        raise SystemExit(f"the before run imported sreagent from {b_in['tree']}")
+    head = subprocess.run(
+        ["git", "-C", args.before, "log", "-1", "--format=%h"], capture_output=True, text=True
+    ).stdout.strip()
+    load_end = os.getloadavg()
+    rows: list[tuple[str, str, str]] = [
+        (
+            "fast sample (facade, thread CPU, median / p90), target <= 2 ms",
+            f"{ms(b_in['fast_sample_cpu_median_s'])} / {ms(b_in['fast_sample_cpu_p90_s'])}",
+            f"{ms(inproc['fast_sample_cpu_median_s'])} / {ms(inproc['fast_sample_cpu_p90_s'])}",
+        ),
+        (
+            "full snapshot with processes, target <= 20 ms",
+            ms(b_in["full_snapshot_cpu_median_s"]),
+            ms(inproc["full_snapshot_cpu_median_s"]),
+        ),
+        (
+            "  of which the process scan",
+            ms(b_in["process_scan_cpu_median_s"]),
+            ms(inproc["process_scan_cpu_median_s"]),
+        ),
+    ]
+    for name, after in variants.items():
+        was = b_var.get(name)
+        if was is None:
+            continue
+        rows += [
+            (
+                f"daemon ({name}): CPU at a 1 s interval, target <= 1 % of a core",
+                f"{was['collector_core_share'] * 100:.2f} %",
+                f"{after['collector_core_share'] * 100:.2f} %",
+            ),
+            (
+                f"daemon ({name}): CPU per batch",
+                ms(was["collector_cpu_per_batch_s"]),
+                ms(after["collector_cpu_per_batch_s"]),
+            ),
+            (
+                f"daemon ({name}): steady RSS (PSS)",
+                f"{was['collector_rss_bytes'] / MIB:.1f} MiB ({was['collector_pss_bytes'] / MIB:.1f})",
+                f"{after['collector_rss_bytes'] / MIB:.1f} MiB "
+                f"({after['collector_pss_bytes'] / MIB:.1f})",
+            ),
+            (
+                f"node_exporter beside the daemon ({name}): CPU per scrape",
+                ms(was["exporter_cpu_per_scrape_s"]),
+                ms(after["exporter_cpu_per_scrape_s"]),
+            ),
+        ]
+    lines = [
+        "### Session 4: before and after, one run",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `bench/collector.py --before` "
+        f"ran the whole benchmark on commit {head} (a `git worktree`, its daemon included), "
+        "then on this checkout, one after the other in the same invocation (about four "
+        f"minutes each). Load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at "
+        "the end (shared machine).",
+        "",
+        "| figure | before | after |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {label} | {b} | {a} |" for label, b, a in rows]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

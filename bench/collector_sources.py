@@ -6,19 +6,34 @@ each kernel path next to its procfs fallback (``kernel_interfaces=False``) on th
 in the same run. Thread CPU time per read, median over the run.
 
 Writes "## Collector sources (bench/collector_sources.py)" in docs/benchmarks.md (replacing
-that section only). Run as root so the kernel paths are taken:
+that section only, its "### Session 4" sub-section included). Run as root so the kernel paths
+are taken:
 
     .venv/bin/python bench/collector_sources.py [--samples 40] [--no-write]
+    .venv/bin/python bench/collector_sources.py --before /tmp/collector-before  # A/B
+
+``--before TREE`` also measures the collector of another checkout (``git worktree add
+/tmp/collector-before <commit>``): this same script runs in child processes with
+``PYTHONPATH=TREE`` and without, alternating, ``--rounds`` times each, so both trees see the
+same machine and load; the medians over all rounds go side by side in "### Session 4".
+
+Every figure comes with a control: a fixed pure-Python loop timed the same way (after the
+same sleep), next to its time in a tight loop. On this shared VM code that runs right after a
+sleep takes 1.3-1.7 times its tight-loop CPU time, whatever it does; the control shows the
+factor of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sreagent.collector import Sampler, SamplerOptions
 
@@ -31,6 +46,18 @@ def run(
     options: SamplerOptions, samples: int, gap: float
 ) -> tuple[dict[str, float], float, dict[str, str]]:
     """Median CPU ms per source read and per whole sample (process scan excluded)."""
+    per_source, whole, modes = run_raw(options, samples, gap)
+    return (
+        {k: statistics.median(v) for k, v in per_source.items()},
+        statistics.median(whole),
+        modes,
+    )
+
+
+def run_raw(
+    options: SamplerOptions, samples: int, gap: float
+) -> tuple[dict[str, list[float]], list[float], dict[str, str]]:
+    """CPU ms of every source read and of every whole sample."""
     per_source: dict[str, list[float]] = {}
     whole: list[float] = []
     with Sampler(options=options) as sampler:
@@ -43,7 +70,144 @@ def run(
             whole.append((time.thread_time_ns() - started) / 1e6)
             for name, seconds in sampler.source_cpu_seconds().items():
                 per_source.setdefault(name, []).append(seconds * 1e3)
-    return {k: statistics.median(v) for k, v in per_source.items()}, statistics.median(whole), modes
+    return per_source, whole, modes
+
+
+def _control_work() -> int:
+    total = 0
+    for i in range(10_000):
+        total += i * i
+    return total
+
+
+def control(samples: int, gap: float) -> tuple[list[float], list[float]]:
+    """CPU ms of a fixed pure-Python loop after ``gap`` of sleep, and in a tight loop."""
+    after_sleep = []
+    for _ in range(samples):
+        time.sleep(gap)
+        started = time.thread_time_ns()
+        _control_work()
+        after_sleep.append((time.thread_time_ns() - started) / 1e6)
+    tight = []
+    for _ in range(samples):
+        started = time.thread_time_ns()
+        _control_work()
+        tight.append((time.thread_time_ns() - started) / 1e6)
+    return after_sleep, tight
+
+
+def measure_json(samples: int, gap: float) -> dict[str, Any]:
+    """The fast-sample figures of whichever ``sreagent`` this interpreter imports."""
+    import sreagent
+
+    base = {"process_every": 10**6, "inventory_every": 10**6, "disabled": frozenset({"scrape"})}
+    per_source, whole, _ = run_raw(SamplerOptions(**base), samples, gap)
+    after_sleep, tight = control(samples, gap)
+    with Sampler(options=SamplerOptions(**base)) as sampler:
+        sampler.prime(time.time_ns())
+        rows = len(sampler.sample(time.time_ns()).samples)
+        tight_whole = []
+        for _ in range(samples):
+            started = time.thread_time_ns()
+            sampler.sample(time.time_ns())
+            tight_whole.append((time.thread_time_ns() - started) / 1e6)
+    return {
+        "tree": str(Path(sreagent.__file__).resolve().parent.parent),
+        "per_source": per_source,
+        "whole": whole,
+        "tight_whole": tight_whole,
+        "control_after_sleep": after_sleep,
+        "control_tight": tight,
+        "rows": rows,
+        "load": os.getloadavg()[0],
+    }
+
+
+def compare(before: str, rounds: int, samples: int, gap: float) -> str:
+    """Before and after, alternating child processes; the "### Session 4" sub-section."""
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    trees = {"before": before, "after": str(REPO)}
+    loads = [os.getloadavg()]
+    for i in range(rounds):
+        order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
+        for name in order:
+            env = {**os.environ, "PYTHONPATH": trees[name]}
+            cmd = [sys.executable, __file__, "--json", "--samples", str(samples)]
+            cmd += ["--gap", str(gap)]
+            got = subprocess.run(
+                cmd, env=env, cwd=trees[name], capture_output=True, text=True, check=True
+            )
+            runs[name].append(json.loads(got.stdout))
+    loads.append(os.getloadavg())
+
+    def pooled(name: str, key: str) -> float:
+        return statistics.median(v for run in runs[name] for v in run[key])
+
+    def source(name: str, src: str) -> float:
+        return statistics.median(v for run in runs[name] for v in run["per_source"].get(src, []))
+
+    for name in runs:
+        tree = runs[name][0]["tree"]
+        if Path(tree) != Path(trees[name]).resolve():
+            raise SystemExit(f"{name}: the child imported sreagent from {tree}, not {trees[name]}")
+    head = subprocess.run(
+        ["git", "-C", before, "log", "-1", "--format=%h"], capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        "### Session 4: fast sample before and after, side by side",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"load average {loads[0][0]:.1f} at the start and {loads[1][0]:.1f} at the end "
+        f"(shared machine). Before: commit {head} (a `git worktree`); after: this checkout. "
+        f"{rounds} rounds, alternating which tree goes first, {samples} samples {gap} s apart "
+        "per round and tree (process scan and inventory off, as above); medians over all "
+        "rounds, thread CPU ms.",
+        "",
+        "| figure | before | after | change |",
+        "|---|---|---|---|",
+    ]
+
+    def row(label: str, b: float, a: float, unit: str = "ms") -> str:
+        return f"| {label} | {b:.3f} {unit} | {a:.3f} {unit} | {100 * (a - b) / b:+.0f} % |"
+
+    lines.append(
+        row(
+            "**fast sample, after a sleep (target <= 2 ms)**",
+            pooled("before", "whole"),
+            pooled("after", "whole"),
+        )
+    )
+    lines.append(
+        row(
+            "fast sample, tight loop",
+            pooled("before", "tight_whole"),
+            pooled("after", "tight_whole"),
+        )
+    )
+    names = sorted(
+        {n for run in runs["before"] for n in run["per_source"]},
+        key=lambda n: -source("before", n),
+    )
+    for name in names:
+        lines.append(row(f"{name}", source("before", name), source("after", name)))
+    lines.append(
+        row(
+            "control: fixed Python loop after the same sleep",
+            pooled("before", "control_after_sleep"),
+            pooled("after", "control_after_sleep"),
+        )
+    )
+    lines.append(
+        row(
+            "control: the same loop, tight",
+            pooled("before", "control_tight"),
+            pooled("after", "control_tight"),
+        )
+    )
+    rows_b = statistics.median(r["rows"] for r in runs["before"])
+    rows_a = statistics.median(r["rows"] for r in runs["after"])
+    lines += ["", f"Sample rows per fast sample: {rows_b:.0f} before, {rows_a:.0f} after.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -52,7 +216,14 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.1)
     parser.add_argument("--processes", type=int, default=300)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json", action="store_true", help="fast-sample figures as JSON only")
+    parser.add_argument("--before", help="another checkout to measure side by side")
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    if args.json:
+        print(json.dumps(measure_json(args.samples, args.gap)))
+        return
+    session4 = compare(args.before, args.rounds, args.samples, args.gap) if args.before else ""
     # The process scan and inventory run on their own intervals; keep them out of the fast
     # figures and measure the scan separately below.
     base = {"process_every": 10**6, "inventory_every": 10**6, "disabled": frozenset({"scrape"})}
@@ -106,9 +277,18 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
+    if session4:
+        text += "\n" + session4
     print(text)
     if not args.no_write:
         doc = DOC.read_text()
+        if not session4 and SECTION in doc:
+            # Keep an earlier A/B sub-section when this run made none.
+            start = doc.index(SECTION)
+            end = doc.find("\n## ", start + len(SECTION))
+            old = doc[start : end if end >= 0 else len(doc)]
+            if "\n### Session 4" in old:
+                text += "\n" + old[old.index("\n### Session 4") + 1 :].rstrip("\n") + "\n"
         if SECTION in doc:
             start = doc.index(SECTION)
             end = doc.find("\n## ", start + len(SECTION))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sreagent.collector._common import KeptFiles, capability, read_bytes, sample
+from sreagent.collector._common import KeptFiles, capability, pick_values, read_bytes, sample
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -54,34 +54,44 @@ class ProcStat:
 
 
 def parse_stat(raw: bytes) -> ProcStat:
-    """Parse /proc/stat."""
+    """Parse /proc/stat.
+
+    The ``cpu`` lines come first (fs/proc/stat.c prints them before anything else); the
+    four single-number lines wanted after them are found with ``find``, so the long
+    ``intr`` and ``softirq`` lines (most of the file) are never split or copied.
+    """
     total: CpuTimes | None = None
     per_cpu: dict[int, CpuTimes] = {}
-    values: dict[bytes, int] = {}
-    for line in raw.splitlines():
-        if line.startswith(b"cpu"):
-            parts = line.split()
-            nums = [int(x) for x in parts[1:9]]
-            nums += [0] * (8 - len(nums))  # pre-2.6.11 kernels lack steal
-            times = CpuTimes(*nums)
-            if parts[0] == b"cpu":
-                total = times
-            else:
-                per_cpu[int(parts[0][3:])] = times
+    for line in raw.split(b"\n", _cpu_lines_hint(raw)):
+        if not line.startswith(b"cpu"):
+            break
+        parts = line.split()
+        nums = [int(x) for x in parts[1:9]]
+        nums += [0] * (8 - len(nums))  # pre-2.6.11 kernels lack steal
+        times = CpuTimes(*nums)
+        if parts[0] == b"cpu":
+            total = times
         else:
-            key, _, rest = line.partition(b" ")
-            if key in (b"ctxt", b"processes", b"procs_running", b"procs_blocked"):
-                values[key] = int(rest)
+            per_cpu[int(parts[0][3:])] = times
     if total is None:
         raise CorruptFile("no aggregate 'cpu' line", path="/proc/stat")
+    values = pick_values(raw, _STAT_KEYS)
     return ProcStat(
         total=total,
         per_cpu=per_cpu,
-        context_switches=values.get(b"ctxt", 0),
-        processes_forked=values.get(b"processes", 0),
-        procs_running=values.get(b"procs_running", 0),
-        procs_blocked=values.get(b"procs_blocked", 0),
+        context_switches=values.get(b"ctxt ", 0),
+        processes_forked=values.get(b"processes ", 0),
+        procs_running=values.get(b"procs_running ", 0),
+        procs_blocked=values.get(b"procs_blocked ", 0),
     )
+
+
+_STAT_KEYS = (b"ctxt ", b"processes ", b"procs_running ", b"procs_blocked ")
+
+
+def _cpu_lines_hint(raw: bytes) -> int:
+    """How many splits reach past the ``cpu`` lines: one per ``cpu`` line, plus one."""
+    return raw.count(b"\ncpu") + 2
 
 
 def parse_loadavg(raw: bytes) -> tuple[float, float, float]:

@@ -208,19 +208,18 @@ class DiskSource:
         seconds = self._interval.advance(now_ns)
         out: list[Sample] = []
         stats = self._read_stats()
-        delta = self._counters.delta
+        deltas = self._counters.deltas
         for dev, s in stats.items():
             entity = f"disk/{dev}"
             out.append(sample(now_ns, "disk_in_flight", entity, s.in_flight))
-            reads = delta((dev, "r"), s.reads, 64)
-            writes = delta((dev, "w"), s.writes, 64)
-            rsect = delta((dev, "rs"), s.read_sectors, 64)
-            wsect = delta((dev, "ws"), s.write_sectors, 64)
-            rticks = delta((dev, "rt"), s.read_ticks_ms, 32)
-            wticks = delta((dev, "wt"), s.write_ticks_ms, 32)
-            busy = delta((dev, "io"), s.io_ticks_ms, 32)
-            if not seconds:
+            # Two tuples per device: the 64-bit IO and sector counters and the 32-bit tick
+            # counters (``unsigned int`` milliseconds, which wrap after 49.7 days of busy time).
+            counts = deltas((dev, 64), (s.reads, s.writes, s.read_sectors, s.write_sectors), 64)
+            times = deltas((dev, 32), (s.read_ticks_ms, s.write_ticks_ms, s.io_ticks_ms), 32)
+            if not seconds or counts is None or times is None:
                 continue
+            reads, writes, rsect, wsect = counts
+            rticks, wticks, busy = times
             if reads is not None:
                 out.append(sample(now_ns, "disk_reads_per_second", entity, reads / seconds))
             if writes is not None:
