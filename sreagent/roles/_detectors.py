@@ -18,6 +18,8 @@ Events (OOM kills, Xids, link flaps...) are definitive: one is enough.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -199,7 +201,6 @@ class SeriesDetection:
     values: np.ndarray
     """The analysed values (increments for counters)."""
     base: Baseline
-    z: np.ndarray
     score: np.ndarray
     """Per-sample score on the series' own time axis, persistence applied."""
     static_level: np.ndarray
@@ -211,6 +212,14 @@ class SeriesDetection:
     """Per-sample score of the band-exit detector alone (None: the rule has none)."""
     normal: Band | None = None
     """The baseline band the band exit is measured against."""
+
+    @functools.cached_property
+    def z(self) -> np.ndarray:
+        """Robust z-score per sample, in the rule's direction (made when first read: only
+        the findings' series need it)."""
+        sign = 1.0 if self.rule.direction == "up" else -1.0
+        z: np.ndarray = sign * (self.values - self.base.median) / self.base.sigma
+        return z
 
     @property
     def fired(self) -> bool:
@@ -267,8 +276,8 @@ def _excess(values: np.ndarray, rule: Rule, normal: Band) -> np.ndarray:
 
 
 def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Band | None,
-                covers_baseline: bool = True,
-                base_median: float | None = None) -> np.ndarray | None:
+                covers_baseline: bool = True, base_median: float | None = None,
+                top: float | None = None) -> np.ndarray | None:
     """Per-sample score of a sustained exit from the baseline band (causal: sample i only
     looks at samples up to i).
 
@@ -286,6 +295,10 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
     """
     if normal is None:
         return None
+    if top is not None and not ((top - normal.high if rule.direction == "up"
+                                 else normal.low - top) > 0):
+        # Not even the furthest sample (``top``, see detect_series) is out of the band.
+        return np.zeros(values.shape[0], dtype=np.float64)
     sign = 1.0 if rule.direction == "up" else -1.0
     excess = _excess(values, rule, normal)
     out = ~in_base & (excess > 0)
@@ -384,10 +397,12 @@ def baseline_length(series: Series, base_end_ns: int) -> int:
 
 def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
                   base_end_ns: int, values: np.ndarray | None = None,
-                  spread: Spread | None = None) -> SeriesDetection:
-    """One series' detection. ``values`` (:func:`analysed_values`) and ``spread`` (of its
-    baseline part) may come precomputed: :func:`detect` computes every series' spread in
-    one vectorised pass."""
+                  spread: Spread | None = None,
+                  extremes: tuple[float, float] | None = None) -> SeriesDetection:
+    """One series' detection. ``values`` (:func:`analysed_values`), ``spread`` (of its
+    baseline part) and ``extremes`` (the minimum and maximum of ``values``) may come
+    precomputed: :func:`detect` computes every series' spread in one vectorised pass and
+    takes the extremes from the view's series statistics."""
     det = config.detection
     if values is None:
         values = analysed_values(series, rule)
@@ -397,25 +412,32 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
         spread = spreads([values[in_base]])[0]
     base = spread.baseline(max(rule.floor / 4.0, 1e-9))
     sign = 1.0 if rule.direction == "up" else -1.0
-    move = sign * (values - base.median)
-    z = move / base.sigma
+    # The sample furthest in the rule's direction bounds every per-sample test below (each
+    # is monotonic in the value): when even it passes no test, that test's mask is all
+    # false and is not built. Most series never deviate and never cross a threshold. A NaN
+    # extreme says nothing, and then every mask is built.
+    top = None
+    if extremes is not None and not (math.isnan(extremes[0]) or math.isnan(extremes[1])):
+        top = extremes[1] if rule.direction == "up" else extremes[0]
     warn_at = _static_warn(view, config, series, rule)
     warn = None if warn_at is None else (median(warn_at) if isinstance(warn_at, np.ndarray)
                                          else float(warn_at))
     crit = rule.crit if warn_at is rule.warn else None
     static_level = np.zeros(values.shape[0], dtype=np.int8)
     any_static = False
-    if warn_at is not None:
+    if warn_at is not None and not (
+            top is not None and not isinstance(warn_at, np.ndarray)
+            and sign * top < sign * warn_at and (crit is None or sign * top < sign * crit)):
         static_level = np.where(sign * values >= sign * warn_at, 1, 0).astype(np.int8)
         if crit is not None:
             static_level[sign * values >= sign * crit] = 2
         any_static = bool(static_level.any())
-    # Most series never deviate and never cross a threshold: their hot mask is all false,
-    # and each mask below is built only when it can hold something.
     # Deviating samples anywhere in the window (the baseline part too), for the bursts.
     deviating: np.ndarray | None = None
     dev_hot: np.ndarray | None = None
     if rule.counter:
+        move = sign * (values - base.median)
+        z = move / base.sigma
         # Errors that appear where there were none are definitive; a counter that always
         # moves must also move faster than usual.
         quiet = base.n > 0 and float(np.max(values[in_base], initial=0.0)) == 0.0
@@ -425,8 +447,12 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
             dev_hot = after & (z >= det.z_open) & (move >= rule.floor)
     elif rule.deviation and base.n >= 5:
         needed = np.maximum(rule.floor, det.min_relative_change * abs(base.median))
-        deviating = (z >= det.z_open) & (move >= needed)
-        dev_hot = after & deviating
+        top_move = None if top is None else sign * (top - base.median)
+        if top_move is None or not (top_move < needed or top_move / base.sigma < det.z_open):
+            move = sign * (values - base.median)
+            z = move / base.sigma
+            deviating = (z >= det.z_open) & (move >= needed)
+            dev_hot = after & deviating
     if dev_hot is None:
         hot = static_level > 0 if any_static else None
     else:
@@ -463,7 +489,7 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     # window (a job, a restarted process): it has no steady past of its own.
     covers = bool(series.ts[0] - view.start_ns <= 0.1 * (base_end_ns - view.start_ns))
     normal = _band_of(rule, spread) if _may_exit(rule, values, after, base, covers) else None
-    band_score = _band_exits(values, rule, in_base, normal, covers, spread.median)
+    band_score = _band_exits(values, rule, in_base, normal, covers, spread.median, top)
     banded = rule.band in ("fill", "error") and band_score is not None \
         and bool(band_score.max(initial=0.0) > 0)
     if banded and band_score is not None:
@@ -473,7 +499,7 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
                 "static_threshold" if any_static else
                 ("band_trend" if rule.band == "fill" else "band_exit") if banded else
                 "recurring_burst" if routine else "robust_zscore")
-    return SeriesDetection(series, rule, values, base, z, score, static_level, warn,
+    return SeriesDetection(series, rule, values, base, score, static_level, warn,
                            routine=routine and not banded and not any_static,
                            detector=detector, band_score=band_score, normal=normal)
 
@@ -654,7 +680,14 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
     # Every baseline's median, MAD and quartiles in one vectorised pass (_stats.spreads).
     base_spreads = spreads([values[:baseline_length(series, base_end)]
                             for series, _, values in analysed])
-    dets = [detect_series(view, config, series, rule, base_end, values, spread)
+    # Each series' minimum and maximum, computed for the observer already (counters are
+    # analysed as increments: none for them).
+    stats = view.series_stats()
+    where = {key: i for i, key in enumerate(stats.keys)}
+    lows, highs = stats.minimum.tolist(), stats.maximum.tolist()
+    dets = [detect_series(view, config, series, rule, base_end, values, spread,
+                          None if rule.counter else (lows[where[series.key]],
+                                                     highs[where[series.key]]))
             for (series, rule, values), spread in zip(analysed, base_spreads, strict=True)]
     # The raw values' spreads known so far, for the context series of _gate_by_context.
     known = {series.key: spread for (series, rule, _), spread
