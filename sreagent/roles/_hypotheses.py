@@ -20,6 +20,7 @@ import numpy as np
 
 from sreagent.artifacts import EvidenceRef
 from sreagent.roles._detectors import Detection, SeriesDetection
+from sreagent.roles._processes import process_rows
 from sreagent.roles._stats import median, percentile
 from sreagent.runtime._view import EventRow, EvidenceView, Series
 
@@ -228,10 +229,8 @@ def _throttled_cgroup_of(scope: Scope, entity: str) -> tuple[str, float] | None:
     procs = scope.view.processes
     if not entity.startswith("process/") or procs.is_empty() or "cgroup" not in procs.columns:
         return None
-    import polars as pl
-
     pid = int(entity.removeprefix("process/"))
-    paths = procs.filter(pl.col("pid") == pid).get_column("cgroup").unique().to_list()
+    paths = process_rows(scope.view, pid).get_column("cgroup").unique().to_list()
     best: tuple[str, float] | None = None
     for s in scope.view.metric("cgroup_cpu_throttled_ratio"):
         f = level(scope.peak(s), 0.1, 0.5)

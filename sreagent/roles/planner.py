@@ -23,6 +23,7 @@ from sreagent.artifacts import (
 )
 from sreagent.canonical import canonical_digest
 from sreagent.errors import BadInput
+from sreagent.roles._processes import process_rows
 from sreagent.runtime._context import RoleContext
 from sreagent.runtime._view import EvidenceView
 from sreagent.telemetry.names import METRICS_BY_NAME
@@ -48,7 +49,7 @@ def parameters_for(h: Hypothesis, spec: ActionSpec, view: EvidenceView) -> dict[
         p["pid"] = ident
         procs = view.processes
         if not procs.is_empty() and "cgroup" in procs.columns and ident.isdigit():
-            rows = procs.filter(procs["pid"] == int(ident))
+            rows = process_rows(view, int(ident))
             if rows.height:
                 unit = _unit_of_cgroup(str(rows["cgroup"][-1]))
                 if unit:
