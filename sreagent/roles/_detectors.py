@@ -50,8 +50,15 @@ SCORE_BAND = 0.6
 open an incident alone (``min_risk_to_open`` 0.55), unlike an activity metric's deviation."""
 BAND_RUN = 3
 """Consecutive out-of-band samples a band exit needs (the ground truth's "visible" run)."""
-_BAND_FLOORS = {"ratio": 0.01, "bool": 0.5, "tasks": 1.5, "requests": 1.5, "sockets": 1.5,
-                "processes": 1.5, "fds": 1.5}
+_BAND_FLOORS = {
+    "ratio": 0.01,
+    "bool": 0.5,
+    "tasks": 1.5,
+    "requests": 1.5,
+    "sockets": 1.5,
+    "processes": 1.5,
+    "fds": 1.5,
+}
 """Smallest band margin by unit: a move of one task or socket is no exit."""
 IDLE_SHARE = 0.02
 """A ``surge`` series whose baseline median is below this share of its rule's floor (0.01
@@ -98,16 +105,25 @@ RULES: tuple[Rule, ...] = (
     _r("cpu_utilisation_ratio", "cpu", warn=0.92, crit=0.98, floor=0.15),
     _r("procs_running", "cpu", floor=2.0),
     _r("load_average_1m", "cpu", floor=2.0),
-    _r("pressure_some_ratio", "cpu", labels=(("resource", "cpu"),), warn=0.3, crit=0.6,
-       floor=0.1),
-    _r("pressure_some_ratio", "memory", labels=(("resource", "memory"),), warn=0.2, crit=0.5,
-       floor=0.05),
-    _r("pressure_full_ratio", "memory", labels=(("resource", "memory"),), warn=0.1, crit=0.3,
-       floor=0.03),
-    _r("pressure_some_ratio", "io", labels=(("resource", "io"),), warn=0.3, crit=0.6,
-       floor=0.1),
-    _r("pressure_full_ratio", "io", labels=(("resource", "io"),), warn=0.2, crit=0.5,
-       floor=0.05),
+    _r("pressure_some_ratio", "cpu", labels=(("resource", "cpu"),), warn=0.3, crit=0.6, floor=0.1),
+    _r(
+        "pressure_some_ratio",
+        "memory",
+        labels=(("resource", "memory"),),
+        warn=0.2,
+        crit=0.5,
+        floor=0.05,
+    ),
+    _r(
+        "pressure_full_ratio",
+        "memory",
+        labels=(("resource", "memory"),),
+        warn=0.1,
+        crit=0.3,
+        floor=0.03,
+    ),
+    _r("pressure_some_ratio", "io", labels=(("resource", "io"),), warn=0.3, crit=0.6, floor=0.1),
+    _r("pressure_full_ratio", "io", labels=(("resource", "io"),), warn=0.2, crit=0.5, floor=0.05),
     _r("memory_used_ratio", "memory", warn=0.92, crit=0.97, floor=0.1, band="fill"),
     _r("swap_in_pages_per_second", "swap", warn=500.0, floor=100.0, band="error"),
     _r("swap_out_pages_per_second", "swap", warn=500.0, floor=100.0, band="error"),
@@ -122,13 +138,11 @@ RULES: tuple[Rule, ...] = (
     # Free bytes move first on a large filesystem (a 1 % fill is many gigabytes): the band
     # exit only, the used ratio carries the thresholds.
     _r("filesystem_free_bytes", "fs", direction="down", deviation=False, band="fill"),
-    _r("filesystem_inodes_used_ratio", "fs_inodes", warn=0.95, crit=0.99, floor=0.05,
-       band="fill"),
+    _r("filesystem_inodes_used_ratio", "fs_inodes", warn=0.95, crit=0.99, floor=0.05, band="fill"),
     _r("fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
     _r("process_fds_used_ratio", "fd", warn=0.85, crit=0.95, floor=0.1, band="fill"),
     _r("process_cpu_ratio", "process_cpu", floor=0.5, band="surge", band_family="cpu"),
-    _r("process_rss_bytes", "process_memory", floor=256 * 2**20, band="fill",
-       band_family="memory"),
+    _r("process_rss_bytes", "process_memory", floor=256 * 2**20, band="fill", band_family="memory"),
     _r("tcp_retransmit_ratio", "net", warn=0.02, crit=0.08, floor=0.005, band="error"),
     _r("tcp_retransmits_per_second", "net", floor=20.0, band="error"),
     _r("network_drops_per_second", "net", floor=5.0, band="error"),
@@ -139,20 +153,36 @@ RULES: tuple[Rule, ...] = (
     _r("tcp_listen_drops_per_second", "listen", warn=1.0, floor=1.0, band="error"),
     # Accept queues are bursty (a client reconnect storm fills them to 10 % for a few
     # seconds): the exit must also clear half the band's width.
-    _r("tcp_listen_backlog_ratio", "listen", warn=0.9, crit=1.0, floor=0.2, band="fill",
-       band_excess=0.5),
+    _r(
+        "tcp_listen_backlog_ratio",
+        "listen",
+        warn=0.9,
+        crit=1.0,
+        floor=0.2,
+        band="fill",
+        band_excess=0.5,
+    ),
     _r("cgroup_cpu_throttled_ratio", "cgroup_cpu", warn=0.25, crit=0.6, floor=0.1),
     # Throttled time is the kernel's own measure of the quota biting (throttled_usec): its
     # band margin is floored at a microsecond per second, not at a whole per cent like a
     # ratio's, so it leaves its band as soon as the throttling starts to grow.
-    _r("cgroup_cpu_throttled_seconds_per_second", "cgroup_cpu", floor=0.1, band="quota",
-       band_floor=1e-6),
+    _r(
+        "cgroup_cpu_throttled_seconds_per_second",
+        "cgroup_cpu",
+        floor=0.1,
+        band="quota",
+        band_floor=1e-6,
+    ),
     _r("cgroup_cpu_usage_ratio", "cgroup_usage", floor=0.5, band="surge", band_family="cpu"),
-    _r("cgroup_io_bytes_per_second", "cgroup_usage", floor=20 * 2**20, band="surge",
-       band_family="io"),
+    _r(
+        "cgroup_io_bytes_per_second",
+        "cgroup_usage",
+        floor=20 * 2**20,
+        band="surge",
+        band_family="io",
+    ),
     _r("cgroup_pressure_some_ratio", "cgroup_pressure", warn=0.3, crit=0.6, floor=0.1),
-    _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1,
-       band="fill"),
+    _r("cgroup_memory_used_ratio", "cgroup_memory", warn=0.95, crit=0.99, floor=0.1, band="fill"),
     _r("cgroup_oom_kills_total", "oom", counter=True, floor=1.0),
     _r("gpu_temperature_celsius", "gpu_thermal", warn=87.0, crit=92.0, floor=8.0, band="fill"),
     _r("gpu_throttled", "gpu_throttle", warn=0.5, deviation=False),
@@ -171,9 +201,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 EVENT_FAMILIES: dict[str, str] = {
-    "oom_kill": "oom", "gpu_xid": "gpu_xid", "gpu_ecc_dbe": "gpu_ecc", "pcie_aer": "gpu_link",
-    "nvlink_error": "gpu_link", "link_down": "link", "io_error": "io_errors",
-    "fs_readonly": "fs", "hung_task": "io",
+    "oom_kill": "oom",
+    "gpu_xid": "gpu_xid",
+    "gpu_ecc_dbe": "gpu_ecc",
+    "pcie_aer": "gpu_link",
+    "nvlink_error": "gpu_link",
+    "link_down": "link",
+    "io_error": "io_errors",
+    "fs_readonly": "fs",
+    "hung_task": "io",
 }
 EVENT_SCORES = {"critical": 1.0, "error": 0.9, "warning": 0.6, "info": 0.3}
 ATTRIBUTION_FAMILIES = frozenset({"process_cpu", "process_memory", "cgroup_usage"})
@@ -230,8 +266,9 @@ class SeriesDetection:
         return int(hit[0]) if hit.shape[0] else None
 
 
-def _static_warn(view: EvidenceView, config: ChainConfig, series: Series,
-                 rule: Rule) -> float | np.ndarray | None:
+def _static_warn(
+    view: EvidenceView, config: ChainConfig, series: Series, rule: Rule
+) -> float | np.ndarray | None:
     """Hardware-aware thresholds override the table's static ones."""
     if series.metric == "disk_await_seconds":
         kind = view.disk_kind(series.entity.split("/", 1)[-1])
@@ -259,8 +296,7 @@ def _band_of(rule: Rule, spread: Spread) -> Band | None:
     baseline samples); ``spread`` is its baseline part's."""
     if not rule.band or spread.n < 5:
         return None
-    return spread.band(_unit_floor(rule.metric) if rule.band_floor is None
-                       else rule.band_floor)
+    return spread.band(_unit_floor(rule.metric) if rule.band_floor is None else rule.band_floor)
 
 
 def _unit_floor(metric: str) -> float:
@@ -275,9 +311,15 @@ def _excess(values: np.ndarray, rule: Rule, normal: Band) -> np.ndarray:
     return normal.low - values
 
 
-def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Band | None,
-                covers_baseline: bool = True, base_median: float | None = None,
-                top: float | None = None) -> np.ndarray | None:
+def _band_exits(
+    values: np.ndarray,
+    rule: Rule,
+    in_base: np.ndarray,
+    normal: Band | None,
+    covers_baseline: bool = True,
+    base_median: float | None = None,
+    top: float | None = None,
+) -> np.ndarray | None:
     """Per-sample score of a sustained exit from the baseline band (causal: sample i only
     looks at samples up to i).
 
@@ -295,8 +337,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
     """
     if normal is None:
         return None
-    if top is not None and not ((top - normal.high if rule.direction == "up"
-                                 else normal.low - top) > 0):
+    if top is not None and not (
+        (top - normal.high if rule.direction == "up" else normal.low - top) > 0
+    ):
         # Not even the furthest sample (``top``, see detect_series) is out of the band.
         return np.zeros(values.shape[0], dtype=np.float64)
     sign = 1.0 if rule.direction == "up" else -1.0
@@ -317,8 +360,11 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
             # A process or cgroup that started during the window (a job, a restart) has
             # no normal range of its own to leave.
             return np.zeros(values.shape[0], dtype=np.float64)
-        if rule.band == "surge" and (median(values[in_base]) if base_median is None
-                                     else base_median) < IDLE_SHARE * rule.floor:
+        if (
+            rule.band == "surge"
+            and (median(values[in_base]) if base_median is None else base_median)
+            < IDLE_SHARE * rule.floor
+        ):
             # Idle through the baseline (cron, a backup agent waiting for its schedule):
             # work starting there is a job being run, not a worker taking more.
             return np.zeros(values.shape[0], dtype=np.float64)
@@ -339,8 +385,9 @@ def _band_exits(values: np.ndarray, rule: Rule, in_base: np.ndarray, normal: Ban
     return _hold(trigger, out)
 
 
-def _may_exit(rule: Rule, values: np.ndarray, after: np.ndarray, base: Baseline,
-              covers_baseline: bool) -> bool:
+def _may_exit(
+    rule: Rule, values: np.ndarray, after: np.ndarray, base: Baseline, covers_baseline: bool
+) -> bool:
     """Whether a ``surge`` or ``quota`` exit is possible at all, from the baseline median
     alone (a cheap whole-series screen: most processes and cgroups never move, and the band's
     three percentiles are the costly part). The band's top is at least the median, so a
@@ -362,7 +409,7 @@ def _hold(trigger: np.ndarray, out: np.ndarray) -> np.ndarray:
     for start, end in runs(out):
         fired = np.nonzero(trigger[start:end])[0]
         if fired.shape[0]:
-            score[start + int(fired[0]):end] = SCORE_BAND
+            score[start + int(fired[0]) : end] = SCORE_BAND
     return score
 
 
@@ -395,10 +442,16 @@ def baseline_length(series: Series, base_end_ns: int) -> int:
     return int(np.searchsorted(series.ts, base_end_ns, "right"))
 
 
-def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule: Rule,
-                  base_end_ns: int, values: np.ndarray | None = None,
-                  spread: Spread | None = None,
-                  extremes: tuple[float, float] | None = None) -> SeriesDetection:
+def detect_series(
+    view: EvidenceView,
+    config: ChainConfig,
+    series: Series,
+    rule: Rule,
+    base_end_ns: int,
+    values: np.ndarray | None = None,
+    spread: Spread | None = None,
+    extremes: tuple[float, float] | None = None,
+) -> SeriesDetection:
     """One series' detection. ``values`` (:func:`analysed_values`), ``spread`` (of its
     baseline part) and ``extremes`` (the minimum and maximum of ``values``) may come
     precomputed: :func:`detect` computes every series' spread in one vectorised pass and
@@ -420,14 +473,20 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     if extremes is not None and not (math.isnan(extremes[0]) or math.isnan(extremes[1])):
         top = extremes[1] if rule.direction == "up" else extremes[0]
     warn_at = _static_warn(view, config, series, rule)
-    warn = None if warn_at is None else (median(warn_at) if isinstance(warn_at, np.ndarray)
-                                         else float(warn_at))
+    warn = (
+        None
+        if warn_at is None
+        else (median(warn_at) if isinstance(warn_at, np.ndarray) else float(warn_at))
+    )
     crit = rule.crit if warn_at is rule.warn else None
     static_level = np.zeros(values.shape[0], dtype=np.int8)
     any_static = False
     if warn_at is not None and not (
-            top is not None and not isinstance(warn_at, np.ndarray)
-            and sign * top < sign * warn_at and (crit is None or sign * top < sign * crit)):
+        top is not None
+        and not isinstance(warn_at, np.ndarray)
+        and sign * top < sign * warn_at
+        and (crit is None or sign * top < sign * crit)
+    ):
         static_level = np.where(sign * values >= sign * warn_at, 1, 0).astype(np.int8)
         if crit is not None:
             static_level[sign * values >= sign * crit] = 2
@@ -472,14 +531,20 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
         # A deviation alone is weak evidence (SCORE_DEVIATION): a backup raises IO pressure
         # far outside its baseline too. Grading deviations by size was tried and opened
         # incidents on the no-fault controls (docs/evaluation.md).
-        run_score = np.where(static_level[sl] == 2, SCORE_CRIT,
-                             np.where(static_level[sl] == 1, SCORE_WARN, SCORE_DEVIATION))
+        run_score = np.where(
+            static_level[sl] == 2,
+            SCORE_CRIT,
+            np.where(static_level[sl] == 1, SCORE_WARN, SCORE_DEVIATION),
+        )
         if rule.counter:
             run_score = np.maximum(run_score, SCORE_WARN)
         if not static_run and not rule.counter:
             if bursts is None:
-                bursts = [] if deviating is None else \
-                    [r for r in runs(deviating) if r[1] - r[0] >= persist]
+                bursts = (
+                    []
+                    if deviating is None
+                    else [r for r in runs(deviating) if r[1] - r[0] >= persist]
+                )
             earlier = [e - b for b, e in bursts if e <= start]
             if len(earlier) >= det.recurring_min_bursts and (end - start) <= 2 * max(earlier):
                 run_score = np.full(run_score.shape, SCORE_ROUTINE)
@@ -490,18 +555,38 @@ def detect_series(view: EvidenceView, config: ChainConfig, series: Series, rule:
     covers = bool(series.ts[0] - view.start_ns <= 0.1 * (base_end_ns - view.start_ns))
     normal = _band_of(rule, spread) if _may_exit(rule, values, after, base, covers) else None
     band_score = _band_exits(values, rule, in_base, normal, covers, spread.median, top)
-    banded = rule.band in ("fill", "error") and band_score is not None \
+    banded = (
+        rule.band in ("fill", "error")
+        and band_score is not None
         and bool(band_score.max(initial=0.0) > 0)
+    )
     if banded and band_score is not None:
         # (Scores are never negative: an all-zero band score would change nothing.)
         score = np.maximum(score, band_score)
-    detector = ("counter_increase" if rule.counter else
-                "static_threshold" if any_static else
-                ("band_trend" if rule.band == "fill" else "band_exit") if banded else
-                "recurring_burst" if routine else "robust_zscore")
-    return SeriesDetection(series, rule, values, base, score, static_level, warn,
-                           routine=routine and not banded and not any_static,
-                           detector=detector, band_score=band_score, normal=normal)
+    detector = (
+        "counter_increase"
+        if rule.counter
+        else "static_threshold"
+        if any_static
+        else ("band_trend" if rule.band == "fill" else "band_exit")
+        if banded
+        else "recurring_burst"
+        if routine
+        else "robust_zscore"
+    )
+    return SeriesDetection(
+        series,
+        rule,
+        values,
+        base,
+        score,
+        static_level,
+        warn,
+        routine=routine and not banded and not any_static,
+        detector=detector,
+        band_score=band_score,
+        normal=normal,
+    )
 
 
 @dataclass
@@ -533,8 +618,11 @@ class Detection:
     def get(self, metric: str, entity: str = "host", **labels: str) -> SeriesDetection | None:
         want = tuple(sorted(labels.items()))
         for d in self.series:
-            if d.series.metric == metric and d.series.entity == entity and \
-                    (not labels or d.series.labels == want):
+            if (
+                d.series.metric == metric
+                and d.series.entity == entity
+                and (not labels or d.series.labels == want)
+            ):
                 return d
         return None
 
@@ -571,13 +659,19 @@ def _peer_divergence(grid: np.ndarray, dets: list[SeriesDetection]) -> None:
                     d.detector, d.routine = "peer_divergence", False
 
 
-_SURGE_CONTEXT = {"process_cpu_ratio": "cpu_utilisation_ratio",
-                  "cgroup_cpu_usage_ratio": "cpu_utilisation_ratio",
-                  "cgroup_io_bytes_per_second": "disk_utilisation_ratio"}
+_SURGE_CONTEXT = {
+    "process_cpu_ratio": "cpu_utilisation_ratio",
+    "cgroup_cpu_usage_ratio": "cpu_utilisation_ratio",
+    "cgroup_io_bytes_per_second": "disk_utilisation_ratio",
+}
 """The shared resource a user's surge must push out of its band too: host CPU for CPU use,
 the disks' utilisation for a cgroup's IO."""
-_DEVICE_LOAD = ("disk_read_bytes_per_second", "disk_write_bytes_per_second",
-                "disk_reads_per_second", "disk_writes_per_second")
+_DEVICE_LOAD = (
+    "disk_read_bytes_per_second",
+    "disk_write_bytes_per_second",
+    "disk_reads_per_second",
+    "disk_writes_per_second",
+)
 """The IO offered to a device: a slowdown is latency rising while none of these rises."""
 
 
@@ -585,14 +679,22 @@ def _grid_index(grid: np.ndarray, series: Series) -> np.ndarray:
     return np.clip(np.searchsorted(grid, series.ts), 0, grid.shape[0] - 1)
 
 
-def _over_band(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
-               series: list[Series], known: dict[SeriesKey, Spread]) -> np.ndarray:
+def _over_band(
+    view: EvidenceView,
+    grid: np.ndarray,
+    base_end_ns: int,
+    series: list[Series],
+    known: dict[SeriesKey, Spread],
+) -> np.ndarray:
     """Per grid sample: any of ``series`` above its baseline band (after the baseline).
 
     ``known``: the spreads of series' raw baseline values computed so far (filled here)."""
     missing = [s for s in series if s.key not in known]
-    for s, spread in zip(missing, spreads([s.values[:baseline_length(s, base_end_ns)]
-                                           for s in missing]), strict=True):
+    for s, spread in zip(
+        missing,
+        spreads([s.values[: baseline_length(s, base_end_ns)] for s in missing]),
+        strict=True,
+    ):
         known[s.key] = spread
     over = np.zeros(grid.shape[0], dtype=bool)
     for s in series:
@@ -604,8 +706,13 @@ def _over_band(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
     return over
 
 
-def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
-                     dets: list[SeriesDetection], known: dict[SeriesKey, Spread]) -> None:
+def _gate_by_context(
+    view: EvidenceView,
+    grid: np.ndarray,
+    base_end_ns: int,
+    dets: list[SeriesDetection],
+    known: dict[SeriesKey, Spread],
+) -> None:
     """Keep a ``surge``, ``quota`` or ``slowdown`` candidate only where its context agrees.
 
     * ``surge``: the shared resource is out of its band at the same sample (host CPU for a
@@ -633,8 +740,7 @@ def _gate_by_context(view: EvidenceView, grid: np.ndarray, base_end_ns: int,
         if kind == "surge":
             shared = _SURGE_CONTEXT[d.rule.metric]
             if shared not in context:
-                context[shared] = _over_band(view, grid, base_end_ns, view.metric(shared),
-                                             known)
+                context[shared] = _over_band(view, grid, base_end_ns, view.metric(shared), known)
             trigger = (raw > 0) & context[shared][idx]
             detector = "first_surge"
         elif kind == "quota":
@@ -678,30 +784,45 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
             continue
         analysed.append((series, rule, analysed_values(series, rule)))
     # Every baseline's median, MAD and quartiles in one vectorised pass (_stats.spreads).
-    base_spreads = spreads([values[:baseline_length(series, base_end)]
-                            for series, _, values in analysed])
+    base_spreads = spreads(
+        [values[: baseline_length(series, base_end)] for series, _, values in analysed]
+    )
     # Each series' minimum and maximum, computed for the observer already (counters are
     # analysed as increments: none for them).
     stats = view.series_stats()
     where = {key: i for i, key in enumerate(stats.keys)}
     lows, highs = stats.minimum.tolist(), stats.maximum.tolist()
-    dets = [detect_series(view, config, series, rule, base_end, values, spread,
-                          None if rule.counter else (lows[where[series.key]],
-                                                     highs[where[series.key]]))
-            for (series, rule, values), spread in zip(analysed, base_spreads, strict=True)]
+    dets = [
+        detect_series(
+            view,
+            config,
+            series,
+            rule,
+            base_end,
+            values,
+            spread,
+            None if rule.counter else (lows[where[series.key]], highs[where[series.key]]),
+        )
+        for (series, rule, values), spread in zip(analysed, base_spreads, strict=True)
+    ]
     # The raw values' spreads known so far, for the context series of _gate_by_context.
-    known = {series.key: spread for (series, rule, _), spread
-             in zip(analysed, base_spreads, strict=True) if not rule.counter}
+    known = {
+        series.key: spread
+        for (series, rule, _), spread in zip(analysed, base_spreads, strict=True)
+        if not rule.counter
+    }
     _peer_divergence(grid, dets)
     _gate_by_context(view, grid, base_end, dets, known)
     for d in dets:
         rule, series = d.rule, d.series
-        risky = d.score if rule.family not in ATTRIBUTION_FAMILIES else (
-            d.band_score if rule.band_family else None)
+        risky = (
+            d.score
+            if rule.family not in ATTRIBUTION_FAMILIES
+            else (d.band_score if rule.band_family else None)
+        )
         if d.fired and risky is not None and risky.max(initial=0.0) > 0:
             idx = np.clip(np.searchsorted(grid, series.ts), 0, grid.shape[0] - 1)
-            fam = family_risk.setdefault(rule.band_family or rule.family,
-                                         np.zeros(grid.shape[0]))
+            fam = family_risk.setdefault(rule.band_family or rule.family, np.zeros(grid.shape[0]))
             np.maximum.at(fam, idx, risky)
     events: list[EventHit] = []
     for e in view.events:
@@ -711,14 +832,15 @@ def detect(view: EvidenceView, config: ChainConfig) -> Detection:
         score = EVENT_SCORES.get(e.severity, 0.6)
         if e.kind in ("oom_kill", "gpu_xid", "gpu_ecc_dbe", "link_down"):
             score = max(score, 0.9)
-        events.append(EventHit(e.ts_ns, e.kind, e.entity, family, score, e.attributes,
-                               e.batch_id, e.message))
+        events.append(
+            EventHit(e.ts_ns, e.kind, e.entity, family, score, e.attributes, e.batch_id, e.message)
+        )
         i = int(np.clip(np.searchsorted(grid, e.ts_ns), 0, grid.shape[0] - 1))
         fam = family_risk.setdefault(family, np.zeros(grid.shape[0]))
         # An event keeps its family risky for a while: a flap or an Xid is not over when
         # its line is written.
         hold = max(1, config.detection.close_samples // 2)
-        fam[i:i + hold] = np.maximum(fam[i:i + hold], score)
+        fam[i : i + hold] = np.maximum(fam[i : i + hold], score)
     risk = np.zeros(grid.shape[0])
     keep = np.ones(grid.shape[0])
     for name in sorted(family_risk):
