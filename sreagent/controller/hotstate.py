@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +193,10 @@ class HostState:
     collector_id: str = ""
     capabilities: list[dict[str, str]] = field(default_factory=list)
     process_count: int = 0
+    layout: tuple[Any, np.ndarray] | None = None
+    """(series layout of the last batch, its rows in ``series``): a collector sends the same
+    series in the same order every interval, so the next batch usually reuses the rows
+    without building a key per series and looking each one up."""
 
 
 @dataclass
@@ -224,7 +229,7 @@ class HotState:
 
     def append(self, frame: BatchFrame) -> None:
         header = frame.header
-        grouped = _series_rows(frame)
+        grouped = _series_layout(frame)
         events = frame.events.to_pylist() if frame.events.num_rows else []
         with self._lock:
             host = self._hosts.get(header.host)
@@ -238,10 +243,18 @@ class HotState:
             else:
                 self._hosts.move_to_end(header.host)
             if grouped is not None:
-                keys, sizes, ts, values = grouped
+                layout, keys_of, sizes, ts, values = grouped
                 table = host.series
-                limit = self.max_series_per_host
-                slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64, len(keys))
+                if host.layout is not None and host.layout[0] == layout:
+                    # Same series as last time: same rows (rows are never taken away, and a
+                    # series refused at the limit stays refused, as the table only fills).
+                    slots = host.layout[1]
+                else:
+                    keys = keys_of()
+                    limit = self.max_series_per_host
+                    slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64,
+                                        len(keys))
+                    host.layout = (layout, slots)
                 dropped = slots < 0
                 if dropped.any():
                     self.evictions.series_dropped += int(dropped.sum())
@@ -332,7 +345,20 @@ def _series_rows(
 ) -> tuple[list[SeriesKey], np.ndarray, np.ndarray, np.ndarray] | None:
     """The batch's samples grouped per series: (keys in order of first appearance, group
     sizes, ts, values), the groups one after the other, each stably sorted by time. None for
-    a batch without samples.
+    a batch without samples."""
+    grouped = _series_layout(frame)
+    if grouped is None:
+        return None
+    _, keys_of, sizes, ts, values = grouped
+    return keys_of(), sizes, ts, values
+
+
+def _series_layout(
+    frame: BatchFrame,
+) -> tuple[Any, Callable[[], list[SeriesKey]], np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_series_rows` with the keys built on demand, and beside them a comparable
+    *layout* (the dictionaries and the series codes in order of appearance) that determines
+    the keys: equal layouts, equal keys in the same order.
 
     Vectorised: (metric, entity) become dictionary codes and one stable lexsort groups them
     by series and time; only rows that carry labels are looked at one by one (most samples
@@ -378,15 +404,19 @@ def _series_rows(
     firsts = first_rows[appearance]
     metrics = metric.dictionary.to_pylist()
     entities = entity.dictionary.to_pylist()
-    keys_m = metric_idx[firsts].tolist()
-    keys_e = entity_idx[firsts].tolist()
-    if label_code is not None:
-        keys_l = label_code[firsts].tolist()
-        series = [(metrics[m], entities[e], label_sets[lc])
-                  for m, e, lc in zip(keys_m, keys_e, keys_l, strict=True)]
-    else:
-        series = [(metrics[m], entities[e], ()) for m, e in zip(keys_m, keys_e, strict=True)]
-    return series, sizes, all_ts[order], samples.column("value").to_numpy()[order]
+    layout = (tuple(metrics), tuple(entities), tuple(label_sets),
+              unique_codes[appearance].tobytes())
+
+    def keys_of() -> list[SeriesKey]:
+        keys_m = metric_idx[firsts].tolist()
+        keys_e = entity_idx[firsts].tolist()
+        if label_code is not None:
+            keys_l = label_code[firsts].tolist()
+            return [(metrics[m], entities[e], label_sets[lc])
+                    for m, e, lc in zip(keys_m, keys_e, keys_l, strict=True)]
+        return [(metrics[m], entities[e], ()) for m, e in zip(keys_m, keys_e, strict=True)]
+
+    return layout, keys_of, sizes, all_ts[order], samples.column("value").to_numpy()[order]
 
 
 def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:

@@ -137,3 +137,46 @@ def test_the_vectorised_table_equals_one_ring_per_series(seed: int) -> None:
 def _reference_groups_arrays(frame: BatchFrame) -> dict:
     return {k: (np.array([t for t, _ in v], np.int64), np.array([x for _, x in v]))
             for k, v in _reference_groups(frame).items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_repeated_series_layout_reuses_rows_and_still_equals_one_ring_per_series(
+        seed: int) -> None:
+    """Collectors send the same series in the same order every interval, and HotState reuses
+    the last batch's rows for an equal layout. Batches here repeat one of a few layouts
+    (same series and order, with new times and values), reorder one, or add series past the
+    series limit; the contents must stay those of one Ring per series."""
+    rng = np.random.default_rng(100 + seed)
+    capacity, max_series = int(rng.integers(2, 12)), int(rng.integers(3, 9))
+    hot = HotState(max_hosts=10, max_series_per_host=max_series, samples_per_series=capacity,
+                   events_per_host=1)
+    series = [("cpu_utilisation_ratio", f"cpu/{i}", {} if i % 3 else {"mode": "user"})
+              for i in range(10)]
+    layouts = [series[:4], series[:4] * 2, list(reversed(series[:4])), series[:7], series]
+    reference: dict = {}
+    overwritten = dropped = 0
+    clock = 10**18
+    for seq in range(1, 40):
+        layout = layouts[int(rng.integers(0, len(layouts)))] if seq % 4 else layouts[0]
+        samples = []
+        for metric, entity, labels in layout:
+            clock += int(rng.integers(0, 3))
+            samples.append(Sample(ts_ns=clock, metric=metric, entity=entity, labels=labels,
+                                  value=float(rng.random())))
+        frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
+                                       sent_at_ns=clock, samples=samples))
+        hot.append(frame)
+        for key, (ts, values) in _reference_groups_arrays(frame).items():
+            if key not in reference:
+                if len(reference) >= max_series:
+                    dropped += 1
+                    continue
+                reference[key] = Ring(capacity, initial=16)
+            overwritten += reference[key].extend(ts, values)
+        got = {(s["metric"], s["entity"], tuple(sorted(s["labels"].items()))):
+               (s["ts_ns"].tolist(), s["values"].tolist())
+               for s in hot.window("h", 0, 2**62)}
+        want = {k: (r.arrays()[0].tolist(), r.arrays()[1].tolist()) for k, r in reference.items()}
+        assert got == want
+        stats = hot.stats()["evictions"]
+        assert (stats["samples_overwritten"], stats["series_dropped"]) == (overwritten, dropped)
