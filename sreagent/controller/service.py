@@ -3,6 +3,7 @@ engine, notifications and the leader lease together, and starts and stops them i
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -223,13 +224,18 @@ class Controller:
                 continue
             try:
                 with self.journal_lock:
-                    compact(
+                    # On the Parquet flush thread: never beside a flush, no arena of its own
+                    # (docs/controller.md, Memory).
+                    self.ingest.group_commit.run_in_flush_thread(functools.partial(
+                        compact,
                         self.settings.journal_root,
                         min_files=self.settings.journal.compact_min_files,
                         max_rows=self.settings.journal.compact_max_rows,
                         writer_id=self.node_id.replace("/", "_"),
-                    )
+                    )).result()
             except Exception:
+                if self._stop.is_set():  # cancelled by the journal closing
+                    return
                 log.exception("journal compaction failed (it will be retried)")
 
     # --- ingest hooks --------------------------------------------------------------------------

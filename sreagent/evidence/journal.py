@@ -24,10 +24,11 @@ controller writes its journal through this writer too (behind its write-ahead lo
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import secrets
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,21 +82,26 @@ def sort_by_host(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.argsort(rank, kind="stable")))
 
 
-def _with_identity(frames: list[BatchFrame], name: str) -> pa.Table:
-    """One row table of many frames with ``batch_id`` and ``host`` in front. The identity
-    columns are built once for the whole table (a dictionary expanded in C), not per batch."""
+def _with_identity(frames: list[BatchFrame], name: str, row_group_rows: int
+                   ) -> Iterator[pa.Table]:
+    """The rows of many frames' table ``name`` with ``batch_id`` and ``host`` in front, one
+    row group (``row_group_rows`` rows) at a time. The identity columns are built per row
+    group (a dictionary expanded in C), not per batch and not for the whole flush at once:
+    a flush's extra memory is then about one row group, however many rows it writes."""
     parts = [getattr(f, name) for f in frames]
     counts = np.fromiter((p.num_rows for p in parts), np.int64, len(parts))
-    rows = pa.concat_tables(parts)
-    positions = pa.array(np.repeat(np.arange(len(frames), dtype=np.int32), counts))
-
-    def expand(values: list[str]) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(positions, pa.array(values, pa.string())).cast(
-            pa.string())
-
-    columns = [expand([f.batch_id for f in frames]), expand([f.header.host for f in frames]),
-               *rows.columns]
-    return pa.Table.from_arrays(columns, schema=ROW_TABLES[name])
+    rows = pa.concat_tables(parts)  # zero-copy: the frames' own buffers, chunked
+    positions = np.repeat(np.arange(len(frames), dtype=np.int32), counts)
+    batch_ids = pa.array([f.batch_id for f in frames], pa.string())
+    hosts = pa.array([f.header.host for f in frames], pa.string())
+    schema = ROW_TABLES[name]
+    for start in range(0, max(rows.num_rows, 1), row_group_rows):
+        at = pa.array(positions[start:start + row_group_rows])
+        group = rows.slice(start, row_group_rows)
+        yield pa.Table.from_arrays(
+            [pa.DictionaryArray.from_arrays(at, batch_ids).cast(pa.string()),
+             pa.DictionaryArray.from_arrays(at, hosts).cast(pa.string()), *group.columns],
+            schema=schema)
 
 
 def write_parquet(path: Path, table: pa.Table, *, row_group_rows: int = ROW_GROUP_ROWS,
@@ -197,12 +203,23 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return batch.select(schema.names).cast(schema.remove_metadata())
 
 
-def write_part(path: Path, table: pa.Table, *, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+def write_part(path: Path, table: pa.Table | Iterable[pa.Table], *,
+               row_group_rows: int = ROW_GROUP_ROWS) -> None:
     """Write a flush's part file under a temporary name, then rename it into place. Not
-    fsynced: the caller makes a whole flush durable at once."""
+    fsynced: the caller makes a whole flush durable at once. ``table`` may also be the row
+    groups one at a time (tables of at most ``row_group_rows`` rows, sorted by host across
+    them), so a caller need not build the whole file's rows at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    write_parquet(tmp, table, row_group_rows=row_group_rows)
+    if isinstance(table, pa.Table):
+        write_parquet(tmp, table, row_group_rows=row_group_rows)
+    else:
+        groups = iter(table)
+        first = next(groups)
+        schema = first.schema.with_metadata({LAYOUT_KEY: str(LAYOUT_VERSION).encode()})
+        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+            for group in itertools.chain([first], groups):
+                writer.write_table(group, row_group_size=row_group_rows)
     os.replace(tmp, path)
 
 
@@ -263,6 +280,7 @@ class JournalWriter:
 
         def write(job: tuple[Path, list[tuple[BatchFrame, str | None]], str]) -> Path | None:
             path, items, table = job
+            rows: pa.Table | Iterator[pa.Table]
             if table == "batches":
                 rows = pa.Table.from_pylist([batch_rows(f, d) for f, d in items],
                                             schema=BATCHES_SCHEMA)
@@ -270,7 +288,7 @@ class JournalWriter:
                 frames = [f for f, _ in items if getattr(f, table).num_rows]
                 if not frames:
                     return None
-                rows = _with_identity(frames, table)
+                rows = _with_identity(frames, table, self.row_group_rows)
             write_part(path, rows, row_group_rows=self.row_group_rows)
             return path
 

@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
-from sreagent.controller.journal import COMPACTED_KEY, compact, journal_activity
+from sreagent.controller.journal import (
+    COMPACTED_KEY,
+    GroupCommitJournal,
+    compact,
+    journal_activity,
+)
+from sreagent.controller.service import Controller
 from sreagent.evidence import Journal, JournalWriter
 from sreagent.telemetry import batch_digest, decode_batch
-from tests.controller.helpers import ARROW, body, make_batch
+from tests.controller.helpers import ARROW, body, make_batch, make_settings, wait_for
 
 
 def _small_parts(root: Path, count: int) -> None:
@@ -54,3 +62,44 @@ def test_min_files_above_max_files_still_merges(tmp_path: Path) -> None:
     _small_parts(tmp_path, 5)
     assert compact(tmp_path, min_files=5, max_files=2, writer_id="c") == 2 * 5
     assert len(list((tmp_path / "samples").rglob("*.parquet"))) == 1
+
+
+def _journal(root: Path) -> GroupCommitJournal:
+    return GroupCommitJournal(root, writer_id="w", on_durable=lambda group: None,
+                              flush_interval_s=3600)
+
+
+def test_jobs_run_on_the_flushing_thread_and_are_cancelled_at_close(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    try:
+        assert journal.run_in_flush_thread(
+            lambda: threading.current_thread().name).result(timeout=30) == "journal-parquet"
+
+        def fails() -> None:
+            raise OSError("disk full")
+
+        with pytest.raises(OSError, match="disk full"):
+            journal.run_in_flush_thread(fails).result(timeout=30)
+    finally:
+        journal.close()
+    late = journal.run_in_flush_thread(lambda: "never")
+    assert late.cancelled()
+
+
+def test_the_controller_compacts_on_the_flushing_thread(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, journal={"compact_interval_s": 0.2,
+                                                "compact_min_files": 2})
+    root = settings.journal_root
+    _small_parts(root, 3)
+    started = time.time()
+    controller = Controller(settings)
+    controller.start()
+    try:
+        wait_for(lambda: list((root / "samples").rglob("compact-*.parquet")), timeout=60,
+                 what="a compaction")
+    finally:
+        controller.stop()
+    compactions = [a for a in journal_activity()
+                   if a["kind"] == "compact" and a["wall"] >= started]
+    assert {a["thread"] for a in compactions} == {"journal-parquet"}
+    assert Journal(root).read("samples").num_rows == 3 * 4
