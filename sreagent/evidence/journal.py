@@ -160,8 +160,16 @@ class _HostRuns:
 
     def __init__(self, path: Path, schema: pa.Schema, batch_rows: int):
         self._schema = schema
-        self._batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_rows,
-                                                          use_threads=False)
+        self._batches: Iterator[pa.RecordBatch]
+        source = pq.ParquetFile(path, pre_buffer=False)
+        if source.metadata.num_rows <= batch_rows:
+            # Small enough to decode at once: read and close it, so a merge of many small
+            # files does not keep a reader (and a decompressor per column) open for each.
+            with source:
+                self._batches = iter(source.read(use_threads=False).combine_chunks()
+                                     .to_batches())
+        else:
+            self._batches = source.iter_batches(batch_size=batch_rows, use_threads=False)
         self._batch: pa.RecordBatch | None = None
         self._runs: list[tuple[str, int, int]] = []  # (host, start, end), reversed
         self._next_batch()
@@ -194,6 +202,7 @@ class _HostRuns:
                 self._runs = list(zip(runs.values.to_pylist(), starts, ends,
                                       strict=True))[::-1]
                 return
+        self._batches = iter(())  # the end: let go of the reader now
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -14,12 +14,13 @@ from sreagent.evidence import JournalWriter
 from sreagent.evidence.journal import LAYOUT_KEY
 from sreagent.evidence.tables import frames_to_tables
 from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Event, Sample, decode_batch, encode_batch
+from sreagent.telemetry.arrow import BatchFrame
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600_000_000_000
 
 
-def _frames(collectors: int, batches: int, samples: int) -> list:
+def _frames(collectors: int, batches: int, samples: int) -> list[BatchFrame]:
     frames = []
     for seq in range(1, batches + 1):
         for c in reversed(range(collectors)):  # arrival order is not host order

@@ -8,6 +8,7 @@ grow with the sources' size, only with their row-group size.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from sreagent.evidence.journal import (
     JOURNAL_TABLES,
     LAYOUT_KEY,
+    _HostRuns,
     merge_parts,
     sort_by_host,
     write_parquet,
@@ -130,3 +132,19 @@ def test_the_merge_memory_is_bounded_by_row_groups_not_by_the_sources(tmp_path: 
     decoded = sum(pq.read_table(p).nbytes for p in large)
     assert whole_large > decoded
     assert stream_large < decoded / 4, (stream_large, decoded)
+
+
+def test_small_sources_are_read_at_once_and_closed(tmp_path: Path) -> None:
+    """A merge of many small files (the common compaction) keeps no reader open per file:
+    each open reader holds a decompressor per column, which glibc keeps as heap."""
+    hosts = ["a", "b"]
+    small = [samples_part(tmp_path / f"s{i}.parquet", rows=50, hosts=hosts, seed=i)
+             for i in range(20)]
+    large = [samples_part(tmp_path / f"l{i}.parquet", rows=300, hosts=hosts, seed=i)
+             for i in range(3)]
+    before = len(os.listdir("/proc/self/fd"))
+    cursors = [_HostRuns(p, SAMPLES, batch_rows=100) for p in small]
+    assert len(os.listdir("/proc/self/fd")) == before
+    cursors += [_HostRuns(p, SAMPLES, batch_rows=100) for p in large]
+    assert len(os.listdir("/proc/self/fd")) == before + 3  # streamed: open until read
+    assert [c.host for c in cursors] == ["a"] * 23
