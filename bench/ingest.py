@@ -22,7 +22,8 @@ checkout of the code, e.g. ``git archive <commit> | tar -x -C DIR``, so a before
 runs with one script. After the HTTP run, a separate process measures journal writing
 against plain pyarrow on the same rows, best of 3 CPU times: one flush's worth of batches
 from every collector through ``JournalWriter`` against ``pyarrow.parquet.write_table`` of the
-same four tables, already built (``--journal-only`` runs just that).
+same four tables, already built (``--journal-only`` runs just that). ``--stages`` measures,
+in-process, the CPU per batch of decode + validate, digest, hot state and receipts.
 """
 
 from __future__ import annotations
@@ -242,6 +243,62 @@ def journal_vs_plain(collectors: int, batches_each: int, samples: int) -> dict[s
             "journal_over_plain": round(min(journal_s) / min(plain_s), 2)}
 
 
+def stages(hosts: int, batches_each: int, samples: int, group: int) -> dict[str, float]:
+    """In-process CPU per batch (best of 3, ``time.process_time``) of the ingest stages, in
+    the code of ``--tree``: decode + validate, digest, hot state append, and the receipts of
+    a WAL group of ``group`` batches (lookup + insert, SQLite) divided by ``group``."""
+    from sreagent.controller.hotstate import HotState
+    from sreagent.controller.store import RunStore
+    from sreagent.telemetry import batch_digest
+
+    makers = [BodyMaker(c, samples) for c in range(hosts)]
+    bodies = [m.body(seq) for seq in range(1, batches_each + 1) for m in makers]
+    frames = [decode_batch(b, ARROW_CONTENT_TYPE) for b in bodies]
+    digests = [batch_digest(f) for f in frames]
+
+    def best(run: Any, count: int) -> float:
+        times = []
+        for _ in range(3):
+            started = time.process_time()
+            run()
+            times.append(time.process_time() - started)
+        return round(min(times) * 1000 / count, 3)
+
+    def hot() -> None:
+        state = HotState(max_hosts=10_000, max_series_per_host=10_000,
+                         samples_per_series=120, events_per_host=100)
+        for frame in frames:
+            state.append(frame)
+
+    with tempfile.TemporaryDirectory(prefix="sreagent-bench-stages-") as tmp:
+        store = RunStore(f"sqlite:///{tmp}/store.db")
+        store.migrate()
+        rounds = [0]
+
+        def receipts() -> None:
+            rounds[0] += 1
+            for start in range(0, len(frames), group):
+                chunk = frames[start:start + group]
+                ids = [f"{rounds[0]}-{f.batch_id}" for f in chunk]
+                store.receipt_digests(ids)
+                store.insert_receipts([
+                    {"batch_id": i, "collector_id": f.header.collector_id,
+                     "producer_epoch": f.header.producer_epoch, "seq": f.header.seq,
+                     "host": f.header.host, "digest": d, "samples": f.samples.num_rows,
+                     "accepted_at_ns": 1} for i, f, d in zip(ids, chunk, digests, strict=False)])
+
+        receipt_ms = best(receipts, len(frames))
+        store.close()
+    return {
+        "batches": len(frames),
+        "decode_validate_ms": best(lambda: [decode_batch(b, ARROW_CONTENT_TYPE)
+                                            for b in bodies], len(bodies)),
+        "digest_ms": best(lambda: [batch_digest(f) for f in frames], len(frames)),
+        "hot_state_append_ms": best(hot, len(frames)),
+        f"receipts_per_batch_ms_groups_of_{group}": receipt_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collectors", type=int, default=200)
@@ -259,9 +316,18 @@ def main() -> None:
                         help="checkout whose controller code runs (default: this one)")
     parser.add_argument("--journal-only", action="store_true",
                         help="only the in-process journal vs plain pyarrow comparison")
+    parser.add_argument("--stages", action="store_true",
+                        help="only the in-process CPU per batch of each ingest stage "
+                             "(--collectors hosts x --journal-batches batches)")
+    parser.add_argument("--group", type=int, default=8,
+                        help="WAL group size for the receipts stage of --stages")
     parser.add_argument("--journal-batches", type=int, default=10,
                         help="batches per collector in that comparison (one flush's worth)")
     args = parser.parse_args()
+    if args.stages:
+        print(json.dumps(stages(args.collectors, args.journal_batches, args.samples,
+                                args.group)))
+        return
     if args.journal_only:
         print(json.dumps(journal_vs_plain(args.collectors, args.journal_batches, args.samples)))
         return
