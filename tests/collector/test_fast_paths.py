@@ -7,18 +7,23 @@ cases the general code handles (resets, wraps, malformed lines), so a shortcut c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from sreagent.collector import _inotify
+from sreagent.collector import Roots, _inotify
 from sreagent.collector._cgroup import CgroupSource, _value_after
 from sreagent.collector._common import Counters
 from sreagent.collector._psi import parse_pressure, pressure_lines
 from sreagent.errors import CorruptFile
 from tests.collector.fixture_tree import PROCFS, SECOND, T0, Tree
+from tests.conftest import requires_root
 
 
 def _pressure_files() -> list[Path]:
@@ -126,3 +131,62 @@ def test_cgroup_walk_keeps_descriptors_of_files_still_listed(
         assert not [p for p in opened if p in kept]  # nothing listed was reopened
     finally:
         source.close()
+
+
+@requires_root
+def test_cgroup_v1_oom_kill_of_a_real_cgroup_is_counted() -> None:
+    """A process that outgrows a 32 MiB v1 memory cgroup is OOM-killed; the kernel's
+    ``oom_kill`` in memory.oom_control and the sample read through the shortcut agree."""
+    memory = Path("/sys/fs/cgroup/memory")
+    if not (memory / "memory.oom_control").exists():
+        pytest.skip("no cgroup v1 memory controller on this host")
+    name = f"sreagent-test-oom-{os.getpid()}"
+    cgroup = memory / name
+    cgroup.mkdir()
+    hog = None
+    source = CgroupSource(Roots(), max_depth=1)
+    try:
+        (cgroup / "memory.limit_in_bytes").write_text(str(32 * 1024 * 1024))
+        with contextlib.suppress(OSError):  # absent without swap accounting
+            (cgroup / "memory.memsw.limit_in_bytes").write_text(str(32 * 1024 * 1024))
+        source.read(time.time_ns())
+        # Blocks until it is moved into the cgroup (a line on stdin), then grows past the
+        # limit one touched MiB at a time.
+        hog = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.stdin.readline()\nb=[]\nwhile True: b.append(bytearray(1<<20))",
+            ],
+            stdin=subprocess.PIPE,
+        )
+        (cgroup / "cgroup.procs").write_text(str(hog.pid))
+        assert hog.stdin is not None
+        hog.stdin.write(b"go\n")
+        hog.stdin.close()
+        assert hog.wait(timeout=60) == -signal.SIGKILL
+        kernel = _value_after((cgroup / "memory.oom_control").read_bytes(), b"\noom_kill ")
+        raw = (cgroup / "memory.oom_control").read_text()
+        assert f"\noom_kill {kernel}\n" in raw and kernel >= 1, raw
+        samples = source.read(time.time_ns()).samples
+    finally:
+        if hog is not None and hog.poll() is None:
+            hog.kill()
+            hog.wait()
+        _rmdir_when_empty(cgroup)
+    got = {s.metric: s.value for s in samples if s.entity == f"cgroup/{name}"}
+    assert got["cgroup_oom_kills_total"] == kernel
+    assert got["cgroup_memory_limit_bytes"] == 32 * 1024 * 1024
+
+
+def _rmdir_when_empty(cgroup: Path) -> None:
+    # The killed task leaves the cgroup asynchronously; poll instead of sleeping.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cgroup.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
