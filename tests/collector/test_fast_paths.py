@@ -167,7 +167,8 @@ def test_cgroup_v1_oom_kill_of_a_real_cgroup_is_counted() -> None:
         assert hog.wait(timeout=60) == -signal.SIGKILL
         kernel = _value_after((cgroup / "memory.oom_control").read_bytes(), b"\noom_kill ")
         raw = (cgroup / "memory.oom_control").read_text()
-        assert f"\noom_kill {kernel}\n" in raw and kernel >= 1, raw
+        assert kernel is not None and kernel >= 1, raw
+        assert f"\noom_kill {kernel}\n" in raw
         samples = source.read(time.time_ns()).samples
     finally:
         if hog is not None and hog.poll() is None:
