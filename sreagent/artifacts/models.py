@@ -11,7 +11,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
 
 from sreagent.canonical import canonical_digest, canonical_json
 
@@ -483,11 +490,15 @@ class Artifact(_Frozen):
     """The kind's typed content (below)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> Artifact:
+    def _consistent(self, info: ValidationInfo) -> Artifact:
         if self.payload.kind != self.kind.value:
             raise ValueError(
                 f"payload kind {self.payload.kind!r} does not match kind {self.kind!r}"
             )
+        if info.context is _ID_PENDING:
+            # make_artifact validates the content first and then sets the id to the hash of
+            # exactly this content; every other way in (storage, packages, the API) is checked.
+            return self
         expected = compute_artifact_id(self.model_dump(mode="json", exclude={"artifact_id"}))
         if self.artifact_id != expected:
             raise ValueError(
@@ -499,6 +510,11 @@ class Artifact(_Frozen):
     def canonical(self) -> bytes:
         """The canonical JSON bytes of the whole envelope (what goldens pin)."""
         return canonical_json(self.model_dump(mode="json"))
+
+
+_ID_PENDING: dict[str, Any] = {"artifact_id": "pending"}
+"""Validation context of make_artifact's draft; compared by identity, so no input can forge it."""
+_PLACEHOLDER_ID = "0" * 64
 
 
 def compute_artifact_id(envelope_without_id: dict[str, Any]) -> str:
@@ -526,22 +542,27 @@ def make_artifact(
     payload_model = (
         payload if isinstance(payload, BaseModel) else PAYLOAD_TYPES[kind].model_validate(payload)
     )
-    body: dict[str, Any] = {
+    # The content is validated once (the payload and evidence refs as the models they already
+    # are) with a placeholder id; the id is then the hash of this artifact's own canonical
+    # JSON, serialised and hashed once. Whenever the former way (hash the dumped body, then
+    # validate it and check the id by dumping and hashing again) succeeded, the id and the
+    # bytes are the same; the check stays on every artifact read back from anywhere.
+    draft = Artifact.model_validate({
         "schema_version": ENVELOPE_VERSION,
-        "kind": kind.value,
+        "artifact_id": _PLACEHOLDER_ID,
+        "kind": kind,
         "run_id": run_id,
         "incident_id": incident_id,
         "correlation_id": correlation_id or run_id,
         "producer": producer,
         "consumer": consumer,
         "logical_time": logical_time,
-        "status": ArtifactStatus(status).value,
+        "status": ArtifactStatus(status),
         "input_artifact_ids": list(input_artifact_ids or []),
-        "evidence_refs": [r.model_dump(mode="json") for r in evidence_refs or []],
+        "evidence_refs": list(evidence_refs or []),
         "replayable": replayable,
         "recorded_activity_ids": list(recorded_activity_ids or []),
-        "payload": payload_model.model_dump(mode="json"),
-    }
-    # The payload is already a validated model, so ``body`` is in normalised form and its
-    # hash equals the one the envelope validator recomputes.
-    return Artifact.model_validate({**body, "artifact_id": compute_artifact_id(body)})
+        "payload": payload_model,
+    }, context=_ID_PENDING)
+    artifact_id = compute_artifact_id(draft.model_dump(mode="json", exclude={"artifact_id"}))
+    return draft.model_copy(update={"artifact_id": artifact_id})

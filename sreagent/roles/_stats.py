@@ -99,16 +99,28 @@ def percentiles(samples: Sequence[np.ndarray], q: float) -> list[float]:
 
 
 def _row_percentiles(block: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
-    """:func:`percentile` of each row of ``block`` for each of ``qs``, bit for bit."""
+    """:func:`percentile` of each row of ``block`` for each of ``qs``, bit for bit.
+
+    One single-kth partition along the rows per quantile: numpy partitions a block along an
+    axis several times slower with two or more kth than with one (about 3 ms against 0.5 ms
+    for 275 rows of 900), so the upper neighbour is not a second kth but the smallest value
+    right of the lower one, which is the same element. ``fmin`` skips NaN as the partition
+    does by putting NaN last, so even a NaN gives the bits the scalar code gives.
+    """
     n = block.shape[1]
-    where = []
+    out = []
     for q in qs:
         pos = q / 100.0 * (n - 1)
         lo = int(pos)
-        where.append((lo, min(lo + 1, n - 1), pos - lo))
-    part = np.partition(block, sorted({k for lo, hi, _ in where for k in (lo, hi)}), axis=1) \
-        if n > 1 else block
-    return [part[:, lo] + (part[:, hi] - part[:, lo]) * frac for lo, hi, frac in where]
+        hi = min(lo + 1, n - 1)
+        if n == 1:
+            low = high = block[:, 0]
+        else:
+            part = np.partition(block, lo, axis=1)
+            low = part[:, lo]
+            high = low if hi == lo else np.fmin.reduce(part[:, hi:], axis=1)
+        out.append(low + (high - low) * (pos - lo))
+    return out
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from sreagent.artifacts import (
     ArtifactStatus,
     DataQuality,
     ObservationSummary,
-    SignalSummary,
     make_artifact,
 )
 from sreagent.roles._stats import percentiles
 from sreagent.runtime._context import RoleContext
-from sreagent.runtime._view import EvidenceView
+from sreagent.runtime._view import EvidenceView, Series
 
 NO_INCIDENT = "none"
 """The incident id of artifacts made before (or without) an incident."""
@@ -25,6 +24,13 @@ NO_INCIDENT = "none"
 
 def _rounded(x: float) -> float:
     return float(round(x, 9))
+
+
+def _display_name(series: Series) -> str:
+    """``metric{k=v,...}``, or the bare metric of a series without labels."""
+    if not series.labels:
+        return series.metric
+    return f"{series.metric}{{{','.join(f'{k}={val}' for k, val in series.labels)}}}"
 
 
 def observe(view: EvidenceView, ctx: RoleContext) -> Artifact:
@@ -39,15 +45,17 @@ def observe(view: EvidenceView, ctx: RoleContext) -> Artifact:
     kept = [view.series[table.keys[i]] for i in rows]
     stats = np.round(np.stack([table.last[rows], table.mean[rows], table.minimum[rows],
                                table.maximum[rows]], axis=1), 9).tolist()
+    counts = table.count[rows].tolist()
     # Every p95 in one partition per series length (the same bits as one call per series).
     p95s = percentiles([s.values for s in kept], 95)
-    signals = []
-    for s, (last, mean, minimum, maximum), p95 in zip(kept, stats, p95s, strict=True):
-        label = ",".join(f"{k}={val}" for k, val in s.labels)
-        signals.append(SignalSummary(
-            metric=s.metric if not label else f"{s.metric}{{{label}}}", entity=s.entity,
-            count=int(s.values.shape[0]), last=last, mean=mean, minimum=minimum,
-            maximum=maximum, p95=_rounded(p95)))
+    # The summaries go to ObservationSummary as plain rows: pydantic validates the whole list
+    # in one call, cheaper than one SignalSummary(...) per series and every bit as strict.
+    signals = [
+        {"metric": _display_name(s), "entity": s.entity, "count": count, "last": last,
+         "mean": mean, "minimum": minimum, "maximum": maximum, "p95": _rounded(p95)}
+        for s, count, (last, mean, minimum, maximum), p95
+        in zip(kept, counts, stats, p95s, strict=True)
+    ]
     grid = view.grid
     res_ns = view.resolution_s * 1e9
     gaps = int(np.sum(np.diff(grid) > 1.5 * res_ns)) if grid.shape[0] > 1 else 0
