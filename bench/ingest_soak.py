@@ -46,52 +46,22 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-import pyarrow as pa
-import pyarrow.ipc as ipc
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sreagent.controller.settings import hash_token  # noqa: E402
-from sreagent.telemetry import ARROW_CONTENT_TYPE, Batch, Sample  # noqa: E402
-from sreagent.telemetry.arrow import batch_to_table  # noqa: E402
+from sreagent.telemetry import ARROW_CONTENT_TYPE  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import BodyMaker  # noqa: E402  (the same simulated collector as the ingest bench)
 
 TOKEN = "soak-token"
-T0 = 1_767_225_600_000_000_000
 MB = 2**20
 FLAT_BAND = 0.05
 FLAT_SLOPE_MB_PER_MIN = 1.0
 WARMUP_MINUTES = 2
-
-
-class BodyMaker:
-    """One template table per collector; only seq and the times change per batch."""
-
-    def __init__(self, collector: int, samples: int):
-        metrics = ["cpu_utilisation_ratio", "memory_used_bytes", "disk_await_seconds",
-                   "net_rx_bytes_per_second", "psi_cpu_some_ratio"]
-        batch = Batch(
-            collector_id=f"soak-{collector}", host=f"node-{collector:04d}",
-            producer_epoch="e1", seq=1, sent_at_ns=T0,
-            samples=[Sample(ts_ns=T0, metric=metrics[i % len(metrics)],
-                            entity=f"cpu/{i // len(metrics) % 64}", value=float(i % 97) / 100)
-                     for i in range(samples)],
-        )
-        self.table = batch_to_table(batch)
-        self.samples = samples
-        self.options = ipc.IpcWriteOptions(compression="zstd")
-
-    def body(self, seq: int) -> bytes:
-        sent = T0 + seq * 10**9
-        table = self.table
-        for name, value in (("seq", pa.array([seq], pa.int64())),
-                            ("sent_at_ns", pa.array([sent], pa.int64()))):
-            table = table.set_column(table.schema.get_field_index(name), name, value)
-        sink = pa.BufferOutputStream()
-        with ipc.new_stream(sink, table.schema, options=self.options) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
 
 
 async def collector(client: httpx.AsyncClient, url: str, maker: BodyMaker, rate: float,
