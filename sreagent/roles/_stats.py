@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,13 +68,7 @@ def spreads(samples: Sequence[np.ndarray]) -> list[Spread]:
     each costing more in call overhead than in work, with two per length.
     """
     out: list[Spread] = [_EMPTY_SPREAD] * len(samples)
-    by_length: dict[int, list[int]] = {}
-    for i, sample in enumerate(samples):
-        by_length.setdefault(int(sample.shape[0]), []).append(i)
-    for n, which in by_length.items():
-        if n == 0:
-            continue
-        block = np.stack([samples[i] for i in which])
+    for n, which, block in _blocks_by_length(samples):
         q25, med, q75 = _row_percentiles(block, (25.0, 50.0, 75.0))
         (mad,) = _row_percentiles(np.abs(block - med[:, None]), (50.0,))
         for i, a, b, c, d in zip(which, q25.tolist(), med.tolist(), q75.tolist(), mad.tolist(),
@@ -86,16 +80,23 @@ def spreads(samples: Sequence[np.ndarray]) -> list[Spread]:
 def percentiles(samples: Sequence[np.ndarray], q: float) -> list[float]:
     """:func:`percentile` of every sample (the same bits), all samples of one length at once."""
     out = [0.0] * len(samples)
+    for _, which, block in _blocks_by_length(samples):
+        (found,) = _row_percentiles(block, (q,))
+        for i, x in zip(which, found.tolist(), strict=True):
+            out[i] = x
+    return out
+
+
+def _blocks_by_length(
+    samples: Sequence[np.ndarray],
+) -> Iterator[tuple[int, list[int], np.ndarray]]:
+    """The non-empty samples grouped by length: (length, their indexes, them stacked as rows)."""
     by_length: dict[int, list[int]] = {}
     for i, sample in enumerate(samples):
         by_length.setdefault(int(sample.shape[0]), []).append(i)
     for n, which in by_length.items():
-        if n == 0:
-            continue
-        (found,) = _row_percentiles(np.stack([samples[i] for i in which]), (q,))
-        for i, x in zip(which, found.tolist(), strict=True):
-            out[i] = x
-    return out
+        if n:
+            yield n, which, np.stack([samples[i] for i in which])
 
 
 def _row_percentiles(block: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
