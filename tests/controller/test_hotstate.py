@@ -113,18 +113,10 @@ def test_the_vectorised_table_equals_one_ring_per_series(seed: int) -> None:
         frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
                                        sent_at_ns=clock, samples=samples))
         hot.append(frame)
-        for key, (ts, values) in _reference_groups_arrays(frame).items():
-            if key not in reference:
-                if len(reference) >= max_series:
-                    dropped += 1
-                    continue
-                reference[key] = Ring(capacity, initial=16)
-            overwritten += reference[key].extend(ts, values)
-        got = {(s["metric"], s["entity"], tuple(sorted(s["labels"].items()))):
-               (s["ts_ns"].tolist(), s["values"].tolist())
-               for s in hot.window("h", 0, 2**62)}
-        want = {k: (r.arrays()[0].tolist(), r.arrays()[1].tolist()) for k, r in reference.items()}
-        assert got == want
+        added_overwritten, added_dropped = _extend_reference(reference, frame, capacity,
+                                                             max_series)
+        overwritten, dropped = overwritten + added_overwritten, dropped + added_dropped
+        _assert_hot_state_equals(hot, reference)
         stats = hot.stats()
         assert stats["samples"] == sum(r.count for r in reference.values())
         assert stats["evictions"]["samples_overwritten"] == overwritten
@@ -137,6 +129,28 @@ def test_the_vectorised_table_equals_one_ring_per_series(seed: int) -> None:
 def _reference_groups_arrays(frame: BatchFrame) -> dict:
     return {k: (np.array([t for t, _ in v], np.int64), np.array([x for _, x in v]))
             for k, v in _reference_groups(frame).items()}
+
+
+def _extend_reference(reference: dict, frame: BatchFrame, capacity: int,
+                      max_series: int) -> tuple[int, int]:
+    """Apply a batch to one Ring per series; (samples overwritten, series dropped)."""
+    overwritten = dropped = 0
+    for key, (ts, values) in _reference_groups_arrays(frame).items():
+        if key not in reference:
+            if len(reference) >= max_series:
+                dropped += 1
+                continue
+            reference[key] = Ring(capacity, initial=16)
+        overwritten += reference[key].extend(ts, values)
+    return overwritten, dropped
+
+
+def _assert_hot_state_equals(hot: HotState, reference: dict) -> None:
+    got = {(s["metric"], s["entity"], tuple(sorted(s["labels"].items()))):
+           (s["ts_ns"].tolist(), s["values"].tolist())
+           for s in hot.window("h", 0, 2**62)}
+    want = {k: (r.arrays()[0].tolist(), r.arrays()[1].tolist()) for k, r in reference.items()}
+    assert got == want
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -166,17 +180,9 @@ def test_a_repeated_series_layout_reuses_rows_and_still_equals_one_ring_per_seri
         frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
                                        sent_at_ns=clock, samples=samples))
         hot.append(frame)
-        for key, (ts, values) in _reference_groups_arrays(frame).items():
-            if key not in reference:
-                if len(reference) >= max_series:
-                    dropped += 1
-                    continue
-                reference[key] = Ring(capacity, initial=16)
-            overwritten += reference[key].extend(ts, values)
-        got = {(s["metric"], s["entity"], tuple(sorted(s["labels"].items()))):
-               (s["ts_ns"].tolist(), s["values"].tolist())
-               for s in hot.window("h", 0, 2**62)}
-        want = {k: (r.arrays()[0].tolist(), r.arrays()[1].tolist()) for k, r in reference.items()}
-        assert got == want
+        added_overwritten, added_dropped = _extend_reference(reference, frame, capacity,
+                                                             max_series)
+        overwritten, dropped = overwritten + added_overwritten, dropped + added_dropped
+        _assert_hot_state_equals(hot, reference)
         stats = hot.stats()["evictions"]
         assert (stats["samples_overwritten"], stats["series_dropped"]) == (overwritten, dropped)
