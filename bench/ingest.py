@@ -177,6 +177,29 @@ def watch_rss(pid: int, samples: list[tuple[float, int]], stop: threading.Event)
         stop.wait(0.5)
 
 
+def launch_controller(config: Path, port: int,
+                      extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`sreagent serve` of the code under test (``--tree``) in its own session."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sreagent", "serve", "--config", str(config), "--port", str(port),
+         "--log-level", "warning"], cwd=TREE, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(TREE), **(extra_env or {})})
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Poll /readyz until the controller answers; stop if it exits or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("controller did not start")
+        time.sleep(0.2)
+
+
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
@@ -343,21 +366,9 @@ def main() -> None:
     }))
     port = 18000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sreagent", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning"], cwd=TREE, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(TREE)})
+    server = launch_controller(config, port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("controller did not start")
-            time.sleep(0.2)
+        wait_ready(url, server)
         rss: list[tuple[float, int]] = []
         stop = threading.Event()
         watcher = threading.Thread(target=watch_rss, args=(server.pid, rss, stop), daemon=True)

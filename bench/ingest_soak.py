@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,7 +54,7 @@ from sreagent.controller.settings import hash_token  # noqa: E402
 from sreagent.telemetry import ARROW_CONTENT_TYPE  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import BodyMaker  # noqa: E402  (the same simulated collector as the ingest bench)
+from ingest import BodyMaker, launch_controller, wait_ready  # noqa: E402  (the ingest bench's collector and controller start)
 
 TOKEN = "soak-token"
 MB = 2**20
@@ -258,22 +257,10 @@ def main() -> None:
     port = 19000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
     extra_env = dict(item.split("=", 1) for item in args.env)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sreagent", "serve", "--config", str(config), "--port",
-         str(port), "--log-level", "warning"], cwd=REPO, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **extra_env})
+    server = launch_controller(config, port, extra_env)
     load_start = os.getloadavg()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("controller did not start")
-            time.sleep(0.2)
+        wait_ready(url, server)
         proc = psutil.Process(server.pid)
         cpu_before = sum(proc.cpu_times()[:2])
         rss: list[tuple[float, int]] = []
