@@ -112,11 +112,9 @@ def test_the_vectorised_table_equals_one_ring_per_series(seed: int) -> None:
                 value=float(rng.random())))
         frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
                                        sent_at_ns=clock, samples=samples))
-        hot.append(frame)
-        added_overwritten, added_dropped = _extend_reference(reference, frame, capacity,
-                                                             max_series)
+        added_overwritten, added_dropped = _append_beside_reference(hot, reference, frame,
+                                                                    capacity, max_series)
         overwritten, dropped = overwritten + added_overwritten, dropped + added_dropped
-        _assert_hot_state_equals(hot, reference)
         stats = hot.stats()
         assert stats["samples"] == sum(r.count for r in reference.values())
         assert stats["evictions"]["samples_overwritten"] == overwritten
@@ -131,9 +129,11 @@ def _reference_groups_arrays(frame: BatchFrame) -> dict:
             for k, v in _reference_groups(frame).items()}
 
 
-def _extend_reference(reference: dict, frame: BatchFrame, capacity: int,
-                      max_series: int) -> tuple[int, int]:
-    """Apply a batch to one Ring per series; (samples overwritten, series dropped)."""
+def _append_beside_reference(hot: HotState, reference: dict, frame: BatchFrame, capacity: int,
+                             max_series: int) -> tuple[int, int]:
+    """Append a batch to HotState and to one Ring per series, check both hold the same, and
+    return what the reference counted: (samples overwritten, series dropped)."""
+    hot.append(frame)
     overwritten = dropped = 0
     for key, (ts, values) in _reference_groups_arrays(frame).items():
         if key not in reference:
@@ -142,6 +142,7 @@ def _extend_reference(reference: dict, frame: BatchFrame, capacity: int,
                 continue
             reference[key] = Ring(capacity, initial=16)
         overwritten += reference[key].extend(ts, values)
+    _assert_hot_state_equals(hot, reference)
     return overwritten, dropped
 
 
@@ -179,10 +180,8 @@ def test_a_repeated_series_layout_reuses_rows_and_still_equals_one_ring_per_seri
                                   value=float(rng.random())))
         frame = frame_from_batch(Batch(collector_id="c", host="h", producer_epoch="e", seq=seq,
                                        sent_at_ns=clock, samples=samples))
-        hot.append(frame)
-        added_overwritten, added_dropped = _extend_reference(reference, frame, capacity,
-                                                             max_series)
+        added_overwritten, added_dropped = _append_beside_reference(hot, reference, frame,
+                                                                    capacity, max_series)
         overwritten, dropped = overwritten + added_overwritten, dropped + added_dropped
-        _assert_hot_state_equals(hot, reference)
         stats = hot.stats()["evictions"]
         assert (stats["samples_overwritten"], stats["series_dropped"]) == (overwritten, dropped)
