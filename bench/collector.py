@@ -93,7 +93,7 @@ def ms(seconds: float) -> str:
 
 
 def measure_in_process(samples: int) -> dict[str, Any]:
-    from sreagent.collector import Sampler, SamplerOptions
+    from sreagent.collector import Sampler, SamplerOptions, daemon
     from sreagent.collector._wire import default_compression, encode
     from sreagent.collector.config import load_settings
     from sreagent.collector.daemon import build_batch, make_identity
@@ -112,7 +112,8 @@ def measure_in_process(samples: int) -> dict[str, Any]:
             started = time.thread_time()
             output = sampler.sample(time.time_ns())
             costs.append(time.thread_time() - started)
-            sizes.append(len(output.samples))
+            # rows (this checkout) or Sample models (a --before tree from before session 5)
+            sizes.append(len(output.rows) if hasattr(output, "rows") else len(output.samples))
             for name, cost in sampler.source_cpu_seconds().items():
                 per_source.setdefault(name, []).append(cost)
         out["fast_sample_per_source_median_s"] = {
@@ -137,11 +138,21 @@ def measure_in_process(samples: int) -> dict[str, Any]:
                 for seq in range(1, samples + 1):
                     output = sampler.sample(time.time_ns())
                     started = time.thread_time()
-                    batch = build_batch(
-                        identity, seq, time.time_ns(), output, sampler.capabilities(), []
-                    )
-                    content_type, body = encode(batch, encoding)
-                    key = BatchKey(batch.collector_id, batch.producer_epoch, seq)
+                    if hasattr(daemon, "build_parts"):
+                        # session 5 on: what CollectorDaemon.step does, rows spliced into the
+                        # header's JSON without a Sample model per row
+                        from sreagent.collector._wire import encode_rows
+
+                        parts = daemon.build_parts(
+                            identity, seq, time.time_ns(), output, sampler.capabilities(), []
+                        )
+                        content_type, body = encode_rows(parts.header, parts.rows, encoding)
+                    else:
+                        batch = build_batch(
+                            identity, seq, time.time_ns(), output, sampler.capabilities(), []
+                        )
+                        content_type, body = encode(batch, encoding)
+                    key = BatchKey(identity.collector_id, identity.producer_epoch, seq)
                     spool.append(SpooledBatch(key, content_type, body).to_bytes())
                     payload, _ = compress._compress(body)
                     extra.append(time.thread_time() - started)

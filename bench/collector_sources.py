@@ -105,7 +105,9 @@ def measure_json(samples: int, gap: float) -> dict[str, Any]:
     after_sleep, tight = control(samples, gap)
     with Sampler(options=SamplerOptions(**base)) as sampler:
         sampler.prime(time.time_ns())
-        rows = len(sampler.sample(time.time_ns()).samples)
+        last = sampler.sample(time.time_ns())
+        # rows (this checkout) or Sample models (a --before tree from before session 5)
+        rows = len(last.rows) if hasattr(last, "rows") else len(last.samples)
         tight_whole = []
         for _ in range(samples):
             started = time.thread_time_ns()

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sreagent.collector._cgroup import CgroupSource
-from sreagent.collector._common import capability, sample
+from sreagent.collector._common import capability, row
 from sreagent.collector._cpu import CpuSource
 from sreagent.collector._disk import DiskSource
 from sreagent.collector._ib import IbSource
@@ -35,7 +35,7 @@ from sreagent.collector._procs import ProcessSource
 from sreagent.collector._psi import PsiSource
 from sreagent.collector._scrape import ScrapeSource, ScrapeTarget
 from sreagent.collector._sockdiag import SockDiagSource
-from sreagent.collector._source import Roots, Source, SourceOutput
+from sreagent.collector._source import Roots, SampleRow, Source, SourceOutput
 from sreagent.collector._taskstats import TaskstatsSource
 from sreagent.collector._tcp import TcpSource
 from sreagent.errors import BadInput
@@ -314,15 +314,15 @@ class Sampler:
             if slot.error is not None:
                 slot.cap = None  # recovered
             slot.error = None
-            merged.samples.extend(got.samples)
+            merged.rows.extend(got.rows)
             merged.processes.extend(got.processes)
             merged.events.extend(got.events)
             if got.inventory is not None:
                 self._state.inventory = got.inventory
         for slot in self._state.slots:
             if slot.errors_total:
-                merged.samples.append(
-                    sample(
+                merged.rows.append(
+                    row(
                         now_ns,
                         "collector_source_errors_total",
                         "collector",
@@ -419,6 +419,7 @@ __all__ = [
     "BUILTIN_SOURCES",
     "SHED_ORDER",
     "Roots",
+    "SampleRow",
     "Sampler",
     "SamplerOptions",
     "ScrapeTarget",

@@ -45,7 +45,7 @@ from sreagent.collector._common import (
     os_reason,
     pick_values,
     read_optional,
-    sample,
+    row,
 )
 from sreagent.collector._disk import unescape_mount
 from sreagent.collector._inotify import (
@@ -61,8 +61,8 @@ from sreagent.collector._inotify import (
     InotifyEvent,
 )
 from sreagent.collector._psi import pressure_lines
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import Sample, SourceCapability
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import SourceCapability
 
 UNLIMITED = 1 << 62
 """v1 reports "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB pages);
@@ -608,7 +608,7 @@ class CgroupSource:
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
         delta = self._counters.delta
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         readings = self.readings()
         for rel, r in readings.items():
             n = self._names(rel)
@@ -618,20 +618,18 @@ class CgroupSource:
                 d = delta(n.usage_key, r.usage_ns, 64)
                 if d is not None and seconds:
                     out.append(
-                        sample(now_ns, "cgroup_cpu_usage_ratio", entity, d / 1e9 / seconds, labels)
+                        row(now_ns, "cgroup_cpu_usage_ratio", entity, d / 1e9 / seconds, labels)
                     )
             if r.periods is not None and r.throttled is not None:
                 dp = delta(n.periods_key, r.periods, 64)
                 dt = delta(n.throttled_key, r.throttled, 64)
                 if dp and dt is not None:
-                    out.append(
-                        sample(now_ns, "cgroup_cpu_throttled_ratio", entity, dt / dp, labels)
-                    )
+                    out.append(row(now_ns, "cgroup_cpu_throttled_ratio", entity, dt / dp, labels))
             if r.throttled_ns is not None:
                 d = delta(n.throttled_ns_key, r.throttled_ns, 64)
                 if d is not None and seconds:
                     out.append(
-                        sample(
+                        row(
                             now_ns,
                             "cgroup_cpu_throttled_seconds_per_second",
                             entity,
@@ -640,15 +638,15 @@ class CgroupSource:
                         )
                     )
             if r.limit_cores is not None:
-                out.append(sample(now_ns, "cgroup_cpu_limit_cores", entity, r.limit_cores, labels))
+                out.append(row(now_ns, "cgroup_cpu_limit_cores", entity, r.limit_cores, labels))
             if r.mem_used is not None:
-                out.append(sample(now_ns, "cgroup_memory_used_bytes", entity, r.mem_used, labels))
+                out.append(row(now_ns, "cgroup_memory_used_bytes", entity, r.mem_used, labels))
                 if r.mem_limit:
                     out.append(
-                        sample(now_ns, "cgroup_memory_limit_bytes", entity, r.mem_limit, labels)
+                        row(now_ns, "cgroup_memory_limit_bytes", entity, r.mem_limit, labels)
                     )
                     out.append(
-                        sample(
+                        row(
                             now_ns,
                             "cgroup_memory_used_ratio",
                             entity,
@@ -657,31 +655,29 @@ class CgroupSource:
                         )
                     )
             if r.failcnt is not None:
-                out.append(sample(now_ns, "cgroup_memory_failcnt_total", entity, r.failcnt, labels))
+                out.append(row(now_ns, "cgroup_memory_failcnt_total", entity, r.failcnt, labels))
             if r.oom_kills is not None:
-                out.append(sample(now_ns, "cgroup_oom_kills_total", entity, r.oom_kills, labels))
+                out.append(row(now_ns, "cgroup_oom_kills_total", entity, r.oom_kills, labels))
             if r.io is not None:
                 for key, value, io_labels in zip(n.io_keys, r.io, n.io_labels, strict=True):
                     d = delta(key, value, 64)
                     if d is not None and seconds:
                         out.append(
-                            sample(
+                            row(
                                 now_ns, "cgroup_io_bytes_per_second", entity, d / seconds, io_labels
                             )
                         )
             for resource, (some, full) in r.pressure.items():
                 pressure_labels = n.pressure_labels(resource)
-                out.append(
-                    sample(now_ns, "cgroup_pressure_some_ratio", entity, some, pressure_labels)
-                )
+                out.append(row(now_ns, "cgroup_pressure_some_ratio", entity, some, pressure_labels))
                 if full is not None:
                     out.append(
-                        sample(now_ns, "cgroup_pressure_full_ratio", entity, full, pressure_labels)
+                        row(now_ns, "cgroup_pressure_full_ratio", entity, full, pressure_labels)
                     )
         if len(self._name_cache) != len(readings):
             self._counters.forget_unless(lambda key: key[0] in readings)
             self._name_cache = {k: v for k, v in self._name_cache.items() if k in readings}
-        return SourceOutput(samples=out)
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

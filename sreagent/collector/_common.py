@@ -124,6 +124,28 @@ def sample(
     return obj
 
 
+NO_LABELS: dict[str, str] = {}
+"""The labels of a row without labels, shared by every such row: rows are read, never
+mutated (a materialised ``Sample`` gets its own empty dict)."""
+
+
+def row(
+    ts_ns: int,
+    metric: str,
+    entity: str,
+    value: float,
+    labels: dict[str, str] | None = None,
+    *,
+    _none: dict[str, str] = NO_LABELS,
+) -> tuple[int, str, str, dict[str, str], float]:
+    """A sample row (``_source.SampleRow``), with :func:`sample`'s arguments.
+
+    Hot loops build the tuple inline instead (a call costs more than the tuple); ``labels``
+    must already be sorted by key, as for :func:`sample`.
+    """
+    return (ts_ns, metric, entity, labels or _none, value)
+
+
 def trusted(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of a contract model from values the collector produced itself.
 

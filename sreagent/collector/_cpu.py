@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sreagent.collector._common import KeptFiles, capability, pick_values, read_bytes, sample
+from sreagent.collector._common import KeptFiles, capability, pick_values, read_bytes, row
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -143,27 +143,27 @@ class CpuSource:
         stat = parse_stat(self._files.read_required(str(self._stat_path)))
         load1, _, _ = parse_loadavg(self._files.read_required(str(self._loadavg_path)))
         out = [
-            sample(now_ns, "load_average_1m", "host", load1),
-            sample(now_ns, "procs_running", "host", stat.procs_running),
-            sample(now_ns, "procs_blocked", "host", stat.procs_blocked),
+            row(now_ns, "load_average_1m", "host", load1),
+            row(now_ns, "procs_running", "host", stat.procs_running),
+            row(now_ns, "procs_blocked", "host", stat.procs_blocked),
         ]
         prev, self._prev = self._prev, stat
         if prev is not None:
             shares = mode_shares(prev.total, stat.total)
             if shares is not None:
-                out.append(sample(now_ns, "cpu_utilisation_ratio", "host", busy_share(shares)))
-                out.append(sample(now_ns, "cpu_iowait_ratio", "host", shares["iowait"]))
-                out.append(sample(now_ns, "cpu_steal_ratio", "host", shares["steal"]))
+                out.append(row(now_ns, "cpu_utilisation_ratio", "host", busy_share(shares)))
+                out.append(row(now_ns, "cpu_iowait_ratio", "host", shares["iowait"]))
+                out.append(row(now_ns, "cpu_steal_ratio", "host", shares["steal"]))
                 for mode, share in shares.items():
-                    out.append(sample(now_ns, "cpu_mode_ratio", "host", share, {"mode": mode}))
+                    out.append(row(now_ns, "cpu_mode_ratio", "host", share, {"mode": mode}))
             for cpu, times in stat.per_cpu.items():
                 before = prev.per_cpu.get(cpu)
                 core = mode_shares(before, times) if before is not None else None
                 if core is not None:
                     out.append(
-                        sample(now_ns, "cpu_core_utilisation_ratio", f"cpu/{cpu}", busy_share(core))
+                        row(now_ns, "cpu_core_utilisation_ratio", f"cpu/{cpu}", busy_share(core))
                     )
-        return SourceOutput(samples=out)
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

@@ -24,10 +24,10 @@ from sreagent.collector._common import (
     capability,
     read_int,
     read_optional,
-    sample,
+    row,
 )
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import Sample, SourceCapability
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import SourceCapability
 
 SECTOR_BYTES = 512
 """The stat files count 512-byte sectors whatever the device's block size (iostats.rst)."""
@@ -206,12 +206,12 @@ class DiskSource:
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         stats = self._read_stats()
         deltas = self._counters.deltas
         for dev, s in stats.items():
             entity = f"disk/{dev}"
-            out.append(sample(now_ns, "disk_in_flight", entity, s.in_flight))
+            out.append(row(now_ns, "disk_in_flight", entity, s.in_flight))
             # Two tuples per device: the 64-bit IO and sector counters and the 32-bit tick
             # counters (``unsigned int`` milliseconds, which wrap after 49.7 days of busy time).
             counts = deltas((dev, 64), (s.reads, s.writes, s.read_sectors, s.write_sectors), 64)
@@ -221,18 +221,18 @@ class DiskSource:
             reads, writes, rsect, wsect = counts
             rticks, wticks, busy = times
             if reads is not None:
-                out.append(sample(now_ns, "disk_reads_per_second", entity, reads / seconds))
+                out.append(row(now_ns, "disk_reads_per_second", entity, reads / seconds))
             if writes is not None:
-                out.append(sample(now_ns, "disk_writes_per_second", entity, writes / seconds))
+                out.append(row(now_ns, "disk_writes_per_second", entity, writes / seconds))
             if rsect is not None:
                 out.append(
-                    sample(
+                    row(
                         now_ns, "disk_read_bytes_per_second", entity, rsect * SECTOR_BYTES / seconds
                     )
                 )
             if wsect is not None:
                 out.append(
-                    sample(
+                    row(
                         now_ns,
                         "disk_write_bytes_per_second",
                         entity,
@@ -244,12 +244,10 @@ class DiskSource:
                 # No completed IO means no await, not an await of zero.
                 if ios > 0:
                     ticks = rticks + wticks  # type: ignore[operator]
-                    out.append(sample(now_ns, "disk_await_seconds", entity, ticks / ios / 1000))
+                    out.append(row(now_ns, "disk_await_seconds", entity, ticks / ios / 1000))
             if busy is not None:
                 out.append(
-                    sample(
-                        now_ns, "disk_utilisation_ratio", entity, min(1.0, busy / 1000 / seconds)
-                    )
+                    row(now_ns, "disk_utilisation_ratio", entity, min(1.0, busy / 1000 / seconds))
                 )
         if self._use_sysfs:
             if stats.keys() != self._devices:
@@ -269,13 +267,11 @@ class DiskSource:
                     self._no_ioerr.add(dev)
                 if errors is not None:
                     out.append(
-                        sample(
-                            now_ns, "disk_io_errors_total", f"disk/{dev}", int(errors.strip(), 16)
-                        )
+                        row(now_ns, "disk_io_errors_total", f"disk/{dev}", int(errors.strip(), 16))
                     )
         self._counters.forget_unless(lambda key: key[0] in stats)
         out.extend(self._filesystem_samples(now_ns))
-        return SourceOutput(samples=out)
+        return SourceOutput(rows=out)
 
     def _real_mounts(self) -> list[tuple[str, str, str]]:
         """Block-device mounts, re-read every ``MOUNTS_EVERY`` reads (mounts rarely change)."""
@@ -288,7 +284,7 @@ class DiskSource:
         self._fs_reads += 1
         return self._mount_list
 
-    def _filesystem_samples(self, now_ns: int) -> list[Sample]:
+    def _filesystem_samples(self, now_ns: int) -> list[SampleRow]:
         out = []
         for _device, mount_point, _fstype in self._real_mounts():
             try:
@@ -298,10 +294,10 @@ class DiskSource:
                 continue
             used_ratio, free_bytes, inode_ratio = fs_usage(st)
             entity = f"fs/{mount_point}"
-            out.append(sample(now_ns, "filesystem_used_ratio", entity, used_ratio))
-            out.append(sample(now_ns, "filesystem_free_bytes", entity, free_bytes))
+            out.append(row(now_ns, "filesystem_used_ratio", entity, used_ratio))
+            out.append(row(now_ns, "filesystem_free_bytes", entity, free_bytes))
             if inode_ratio is not None:
-                out.append(sample(now_ns, "filesystem_inodes_used_ratio", entity, inode_ratio))
+                out.append(row(now_ns, "filesystem_inodes_used_ratio", entity, inode_ratio))
         return out
 
     def close(self) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 
-from sreagent.collector._common import Counters, Interval, capability, read_optional, sample
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import IbPortInfo, Sample, SourceCapability
+from sreagent.collector._common import Counters, Interval, capability, read_optional, row
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import IbPortInfo, SourceCapability
 
 ERROR_COUNTERS = (
     "symbol_error",
@@ -110,7 +110,7 @@ class IbSource:
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         if self._absent_reads:
             # Without an RDMA driver the directory does not exist; a failed lookup every
             # interval cost 0.07 ms of the fast sample here, so it is looked for again every
@@ -125,7 +125,7 @@ class IbSource:
             state = read_optional(f"{d}/state")
             if state is not None:
                 out.append(
-                    sample(
+                    row(
                         now_ns, "ib_port_up", entity, 1.0 if parse_state(state) == "ACTIVE" else 0.0
                     )
                 )
@@ -136,7 +136,7 @@ class IbSource:
                 delta = self._counters.delta((entity, name), int(raw) * DATA_WORD_BYTES)
                 if delta is not None and seconds:
                     out.append(
-                        sample(
+                        row(
                             now_ns,
                             "ib_port_bytes_per_second",
                             entity,
@@ -149,11 +149,9 @@ class IbSource:
                     raw = read_optional(f"{d}/{folder}/{name}")
                     if raw is not None:
                         out.append(
-                            sample(
-                                now_ns, "ib_port_errors_total", entity, int(raw), {"counter": name}
-                            )
+                            row(now_ns, "ib_port_errors_total", entity, int(raw), {"counter": name})
                         )
-        return SourceOutput(samples=out)
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         pass

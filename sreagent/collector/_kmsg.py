@@ -626,7 +626,7 @@ class KmsgSource:
             event = self._event(record, now_ns, mono_ns)
             if event is not None:
                 out.events.append(event)
-        out.samples.append(
+        out.add(
             Sample(
                 ts_ns=now_ns, metric=LOST_METRIC, entity="collector", value=float(self._lost_total)
             )

@@ -16,7 +16,7 @@ from sreagent.collector._common import (
     pick_values,
     rate,
     read_bytes,
-    sample,
+    row,
 )
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
@@ -127,11 +127,11 @@ class MemorySource:
         used = used_bytes(info)
         cached = info.get("Cached", 0) + info.get("Buffers", 0) + info.get("SReclaimable", 0)
         out = [
-            sample(now_ns, "memory_total_bytes", "host", total),
-            sample(now_ns, "memory_used_bytes", "host", used),
-            sample(now_ns, "memory_used_ratio", "host", used / total if total else 0.0),
-            sample(now_ns, "memory_cached_bytes", "host", cached),
-            sample(
+            row(now_ns, "memory_total_bytes", "host", total),
+            row(now_ns, "memory_used_bytes", "host", used),
+            row(now_ns, "memory_used_ratio", "host", used / total if total else 0.0),
+            row(now_ns, "memory_cached_bytes", "host", cached),
+            row(
                 now_ns,
                 "swap_used_bytes",
                 "host",
@@ -139,24 +139,24 @@ class MemorySource:
             ),
         ]
         if "MemAvailable" in info:
-            out.append(sample(now_ns, "memory_available_bytes", "host", info["MemAvailable"]))
+            out.append(row(now_ns, "memory_available_bytes", "host", info["MemAvailable"]))
         raw_vmstat = self._files.read(str(self._vmstat))
         if raw_vmstat is not None:
             vmstat = pick_vmstat(raw_vmstat)
             if "oom_kill" in vmstat:  # since Linux 4.13
-                out.append(sample(now_ns, "oom_kills_total", "host", vmstat["oom_kill"]))
+                out.append(row(now_ns, "oom_kills_total", "host", vmstat["oom_kill"]))
             for metric, key in _VMSTAT_RATES.items():
                 if key in vmstat:
                     value = rate(self._counters.delta(key, vmstat[key], 64), seconds)
                     if value is not None:
-                        out.append(sample(now_ns, metric, "host", value))
+                        out.append(row(now_ns, metric, "host", value))
         raw_file_nr = self._files.read(str(self._file_nr))
         if raw_file_nr is not None:
             allocated, maximum = parse_file_nr(raw_file_nr)
-            out.append(sample(now_ns, "fds_allocated", "host", allocated))
+            out.append(row(now_ns, "fds_allocated", "host", allocated))
             if maximum > 0:
-                out.append(sample(now_ns, "fds_used_ratio", "host", allocated / maximum))
-        return SourceOutput(samples=out)
+                out.append(row(now_ns, "fds_used_ratio", "host", allocated / maximum))
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

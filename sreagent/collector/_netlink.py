@@ -17,11 +17,11 @@ from sreagent.collector._common import (
     KeptFiles,
     capability,
     os_reason,
-    sample,
+    row,
 )
 from sreagent.collector._nl import NLA_TYPE_MASK, NLM_F_DUMP, NetlinkSocket
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import Event, Sample, SourceCapability
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import Event, SourceCapability
 
 # include/uapi/linux/rtnetlink.h, if_link.h
 RTM_NEWLINK = 16
@@ -206,7 +206,7 @@ class NetlinkSource:
 
     def read(self, now_ns: int) -> SourceOutput:
         seconds = self._interval.advance(now_ns)
-        samples: list[Sample] = []
+        samples: list[SampleRow] = []
         events: list[Event] = []
         links = self._links()
         deltas = self._counters.deltas
@@ -232,15 +232,13 @@ class NetlinkSource:
             if changed is not None and seconds:
                 for (metric, labels), d in zip(_RATES, changed, strict=True):
                     if d is not None:
-                        samples.append(sample(now_ns, metric, entity, d / seconds, labels))
+                        samples.append(row(now_ns, metric, entity, d / seconds, labels))
             if link.carrier_changes is not None:
                 samples.append(
-                    sample(now_ns, "network_carrier_changes_total", entity, link.carrier_changes)
+                    row(now_ns, "network_carrier_changes_total", entity, link.carrier_changes)
                 )
             if link.carrier is not None:
-                samples.append(
-                    sample(now_ns, "network_link_up", entity, 1.0 if link.carrier else 0.0)
-                )
+                samples.append(row(now_ns, "network_link_up", entity, 1.0 if link.carrier else 0.0))
                 before = self._carrier.get(name)
                 self._carrier[name] = link.carrier
                 if before is not None and before != link.carrier:
@@ -259,7 +257,7 @@ class NetlinkSource:
             present = {link.name for link in links}
             self._counters.forget_unless(lambda key: key in present)
             self._entities = {n: e for n, e in self._entities.items() if n in present}
-        return SourceOutput(samples=samples, events=events)
+        return SourceOutput(rows=samples, events=events)
 
     def close(self) -> None:
         self._files.close()

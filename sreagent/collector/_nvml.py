@@ -17,9 +17,9 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from sreagent.collector._common import capability, sample
-from sreagent.collector._source import SourceOutput
-from sreagent.telemetry import Event, GpuInfo, Sample, SourceCapability
+from sreagent.collector._common import capability, row
+from sreagent.collector._source import SampleRow, SourceOutput
+from sreagent.telemetry import Event, GpuInfo, SourceCapability
 
 THROTTLE_REASONS = {
     0x1: "gpu_idle",
@@ -140,19 +140,19 @@ class NvmlSource:
     def read(self, now_ns: int) -> SourceOutput:
         if self._nvml is None:
             return SourceOutput()
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         for i, h in enumerate(self._handles):
             out.extend(self._device_samples(now_ns, i, h))
-        return SourceOutput(samples=out, events=self._xid_events(now_ns))
+        return SourceOutput(rows=out, events=self._xid_events(now_ns))
 
-    def _device_samples(self, now_ns: int, i: int, h: Any) -> list[Sample]:
+    def _device_samples(self, now_ns: int, i: int, h: Any) -> list[SampleRow]:
         nvml = self._nvml
         entity = f"gpu/{i}"
-        out: list[Sample] = []
+        out: list[SampleRow] = []
 
         def put(metric: str, value: float | None, labels: dict[str, str] | None = None) -> None:
             if value is not None:
-                out.append(sample(now_ns, metric, entity, value, labels))
+                out.append(row(now_ns, metric, entity, value, labels))
 
         util = self._get(i, "util", partial(nvml.nvmlDeviceGetUtilizationRates, h))
         put("gpu_utilisation_ratio", util.gpu / 100 if util is not None else None)
@@ -244,7 +244,7 @@ class NvmlSource:
                 put("gpu_process_memory_bytes", used, {"pid": str(proc.pid)})
         return out
 
-    def _nvlink_samples(self, now_ns: int, i: int, h: Any, entity: str) -> list[Sample]:
+    def _nvlink_samples(self, now_ns: int, i: int, h: Any, entity: str) -> list[SampleRow]:
         nvml = self._nvml
         if (i, "nvlink") in self._unsupported:
             return []
@@ -273,7 +273,7 @@ class NvmlSource:
                 except nvml.NVMLError:
                     continue
                 out.append(
-                    sample(
+                    row(
                         now_ns,
                         "gpu_nvlink_errors_total",
                         entity,
@@ -281,7 +281,7 @@ class NvmlSource:
                         {"link": str(link), "type": kind},
                     )
                 )
-        out.append(sample(now_ns, "gpu_nvlink_active_links", entity, active))
+        out.append(row(now_ns, "gpu_nvlink_active_links", entity, active))
         return out
 
     def _xid_events(self, now_ns: int) -> list[Event]:

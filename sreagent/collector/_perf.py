@@ -26,7 +26,7 @@ from sreagent.collector._common import (
     pick_values,
     rate,
     read_optional,
-    sample,
+    row,
 )
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.telemetry import SourceCapability
@@ -169,8 +169,8 @@ class PerfSource:
         for metric, total in totals.items():
             value = rate(self._counters.delta(metric, total, 64), seconds)
             if value is not None:
-                out.append(sample(now_ns, metric, "host", value))
-        return SourceOutput(samples=out)
+                out.append(row(now_ns, metric, "host", value))
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

@@ -25,12 +25,12 @@ from sreagent.collector._common import (
     capability,
     pick_values,
     read_optional,
-    sample,
     trusted,
 )
-from sreagent.collector._source import Roots, SourceOutput
+from sreagent.collector._common import row as sample_row
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
 from sreagent.collector._taskstats import TaskstatsSource
-from sreagent.telemetry import ProcessRow, Sample, SourceCapability
+from sreagent.telemetry import ProcessRow, SourceCapability
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -447,7 +447,7 @@ class ProcessSource:
         top = list(dict.fromkeys(top_cpu + top_rss + top_io))
         prefixes = tuple(f"{proc}/{pid}/" for pid in top)
         self._top_files.forget_unless(lambda path: path.startswith(prefixes))
-        samples: list[Sample] = [sample(now_ns, "processes_total", "host", len(rows))]
+        samples: list[SampleRow] = [sample_row(now_ns, "processes_total", "host", len(rows))]
         for pid in top:
             # A copy: the unenriched row is kept for the next scan (see _Prev.row).
             rows[pid] = row = rows[pid].copy()
@@ -458,10 +458,10 @@ class ProcessSource:
                 rows[pid]["blkio_delay_seconds_total"] = d.blkio
                 rows[pid]["swapin_delay_seconds_total"] = d.swapin
         processes = [trusted(ProcessRow, r) for r in rows.values()]
-        return SourceOutput(samples=samples, processes=processes)
+        return SourceOutput(rows=samples, processes=processes)
 
     def _enrich(
-        self, pid: int, row: dict[str, Any], samples: list[Sample], now_ns: int, *, pss: bool
+        self, pid: int, row: dict[str, Any], samples: list[SampleRow], now_ns: int, *, pss: bool
     ) -> None:
         base = f"{self._proc_s}/{pid}"
         entity = f"process/{pid}"
@@ -475,19 +475,19 @@ class ProcessSource:
         # Fails when the process exited, or for another user's fds without CAP_SYS_PTRACE.
         with contextlib.suppress(OSError):
             row["fds"] = len(os.listdir(f"{base}/fd"))
-        samples.append(sample(now_ns, "process_cpu_ratio", entity, float(row["cpu_ratio"])))
-        samples.append(sample(now_ns, "process_rss_bytes", entity, float(row["rss_bytes"])))
+        samples.append(sample_row(now_ns, "process_cpu_ratio", entity, float(row["cpu_ratio"])))
+        samples.append(sample_row(now_ns, "process_rss_bytes", entity, float(row["rss_bytes"])))
         fds = row.get("fds")
         if isinstance(fds, int):
             raw = kept.read(f"{base}/limits")
             limit = parse_nofile_limit(raw) if raw else None
             if limit:
-                samples.append(sample(now_ns, "process_fds_used_ratio", entity, fds / limit))
+                samples.append(sample_row(now_ns, "process_fds_used_ratio", entity, fds / limit))
         if pss:
             raw = read_optional(f"{base}/smaps_rollup")
             value = parse_smaps_rollup_pss(raw) if raw else None
             if value is not None:
-                samples.append(sample(now_ns, "process_pss_bytes", entity, value))
+                samples.append(sample_row(now_ns, "process_pss_bytes", entity, value))
 
     def close(self) -> None:
         self._kept.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sreagent.collector._common import KeptFiles, capability, read_optional, sample
+from sreagent.collector._common import KeptFiles, capability, read_optional, row
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -113,13 +113,13 @@ class PsiSource:
             labels = self._labels[resource]
             for kind, (avg10, total_us) in pressure_lines(raw).items():
                 if kind == "some":
-                    out.append(sample(now_ns, "pressure_some_ratio", "host", avg10 / 100, labels))
+                    out.append(row(now_ns, "pressure_some_ratio", "host", avg10 / 100, labels))
                 elif kind == "full":
-                    out.append(sample(now_ns, "pressure_full_ratio", "host", avg10 / 100, labels))
+                    out.append(row(now_ns, "pressure_full_ratio", "host", avg10 / 100, labels))
                 else:
                     continue
                 out.append(
-                    sample(
+                    row(
                         now_ns,
                         "pressure_stall_seconds_total",
                         "host",
@@ -127,7 +127,7 @@ class PsiSource:
                         self._total_labels[resource, kind],
                     )
                 )
-        return SourceOutput(samples=out)
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

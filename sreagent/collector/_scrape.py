@@ -13,10 +13,10 @@ import math
 import time
 from dataclasses import dataclass
 
-from sreagent.collector._common import capability, sample
-from sreagent.collector._source import SourceOutput
+from sreagent.collector._common import capability, row
+from sreagent.collector._source import SampleRow, SourceOutput
 from sreagent.errors import BadInput
-from sreagent.telemetry import Sample, SourceCapability
+from sreagent.telemetry import SourceCapability
 from sreagent.telemetry.batch import MAX_LABEL_VALUE_LEN, MAX_LABELS
 
 DEFAULT_MAX_SERIES = 2000
@@ -41,9 +41,9 @@ class ScrapeTarget:
             )
 
 
-def parse_exposition(text: str, now_ns: int, entity: str, max_series: int) -> list[Sample]:
+def parse_exposition(text: str, now_ns: int, entity: str, max_series: int) -> list[SampleRow]:
     """Samples of a Prometheus text exposition (raises ValueError on malformed text)."""
-    out: list[Sample] = []
+    out: list[SampleRow] = []
     # Imported here: the parser is only needed when scrape targets are configured.
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,7 +52,7 @@ def parse_exposition(text: str, now_ns: int, entity: str, max_series: int) -> li
             if not math.isfinite(s.value):
                 continue
             labels = {k: v[:MAX_LABEL_VALUE_LEN] for k, v in sorted(s.labels.items())[:MAX_LABELS]}
-            out.append(sample(now_ns, s.name, entity, s.value, labels))
+            out.append(row(now_ns, s.name, entity, s.value, labels))
             if len(out) >= max_series:
                 return out
     return out
@@ -86,7 +86,7 @@ class ScrapeSource:
         return capability(self.name, "kernel", reason)
 
     def read(self, now_ns: int) -> SourceOutput:
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         for target in self._targets:
             entity = f"scrape/{target.name}"
             started = time.monotonic()
@@ -96,15 +96,13 @@ class ScrapeSource:
                 samples = parse_exposition(response.text, now_ns, entity, self._max_series)
             except (self._httpx.HTTPError, ValueError) as err:
                 self._errors[target.name] = f"{type(err).__name__}: {err}"[:300]
-                out.append(sample(now_ns, "scrape_up", entity, 0.0))
+                out.append(row(now_ns, "scrape_up", entity, 0.0))
                 continue
             self._errors.pop(target.name, None)
             out.extend(samples)
-            out.append(sample(now_ns, "scrape_up", entity, 1.0))
-            out.append(
-                sample(now_ns, "scrape_duration_seconds", entity, time.monotonic() - started)
-            )
-        return SourceOutput(samples=out)
+            out.append(row(now_ns, "scrape_up", entity, 1.0))
+            out.append(row(now_ns, "scrape_duration_seconds", entity, time.monotonic() - started))
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._client.close()

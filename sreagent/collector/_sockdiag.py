@@ -29,10 +29,10 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 
-from sreagent.collector._common import capability, os_reason, read_optional, sample
+from sreagent.collector._common import capability, os_reason, read_optional, row
 from sreagent.collector._nl import NLM_F_DUMP, NetlinkSocket
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import Sample, SourceCapability
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import SourceCapability
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -118,18 +118,18 @@ def parse_proc_net_tcp(raw: bytes) -> list[TcpSocket]:
     return out
 
 
-def state_samples(now_ns: int, sockets: list[TcpSocket]) -> list[Sample]:
+def state_samples(now_ns: int, sockets: list[TcpSocket]) -> list[SampleRow]:
     """Sockets per state (every state, zeros included, so a state that empties reads 0)."""
     counts = Counter(STATES.get(s.state, "unknown") for s in sockets)
     return [
-        sample(now_ns, "tcp_sockets", "host", counts.get(state, 0), {"state": state})
+        row(now_ns, "tcp_sockets", "host", counts.get(state, 0), {"state": state})
         for state in sorted(set(STATES.values()))
     ]
 
 
-def listen_samples(now_ns: int, sockets: list[TcpSocket]) -> list[Sample]:
+def listen_samples(now_ns: int, sockets: list[TcpSocket]) -> list[SampleRow]:
     """Accept-queue length and fill of the fullest listener per port, fullest ports first."""
-    out: list[Sample] = []
+    out: list[SampleRow] = []
     # Per port, the fullest listener (SO_REUSEPORT groups and v4/v6 twins share a port).
     fullest: dict[int, tuple[float, int, int | None]] = {}
     for s in sockets:
@@ -141,9 +141,9 @@ def listen_samples(now_ns: int, sockets: list[TcpSocket]) -> list[Sample]:
     ranked = sorted(fullest.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
     for port, (ratio, length, backlog) in ranked[:MAX_LISTEN_PORTS]:
         labels = {"port": str(port)}
-        out.append(sample(now_ns, "tcp_listen_queue_length", "host", length, labels))
+        out.append(row(now_ns, "tcp_listen_queue_length", "host", length, labels))
         if backlog:
-            out.append(sample(now_ns, "tcp_listen_backlog_ratio", "host", ratio, labels))
+            out.append(row(now_ns, "tcp_listen_backlog_ratio", "host", ratio, labels))
     return out
 
 
@@ -220,14 +220,14 @@ class SockDiagSource:
         if census:
             sockets = self.sockets()
             return SourceOutput(
-                samples=listen_samples(now_ns, sockets) + state_samples(now_ns, sockets)
+                rows=listen_samples(now_ns, sockets) + state_samples(now_ns, sockets)
             )
         if self._sock is None:
             # /proc/net/tcp has no LISTEN-only form: every read formats and parses every
             # socket (4.5 ms for 340 sockets here), so the fallback reads on the census
             # interval only.
             return SourceOutput()
-        return SourceOutput(samples=listen_samples(now_ns, self.sockets(LISTEN_ONLY)))
+        return SourceOutput(rows=listen_samples(now_ns, self.sockets(LISTEN_ONLY)))
 
     def close(self) -> None:
         if self._sock is not None:

@@ -12,10 +12,10 @@ from sreagent.collector._common import (
     KeptFiles,
     capability,
     read_optional,
-    sample,
+    row,
 )
-from sreagent.collector._source import Roots, SourceOutput
-from sreagent.telemetry import Sample, SourceCapability
+from sreagent.collector._source import Roots, SampleRow, SourceOutput
+from sreagent.telemetry import SourceCapability
 
 
 def parse_snmp(raw: bytes) -> dict[str, dict[str, int]]:
@@ -83,20 +83,20 @@ class TcpSource:
             if raw_ext is not None
             else {}
         )
-        out: list[Sample] = []
+        out: list[SampleRow] = []
         if "CurrEstab" in tcp:
-            out.append(sample(now_ns, "tcp_established", "host", tcp["CurrEstab"]))
+            out.append(row(now_ns, "tcp_established", "host", tcp["CurrEstab"]))
         delta = self._counters.delta
         # RetransSegs and OutSegs are unsigned long in the kernel but printed through the
         # 64-bit SNMP MIB on every 64-bit kernel.
         out_segs = delta("OutSegs", tcp["OutSegs"], 64) if "OutSegs" in tcp else None
         retrans = delta("RetransSegs", tcp["RetransSegs"], 64) if "RetransSegs" in tcp else None
         if seconds and retrans is not None:
-            out.append(sample(now_ns, "tcp_retransmits_per_second", "host", retrans / seconds))
+            out.append(row(now_ns, "tcp_retransmits_per_second", "host", retrans / seconds))
             if out_segs:
                 # OutSegs excludes retransmitted segments (RFC 1213 tcpOutSegs), so this is
                 # retransmits per fresh segment, the figure `nstat`-based alerts use.
-                out.append(sample(now_ns, "tcp_retransmit_ratio", "host", retrans / out_segs))
+                out.append(row(now_ns, "tcp_retransmit_ratio", "host", retrans / out_segs))
         for metric, key in (
             ("tcp_listen_overflows_per_second", "ListenOverflows"),
             ("tcp_listen_drops_per_second", "ListenDrops"),
@@ -104,8 +104,8 @@ class TcpSource:
             if key in ext:
                 d = delta(key, ext[key], 64)
                 if d is not None and seconds:
-                    out.append(sample(now_ns, metric, "host", d / seconds))
-        return SourceOutput(samples=out)
+                    out.append(row(now_ns, metric, "host", d / seconds))
+        return SourceOutput(rows=out)
 
     def close(self) -> None:
         self._files.close()

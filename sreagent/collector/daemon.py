@@ -4,7 +4,8 @@ One interval::
 
     measure own CPU/RSS -> governor decides mode, interval, shed sources
     -> sources sample (stamped now) -> Batch(collector_id, producer_epoch, seq, ..., self-metrics)
-    -> encode (Arrow IPC) -> spool.append -> wake the sender thread
+    -> encode (JSON by default, samples written from the sources' rows) -> spool.append
+    -> wake the sender thread
 
 The sender thread (:class:`~sreagent.collector.transport.Sender`) drains the spool on its own
 schedule, so a slow or absent controller never delays sampling.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import re
 import secrets
@@ -40,7 +42,9 @@ from sreagent.collector import (
     Source,
     SourceOutput,
 )
-from sreagent.collector._wire import default_compression, encode
+from sreagent.collector._common import NO_LABELS
+from sreagent.collector._source import SampleRow, samples_of
+from sreagent.collector._wire import default_compression, encode_rows
 from sreagent.collector.config import CollectorSettings
 from sreagent.collector.selfprotect import MODE_LEVEL, Decision, Governor, SelfMeter, SelfUsage
 from sreagent.collector.spool import Spool, SpoolStats
@@ -230,8 +234,9 @@ class SelfState:
     shed: tuple[str, ...] = field(default_factory=tuple)
 
 
-def self_metrics(now_ns: int, state: SelfState) -> list[Sample]:
-    """The collector_* samples every batch carries (names in sreagent.telemetry.names)."""
+def self_metric_rows(now_ns: int, state: SelfState) -> list[SampleRow]:
+    """The collector_* samples every batch carries (names in sreagent.telemetry.names), as
+    rows; a value that is not finite (none should be) is left out rather than sent."""
     values: list[tuple[str, float]] = []
     if state.usage is not None:
         values += [
@@ -263,9 +268,15 @@ def self_metrics(now_ns: int, state: SelfState) -> list[Sample]:
             ("collector_dead_letters_total", float(state.transport.dead_letter_total)),
         ]
     return [
-        Sample(ts_ns=now_ns, metric=metric, entity=SELF_ENTITY, value=value)
+        (now_ns, metric, SELF_ENTITY, NO_LABELS, value)
         for metric, value in values
+        if math.isfinite(value)
     ]
+
+
+def self_metrics(now_ns: int, state: SelfState) -> list[Sample]:
+    """:func:`self_metric_rows` as ``Sample`` models."""
+    return samples_of(self_metric_rows(now_ns, state))
 
 
 # --------------------------------------------------------------------------- batches
@@ -279,6 +290,57 @@ class Identity:
     labels: dict[str, str]
 
 
+@dataclass(frozen=True)
+class BatchParts:
+    """A built batch as the daemon keeps it: every field but the samples, validated, in
+    ``header``, and the samples as rows. :func:`sreagent.collector._wire.encode_rows` writes
+    it without one ``Sample`` model per row; :meth:`batch` builds the whole model."""
+
+    header: Batch
+    rows: list[SampleRow]
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    def batch(self) -> Batch:
+        """The whole batch as a model (tests, ``collect --once``)."""
+        return self.header.model_copy(update={"samples": samples_of(self.rows)})
+
+
+def build_parts(
+    identity: Identity,
+    seq: int,
+    now_ns: int,
+    output: SourceOutput,
+    capabilities: list[SourceCapability],
+    extra_rows: list[SampleRow],
+) -> BatchParts:
+    """One self-contained batch; rows beyond the contract's limits are cut (and logged)."""
+    rows = output.rows + extra_rows
+    if len(rows) > MAX_SAMPLES:
+        log.warning("batch %d: %d samples, keeping %d", seq, len(rows), MAX_SAMPLES)
+        rows = extra_rows + output.rows[: MAX_SAMPLES - len(extra_rows)]
+    processes = output.processes[:MAX_PROCESSES]
+    events = output.events[:MAX_EVENTS]
+    if len(output.processes) > MAX_PROCESSES or len(output.events) > MAX_EVENTS:
+        log.warning("batch %d: processes or events cut to the contract's limits", seq)
+    header = Batch(
+        collector_id=identity.collector_id,
+        host=identity.host,
+        producer_epoch=identity.producer_epoch,
+        seq=seq,
+        sent_at_ns=now_ns,
+        collector_version=__version__,
+        labels=identity.labels,
+        processes=processes,
+        events=events,
+        capabilities=capabilities,
+        inventory=output.inventory,
+    )
+    return BatchParts(header, rows)
+
+
 def build_batch(
     identity: Identity,
     seq: int,
@@ -287,29 +349,9 @@ def build_batch(
     capabilities: list[SourceCapability],
     extra_samples: list[Sample],
 ) -> Batch:
-    """One self-contained batch; rows beyond the contract's limits are cut (and logged)."""
-    samples = output.samples + extra_samples
-    if len(samples) > MAX_SAMPLES:
-        log.warning("batch %d: %d samples, keeping %d", seq, len(samples), MAX_SAMPLES)
-        samples = extra_samples + output.samples[: MAX_SAMPLES - len(extra_samples)]
-    processes = output.processes[:MAX_PROCESSES]
-    events = output.events[:MAX_EVENTS]
-    if len(output.processes) > MAX_PROCESSES or len(output.events) > MAX_EVENTS:
-        log.warning("batch %d: processes or events cut to the contract's limits", seq)
-    return Batch(
-        collector_id=identity.collector_id,
-        host=identity.host,
-        producer_epoch=identity.producer_epoch,
-        seq=seq,
-        sent_at_ns=now_ns,
-        collector_version=__version__,
-        labels=identity.labels,
-        samples=samples,
-        processes=processes,
-        events=events,
-        capabilities=capabilities,
-        inventory=output.inventory,
-    )
+    """:func:`build_parts` as one ``Batch`` model (``collect --once``)."""
+    extra = SourceOutput(extra_samples).rows
+    return build_parts(identity, seq, now_ns, output, capabilities, extra).batch()
 
 
 def make_identity(
@@ -349,9 +391,9 @@ def collect_once(
     now_ns = clock_ns()
     output = sampler.sample(now_ns, full=True)
     state = SelfState(usage=meter.measure(), sample_cpu_seconds=time.thread_time() - started)
-    return build_batch(
-        identity, 1, now_ns, output, sampler.capabilities(), self_metrics(now_ns, state)
-    )
+    return build_parts(
+        identity, 1, now_ns, output, sampler.capabilities(), self_metric_rows(now_ns, state)
+    ).batch()
 
 
 # --------------------------------------------------------------------------- the daemon
@@ -428,8 +470,10 @@ class CollectorDaemon:
         self.seq = 0
         self.last_decision: Decision | None = None
 
-    def step(self) -> tuple[Batch, Decision]:
-        """One interval's work: decide, sample, build, encode, spool. Returns what it built."""
+    def step(self) -> tuple[BatchParts, Decision]:
+        """One interval's work: decide, sample, build, encode, spool. Returns what it built
+        (``.batch()`` of it is the model; the daemon itself never builds one ``Sample`` per
+        row)."""
         usage = self.meter.measure()
         spool_stats = self.spool.stats()
         # The first measurement spans start-up (opening sources, the first full reads) over a
@@ -458,20 +502,21 @@ class CollectorDaemon:
             sample_cpu_seconds=sample_cpu,
         )
         self.seq += 1
-        batch = build_batch(
+        parts = build_parts(
             self.identity,
             self.seq,
             now_ns,
             output,
             self.sampler.capabilities(),
-            self_metrics(now_ns, state),
+            self_metric_rows(now_ns, state),
         )
-        key = BatchKey(batch.collector_id, batch.producer_epoch, batch.seq)
-        content_type, body = encode(batch, self.settings.transport.encoding)
+        header = parts.header
+        key = BatchKey(header.collector_id, header.producer_epoch, header.seq)
+        content_type, body = encode_rows(header, parts.rows, self.settings.transport.encoding)
         self.spool.append(SpooledBatch(key, content_type, body).to_bytes())
         if self.sender is not None:
             self.sender.wake()
-        return batch, decision
+        return parts, decision
 
     def run(self, stop: threading.Event, max_batches: int | None = None) -> None:
         """Sample every interval until ``stop`` is set; then send what is left and close."""

@@ -84,7 +84,7 @@ def test_step_spools_a_self_contained_batch_with_self_metrics(tmp_path: Path) ->
     settings = settings_for(tmp_path)
     daemon = CollectorDaemon(settings, make_sampler(settings))
     try:
-        batches = [daemon.step()[0] for _ in range(3)]
+        batches = [daemon.step()[0].batch() for _ in range(3)]
         assert [b.seq for b in batches] == [1, 2, 3]
         assert len({b.producer_epoch for b in batches}) == 1
         for batch in batches:
@@ -125,7 +125,7 @@ def test_drops_are_reported_in_the_next_batch_exactly(tmp_path: Path) -> None:
         seen = []
         for _ in range(40):
             before = daemon.spool.stats().dropped_total
-            batch, _ = daemon.step()
+            batch = daemon.step()[0].batch()
             seen.append(self_values(batch)["collector_spool_dropped_total"])
             assert seen[-1] == before, "a batch reports every drop made before it was built"
         final = daemon.spool.stats()

@@ -909,6 +909,7 @@ def test_rtm_getlink_dump_is_decoded() -> None:
 
 def test_inet_diag_listen_dump_is_decoded() -> None:
     from sreagent.collector._sockdiag import listen_samples, parse_diag_dump
+    from sreagent.collector._source import samples_of
 
     sockets = parse_diag_dump(_replies("inet_diag_listen_v4.bin"))
     # A listener with backlog 7 and two connections waiting, captured with the others.
@@ -919,7 +920,7 @@ def test_inet_diag_listen_dump_is_decoded() -> None:
         (33303, 0, 4096),
         (32857, 0, 5),
     ]
-    samples = listen_samples(T0, sockets)
+    samples = samples_of(listen_samples(T0, sockets))
     assert samples[0].labels == {"port": "47265"}  # fullest first
     assert one(samples, "tcp_listen_backlog_ratio", port="47265") == pytest.approx(2 / 7)
 

@@ -11,6 +11,7 @@ import pytest
 
 from sreagent.collector import ScrapeTarget
 from sreagent.collector._scrape import ScrapeSource, parse_exposition
+from sreagent.collector._source import samples_of
 from sreagent.errors import BadInput
 from tests.collector.fixture_tree import T0, one
 
@@ -117,7 +118,7 @@ def test_malformed_exposition_is_an_error_not_a_crash(server: tuple[str, type[_H
 def test_series_and_labels_are_bounded() -> None:
     labels = ",".join(f'l{i:02d}="{"v" * 300}"' for i in range(20))
     text = "".join(f'm{{{labels},n="{k}"}} {k}\n' for k in range(10))
-    s = parse_exposition(text, T0, "scrape/x", max_series=4)
+    s = samples_of(parse_exposition(text, T0, "scrape/x", max_series=4))
     assert len(s) == 4
     assert all(len(x.labels) == 16 and max(map(len, x.labels.values())) == 256 for x in s)
 

@@ -273,7 +273,7 @@ class Summariser:
                 )
             )
             if elapsed_s > 0:
-                out.samples.append(
+                out.add(
                     Sample(
                         ts_ns=now_ns,
                         metric="packet_drops_per_second",
@@ -288,7 +288,7 @@ class Summariser:
                 continue
             disk = entity("disk", self.disk_name(dev))
             for q in QUANTILES:
-                out.samples.append(
+                out.add(
                     Sample(
                         ts_ns=now_ns,
                         metric="disk_request_latency_seconds",
@@ -299,7 +299,7 @@ class Summariser:
                 )
         if sum(data.runq_latency.values()) > 0:
             for q in QUANTILES:
-                out.samples.append(
+                out.add(
                     Sample(
                         ts_ns=now_ns,
                         metric="runqueue_latency_seconds",
@@ -309,7 +309,7 @@ class Summariser:
                     )
                 )
         if elapsed_s > 0:
-            out.samples.append(
+            out.add(
                 Sample(
                     ts_ns=now_ns,
                     metric="process_execs_per_second",
@@ -317,7 +317,7 @@ class Summariser:
                     value=data.exec_count / elapsed_s,
                 )
             )
-            out.samples.append(
+            out.add(
                 Sample(
                     ts_ns=now_ns,
                     metric="process_exits_per_second",
@@ -325,7 +325,7 @@ class Summariser:
                     value=data.exit_count / elapsed_s,
                 )
             )
-        out.samples.append(
+        out.add(
             Sample(
                 ts_ns=now_ns,
                 metric="collector_ebpf_lost_events_total",
