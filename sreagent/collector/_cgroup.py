@@ -45,7 +45,6 @@ from sreagent.collector._common import (
     os_reason,
     pick_values,
     read_optional,
-    row,
 )
 from sreagent.collector._disk import unescape_mount
 from sreagent.collector._inotify import (
@@ -618,61 +617,57 @@ class CgroupSource:
                 d = delta(n.usage_key, r.usage_ns, 64)
                 if d is not None and seconds:
                     out.append(
-                        row(now_ns, "cgroup_cpu_usage_ratio", entity, d / 1e9 / seconds, labels)
+                        (now_ns, "cgroup_cpu_usage_ratio", entity, labels, d / 1e9 / seconds)
                     )
             if r.periods is not None and r.throttled is not None:
                 dp = delta(n.periods_key, r.periods, 64)
                 dt = delta(n.throttled_key, r.throttled, 64)
                 if dp and dt is not None:
-                    out.append(row(now_ns, "cgroup_cpu_throttled_ratio", entity, dt / dp, labels))
+                    out.append((now_ns, "cgroup_cpu_throttled_ratio", entity, labels, dt / dp))
             if r.throttled_ns is not None:
                 d = delta(n.throttled_ns_key, r.throttled_ns, 64)
                 if d is not None and seconds:
                     out.append(
-                        row(
+                        (
                             now_ns,
                             "cgroup_cpu_throttled_seconds_per_second",
                             entity,
-                            d / 1e9 / seconds,
                             labels,
+                            d / 1e9 / seconds,
                         )
                     )
             if r.limit_cores is not None:
-                out.append(row(now_ns, "cgroup_cpu_limit_cores", entity, r.limit_cores, labels))
+                out.append((now_ns, "cgroup_cpu_limit_cores", entity, labels, r.limit_cores))
             if r.mem_used is not None:
-                out.append(row(now_ns, "cgroup_memory_used_bytes", entity, r.mem_used, labels))
+                out.append((now_ns, "cgroup_memory_used_bytes", entity, labels, r.mem_used))
                 if r.mem_limit:
+                    out.append((now_ns, "cgroup_memory_limit_bytes", entity, labels, r.mem_limit))
                     out.append(
-                        row(now_ns, "cgroup_memory_limit_bytes", entity, r.mem_limit, labels)
-                    )
-                    out.append(
-                        row(
+                        (
                             now_ns,
                             "cgroup_memory_used_ratio",
                             entity,
-                            r.mem_used / r.mem_limit,
                             labels,
+                            r.mem_used / r.mem_limit,
                         )
                     )
             if r.failcnt is not None:
-                out.append(row(now_ns, "cgroup_memory_failcnt_total", entity, r.failcnt, labels))
+                out.append((now_ns, "cgroup_memory_failcnt_total", entity, labels, r.failcnt))
             if r.oom_kills is not None:
-                out.append(row(now_ns, "cgroup_oom_kills_total", entity, r.oom_kills, labels))
+                out.append((now_ns, "cgroup_oom_kills_total", entity, labels, r.oom_kills))
             if r.io is not None:
                 for key, value, io_labels in zip(n.io_keys, r.io, n.io_labels, strict=True):
                     d = delta(key, value, 64)
                     if d is not None and seconds:
                         out.append(
-                            row(
-                                now_ns, "cgroup_io_bytes_per_second", entity, d / seconds, io_labels
-                            )
+                            (now_ns, "cgroup_io_bytes_per_second", entity, io_labels, d / seconds)
                         )
             for resource, (some, full) in r.pressure.items():
                 pressure_labels = n.pressure_labels(resource)
-                out.append(row(now_ns, "cgroup_pressure_some_ratio", entity, some, pressure_labels))
+                out.append((now_ns, "cgroup_pressure_some_ratio", entity, pressure_labels, some))
                 if full is not None:
                     out.append(
-                        row(now_ns, "cgroup_pressure_full_ratio", entity, full, pressure_labels)
+                        (now_ns, "cgroup_pressure_full_ratio", entity, pressure_labels, full)
                     )
         if len(self._name_cache) != len(readings):
             self._counters.forget_unless(lambda key: key[0] in readings)

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sreagent.collector._common import KeptFiles, capability, pick_values, read_bytes, row
+from sreagent.collector._common import (
+    NO_LABELS,
+    KeptFiles,
+    capability,
+    pick_values,
+    read_bytes,
+)
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -143,25 +149,31 @@ class CpuSource:
         stat = parse_stat(self._files.read_required(str(self._stat_path)))
         load1, _, _ = parse_loadavg(self._files.read_required(str(self._loadavg_path)))
         out = [
-            row(now_ns, "load_average_1m", "host", load1),
-            row(now_ns, "procs_running", "host", stat.procs_running),
-            row(now_ns, "procs_blocked", "host", stat.procs_blocked),
+            (now_ns, "load_average_1m", "host", NO_LABELS, load1),
+            (now_ns, "procs_running", "host", NO_LABELS, stat.procs_running),
+            (now_ns, "procs_blocked", "host", NO_LABELS, stat.procs_blocked),
         ]
         prev, self._prev = self._prev, stat
         if prev is not None:
             shares = mode_shares(prev.total, stat.total)
             if shares is not None:
-                out.append(row(now_ns, "cpu_utilisation_ratio", "host", busy_share(shares)))
-                out.append(row(now_ns, "cpu_iowait_ratio", "host", shares["iowait"]))
-                out.append(row(now_ns, "cpu_steal_ratio", "host", shares["steal"]))
+                out.append((now_ns, "cpu_utilisation_ratio", "host", NO_LABELS, busy_share(shares)))
+                out.append((now_ns, "cpu_iowait_ratio", "host", NO_LABELS, shares["iowait"]))
+                out.append((now_ns, "cpu_steal_ratio", "host", NO_LABELS, shares["steal"]))
                 for mode, share in shares.items():
-                    out.append(row(now_ns, "cpu_mode_ratio", "host", share, {"mode": mode}))
+                    out.append((now_ns, "cpu_mode_ratio", "host", {"mode": mode}, share))
             for cpu, times in stat.per_cpu.items():
                 before = prev.per_cpu.get(cpu)
                 core = mode_shares(before, times) if before is not None else None
                 if core is not None:
                     out.append(
-                        row(now_ns, "cpu_core_utilisation_ratio", f"cpu/{cpu}", busy_share(core))
+                        (
+                            now_ns,
+                            "cpu_core_utilisation_ratio",
+                            f"cpu/{cpu}",
+                            NO_LABELS,
+                            busy_share(core),
+                        )
                     )
         return SourceOutput(rows=out)
 

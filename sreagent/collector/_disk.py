@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sreagent.collector._common import (
+    NO_LABELS,
     Counters,
     Interval,
     KeptFiles,
     capability,
     read_int,
     read_optional,
-    row,
 )
 from sreagent.collector._source import Roots, SampleRow, SourceOutput
 from sreagent.telemetry import SourceCapability
@@ -211,7 +211,7 @@ class DiskSource:
         deltas = self._counters.deltas
         for dev, s in stats.items():
             entity = f"disk/{dev}"
-            out.append(row(now_ns, "disk_in_flight", entity, s.in_flight))
+            out.append((now_ns, "disk_in_flight", entity, NO_LABELS, s.in_flight))
             # Two tuples per device: the 64-bit IO and sector counters and the 32-bit tick
             # counters (``unsigned int`` milliseconds, which wrap after 49.7 days of busy time).
             counts = deltas((dev, 64), (s.reads, s.writes, s.read_sectors, s.write_sectors), 64)
@@ -221,21 +221,26 @@ class DiskSource:
             reads, writes, rsect, wsect = counts
             rticks, wticks, busy = times
             if reads is not None:
-                out.append(row(now_ns, "disk_reads_per_second", entity, reads / seconds))
+                out.append((now_ns, "disk_reads_per_second", entity, NO_LABELS, reads / seconds))
             if writes is not None:
-                out.append(row(now_ns, "disk_writes_per_second", entity, writes / seconds))
+                out.append((now_ns, "disk_writes_per_second", entity, NO_LABELS, writes / seconds))
             if rsect is not None:
                 out.append(
-                    row(
-                        now_ns, "disk_read_bytes_per_second", entity, rsect * SECTOR_BYTES / seconds
+                    (
+                        now_ns,
+                        "disk_read_bytes_per_second",
+                        entity,
+                        NO_LABELS,
+                        rsect * SECTOR_BYTES / seconds,
                     )
                 )
             if wsect is not None:
                 out.append(
-                    row(
+                    (
                         now_ns,
                         "disk_write_bytes_per_second",
                         entity,
+                        NO_LABELS,
                         wsect * SECTOR_BYTES / seconds,
                     )
                 )
@@ -244,10 +249,18 @@ class DiskSource:
                 # No completed IO means no await, not an await of zero.
                 if ios > 0:
                     ticks = rticks + wticks  # type: ignore[operator]
-                    out.append(row(now_ns, "disk_await_seconds", entity, ticks / ios / 1000))
+                    out.append(
+                        (now_ns, "disk_await_seconds", entity, NO_LABELS, ticks / ios / 1000)
+                    )
             if busy is not None:
                 out.append(
-                    row(now_ns, "disk_utilisation_ratio", entity, min(1.0, busy / 1000 / seconds))
+                    (
+                        now_ns,
+                        "disk_utilisation_ratio",
+                        entity,
+                        NO_LABELS,
+                        min(1.0, busy / 1000 / seconds),
+                    )
                 )
         if self._use_sysfs:
             if stats.keys() != self._devices:
@@ -267,7 +280,13 @@ class DiskSource:
                     self._no_ioerr.add(dev)
                 if errors is not None:
                     out.append(
-                        row(now_ns, "disk_io_errors_total", f"disk/{dev}", int(errors.strip(), 16))
+                        (
+                            now_ns,
+                            "disk_io_errors_total",
+                            f"disk/{dev}",
+                            NO_LABELS,
+                            int(errors.strip(), 16),
+                        )
                     )
         self._counters.forget_unless(lambda key: key[0] in stats)
         out.extend(self._filesystem_samples(now_ns))
@@ -294,10 +313,10 @@ class DiskSource:
                 continue
             used_ratio, free_bytes, inode_ratio = fs_usage(st)
             entity = f"fs/{mount_point}"
-            out.append(row(now_ns, "filesystem_used_ratio", entity, used_ratio))
-            out.append(row(now_ns, "filesystem_free_bytes", entity, free_bytes))
+            out.append((now_ns, "filesystem_used_ratio", entity, NO_LABELS, used_ratio))
+            out.append((now_ns, "filesystem_free_bytes", entity, NO_LABELS, free_bytes))
             if inode_ratio is not None:
-                out.append(row(now_ns, "filesystem_inodes_used_ratio", entity, inode_ratio))
+                out.append((now_ns, "filesystem_inodes_used_ratio", entity, NO_LABELS, inode_ratio))
         return out
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ lack MemAvailable; there used = total - free - buffers - cached - SReclaimable.
 from __future__ import annotations
 
 from sreagent.collector._common import (
+    NO_LABELS,
     Counters,
     Interval,
     KeptFiles,
@@ -16,7 +17,6 @@ from sreagent.collector._common import (
     pick_values,
     rate,
     read_bytes,
-    row,
 )
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
@@ -127,35 +127,36 @@ class MemorySource:
         used = used_bytes(info)
         cached = info.get("Cached", 0) + info.get("Buffers", 0) + info.get("SReclaimable", 0)
         out = [
-            row(now_ns, "memory_total_bytes", "host", total),
-            row(now_ns, "memory_used_bytes", "host", used),
-            row(now_ns, "memory_used_ratio", "host", used / total if total else 0.0),
-            row(now_ns, "memory_cached_bytes", "host", cached),
-            row(
+            (now_ns, "memory_total_bytes", "host", NO_LABELS, total),
+            (now_ns, "memory_used_bytes", "host", NO_LABELS, used),
+            (now_ns, "memory_used_ratio", "host", NO_LABELS, used / total if total else 0.0),
+            (now_ns, "memory_cached_bytes", "host", NO_LABELS, cached),
+            (
                 now_ns,
                 "swap_used_bytes",
                 "host",
+                NO_LABELS,
                 info.get("SwapTotal", 0) - info.get("SwapFree", 0),
             ),
         ]
         if "MemAvailable" in info:
-            out.append(row(now_ns, "memory_available_bytes", "host", info["MemAvailable"]))
+            out.append((now_ns, "memory_available_bytes", "host", NO_LABELS, info["MemAvailable"]))
         raw_vmstat = self._files.read(str(self._vmstat))
         if raw_vmstat is not None:
             vmstat = pick_vmstat(raw_vmstat)
             if "oom_kill" in vmstat:  # since Linux 4.13
-                out.append(row(now_ns, "oom_kills_total", "host", vmstat["oom_kill"]))
+                out.append((now_ns, "oom_kills_total", "host", NO_LABELS, vmstat["oom_kill"]))
             for metric, key in _VMSTAT_RATES.items():
                 if key in vmstat:
                     value = rate(self._counters.delta(key, vmstat[key], 64), seconds)
                     if value is not None:
-                        out.append(row(now_ns, metric, "host", value))
+                        out.append((now_ns, metric, "host", NO_LABELS, value))
         raw_file_nr = self._files.read(str(self._file_nr))
         if raw_file_nr is not None:
             allocated, maximum = parse_file_nr(raw_file_nr)
-            out.append(row(now_ns, "fds_allocated", "host", allocated))
+            out.append((now_ns, "fds_allocated", "host", NO_LABELS, allocated))
             if maximum > 0:
-                out.append(row(now_ns, "fds_used_ratio", "host", allocated / maximum))
+                out.append((now_ns, "fds_used_ratio", "host", NO_LABELS, allocated / maximum))
         return SourceOutput(rows=out)
 
     def close(self) -> None:

@@ -12,12 +12,12 @@ import struct
 from typing import NamedTuple
 
 from sreagent.collector._common import (
+    NO_LABELS,
     Counters,
     Interval,
     KeptFiles,
     capability,
     os_reason,
-    row,
 )
 from sreagent.collector._nl import NLA_TYPE_MASK, NLM_F_DUMP, NetlinkSocket
 from sreagent.collector._source import Roots, SampleRow, SourceOutput
@@ -53,18 +53,18 @@ class LinkStats(NamedTuple):
     carrier_changes: int | None = None
 
 
-_RATES: tuple[tuple[str, dict[str, str] | None], ...] = (
-    ("network_receive_bytes_per_second", None),
-    ("network_transmit_bytes_per_second", None),
-    ("network_receive_packets_per_second", None),
-    ("network_transmit_packets_per_second", None),
+_RATES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("network_receive_bytes_per_second", NO_LABELS),
+    ("network_transmit_bytes_per_second", NO_LABELS),
+    ("network_receive_packets_per_second", NO_LABELS),
+    ("network_transmit_packets_per_second", NO_LABELS),
     ("network_errors_per_second", {"direction": "receive"}),
     ("network_errors_per_second", {"direction": "transmit"}),
     ("network_drops_per_second", {"direction": "receive"}),
     ("network_drops_per_second", {"direction": "transmit"}),
 )
 """Metric and labels of each counter, in the order :meth:`NetlinkSource.read` passes them.
-The label dicts are shared by the samples (frozen models; nothing mutates labels)."""
+The label dicts are shared by the rows (nothing mutates labels)."""
 
 _WANTED = frozenset({IFLA_IFNAME, IFLA_STATS64, IFLA_CARRIER, IFLA_CARRIER_CHANGES})
 
@@ -232,13 +232,21 @@ class NetlinkSource:
             if changed is not None and seconds:
                 for (metric, labels), d in zip(_RATES, changed, strict=True):
                     if d is not None:
-                        samples.append(row(now_ns, metric, entity, d / seconds, labels))
+                        samples.append((now_ns, metric, entity, labels, d / seconds))
             if link.carrier_changes is not None:
                 samples.append(
-                    row(now_ns, "network_carrier_changes_total", entity, link.carrier_changes)
+                    (
+                        now_ns,
+                        "network_carrier_changes_total",
+                        entity,
+                        NO_LABELS,
+                        link.carrier_changes,
+                    )
                 )
             if link.carrier is not None:
-                samples.append(row(now_ns, "network_link_up", entity, 1.0 if link.carrier else 0.0))
+                samples.append(
+                    (now_ns, "network_link_up", entity, NO_LABELS, 1.0 if link.carrier else 0.0)
+                )
                 before = self._carrier.get(name)
                 self._carrier[name] = link.carrier
                 if before is not None and before != link.carrier:

@@ -18,6 +18,7 @@ import platform
 import struct
 
 from sreagent.collector._common import (
+    NO_LABELS,
     Counters,
     Interval,
     KeptFiles,
@@ -26,7 +27,6 @@ from sreagent.collector._common import (
     pick_values,
     rate,
     read_optional,
-    row,
 )
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.telemetry import SourceCapability
@@ -169,7 +169,7 @@ class PerfSource:
         for metric, total in totals.items():
             value = rate(self._counters.delta(metric, total, 64), seconds)
             if value is not None:
-                out.append(row(now_ns, metric, "host", value))
+                out.append((now_ns, metric, "host", NO_LABELS, value))
         return SourceOutput(rows=out)
 
     def close(self) -> None:

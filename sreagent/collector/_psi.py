@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sreagent.collector._common import KeptFiles, capability, read_optional, row
+from sreagent.collector._common import KeptFiles, capability, read_optional
 from sreagent.collector._source import Roots, SourceOutput
 from sreagent.errors import CorruptFile
 from sreagent.telemetry import SourceCapability
@@ -113,18 +113,18 @@ class PsiSource:
             labels = self._labels[resource]
             for kind, (avg10, total_us) in pressure_lines(raw).items():
                 if kind == "some":
-                    out.append(row(now_ns, "pressure_some_ratio", "host", avg10 / 100, labels))
+                    out.append((now_ns, "pressure_some_ratio", "host", labels, avg10 / 100))
                 elif kind == "full":
-                    out.append(row(now_ns, "pressure_full_ratio", "host", avg10 / 100, labels))
+                    out.append((now_ns, "pressure_full_ratio", "host", labels, avg10 / 100))
                 else:
                     continue
                 out.append(
-                    row(
+                    (
                         now_ns,
                         "pressure_stall_seconds_total",
                         "host",
-                        total_us / 1e6,
                         self._total_labels[resource, kind],
+                        total_us / 1e6,
                     )
                 )
         return SourceOutput(rows=out)

@@ -29,7 +29,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 
-from sreagent.collector._common import capability, os_reason, read_optional, row
+from sreagent.collector._common import capability, os_reason, read_optional
 from sreagent.collector._nl import NLM_F_DUMP, NetlinkSocket
 from sreagent.collector._source import Roots, SampleRow, SourceOutput
 from sreagent.telemetry import SourceCapability
@@ -122,7 +122,7 @@ def state_samples(now_ns: int, sockets: list[TcpSocket]) -> list[SampleRow]:
     """Sockets per state (every state, zeros included, so a state that empties reads 0)."""
     counts = Counter(STATES.get(s.state, "unknown") for s in sockets)
     return [
-        row(now_ns, "tcp_sockets", "host", counts.get(state, 0), {"state": state})
+        (now_ns, "tcp_sockets", "host", {"state": state}, counts.get(state, 0))
         for state in sorted(set(STATES.values()))
     ]
 
@@ -141,9 +141,9 @@ def listen_samples(now_ns: int, sockets: list[TcpSocket]) -> list[SampleRow]:
     ranked = sorted(fullest.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
     for port, (ratio, length, backlog) in ranked[:MAX_LISTEN_PORTS]:
         labels = {"port": str(port)}
-        out.append(row(now_ns, "tcp_listen_queue_length", "host", length, labels))
+        out.append((now_ns, "tcp_listen_queue_length", "host", labels, length))
         if backlog:
-            out.append(row(now_ns, "tcp_listen_backlog_ratio", "host", ratio, labels))
+            out.append((now_ns, "tcp_listen_backlog_ratio", "host", labels, ratio))
     return out
 
 

@@ -7,12 +7,12 @@ the same ``Group:`` prefix (net/ipv4/proc.c).
 from __future__ import annotations
 
 from sreagent.collector._common import (
+    NO_LABELS,
     Counters,
     Interval,
     KeptFiles,
     capability,
     read_optional,
-    row,
 )
 from sreagent.collector._source import Roots, SampleRow, SourceOutput
 from sreagent.telemetry import SourceCapability
@@ -85,18 +85,18 @@ class TcpSource:
         )
         out: list[SampleRow] = []
         if "CurrEstab" in tcp:
-            out.append(row(now_ns, "tcp_established", "host", tcp["CurrEstab"]))
+            out.append((now_ns, "tcp_established", "host", NO_LABELS, tcp["CurrEstab"]))
         delta = self._counters.delta
         # RetransSegs and OutSegs are unsigned long in the kernel but printed through the
         # 64-bit SNMP MIB on every 64-bit kernel.
         out_segs = delta("OutSegs", tcp["OutSegs"], 64) if "OutSegs" in tcp else None
         retrans = delta("RetransSegs", tcp["RetransSegs"], 64) if "RetransSegs" in tcp else None
         if seconds and retrans is not None:
-            out.append(row(now_ns, "tcp_retransmits_per_second", "host", retrans / seconds))
+            out.append((now_ns, "tcp_retransmits_per_second", "host", NO_LABELS, retrans / seconds))
             if out_segs:
                 # OutSegs excludes retransmitted segments (RFC 1213 tcpOutSegs), so this is
                 # retransmits per fresh segment, the figure `nstat`-based alerts use.
-                out.append(row(now_ns, "tcp_retransmit_ratio", "host", retrans / out_segs))
+                out.append((now_ns, "tcp_retransmit_ratio", "host", NO_LABELS, retrans / out_segs))
         for metric, key in (
             ("tcp_listen_overflows_per_second", "ListenOverflows"),
             ("tcp_listen_drops_per_second", "ListenDrops"),
@@ -104,7 +104,7 @@ class TcpSource:
             if key in ext:
                 d = delta(key, ext[key], 64)
                 if d is not None and seconds:
-                    out.append(row(now_ns, metric, "host", d / seconds))
+                    out.append((now_ns, metric, "host", NO_LABELS, d / seconds))
         return SourceOutput(rows=out)
 
     def close(self) -> None:

@@ -206,6 +206,9 @@ def test_a_real_sample_gives_the_same_bytes_both_ways() -> None:
         output = sampler.sample(now)
         caps = sampler.capabilities()
     assert len(output.rows) > 20 and output.processes and output.inventory is not None
+    for one in output.rows:
+        assert len(one) == 5 and isinstance(one[3], dict), one
+        assert type(one[4]) in (int, float) and math.isfinite(one[4]), one
     identity = Identity("node-1", "host-1", "0000000000000001-aa", {})
     parts = build_parts(identity, 1, now, output, caps, [])
     via_models, via_rows = _both_ways(parts)
