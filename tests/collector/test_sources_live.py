@@ -72,6 +72,8 @@ def test_rtnetlink_counters_agree_with_pyroute2() -> None:
 
     source = NetlinkSource(Roots())
     try:
+        assert "RTM_GETSTATS" in source.capability().reason
+        source._links()  # the first read lists the links; the next ones take RTM_GETSTATS
         before = {x.name: x for x in source._links()}
         with IPRoute() as ipr:
             theirs = {
@@ -88,6 +90,43 @@ def test_rtnetlink_counters_agree_with_pyroute2() -> None:
                 name,
                 field,
             )
+
+
+def test_links_are_listed_again_only_when_the_kernel_says_they_changed() -> None:
+    """Counters come from RTM_GETSTATS; a link added, renamed or removed is named at the
+    next read because the kernel's link notification makes the source list links again."""
+    ip = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "ip"
+    tag = os.getpid() % 10000
+    name, renamed, peer = f"sn{tag}x", f"sn{tag}y", f"sn{tag}p"
+
+    def run(*args: str) -> None:
+        subprocess.run([ip, "link", *args], check=True, timeout=30)
+
+    source = NetlinkSource(Roots(), relist_every=10**6)
+    try:
+        now = time.time_ns()
+
+        def entities(step: int) -> set[str]:
+            return {s[2] for s in source.read(now + step * 10**9).rows}
+
+        assert "nic/lo" in entities(0)
+        quiet_before = source.relists
+        for step in range(1, 21):
+            entities(step)
+        # Other tests may change links meanwhile; without the stats path every read lists.
+        assert source.relists - quiet_before < 20
+        run("add", name, "type", "veth", "peer", "name", peer)  # this kernel has no dummy
+        try:
+            assert f"nic/{name}" in entities(30)
+            run("set", name, "name", renamed)
+            got = entities(31)
+            assert f"nic/{renamed}" in got and f"nic/{name}" not in got
+        finally:
+            subprocess.run([ip, "link", "del", renamed], timeout=30)
+            subprocess.run([ip, "link", "del", name], timeout=30, capture_output=True)
+        assert f"nic/{renamed}" not in entities(32)
+    finally:
+        source.close()
 
 
 def test_sock_diag_sees_an_exact_accept_queue() -> None:

@@ -907,6 +907,24 @@ def test_rtm_getlink_dump_is_decoded() -> None:
     assert (links["lo"].rx_bytes, links["lo"].tx_packets) == (40611738, 43734)
 
 
+def test_rtm_getstats_dump_is_decoded() -> None:
+    """Captured on the same VM; the values were checked against pyroute2's ifstatsmsg."""
+    from sreagent.collector._netlink import RTM_NEWSTATS, parse_stats_dump
+
+    replies = _replies("rtm_getstats.bin")
+    stats = dict(parse_stats_dump(replies))
+    assert list(stats) == [1, 2, 3, 4]  # ifindex: lo, ifb0, ifb1, eth0
+    # rx/tx packets, rx/tx bytes, rx/tx errors, rx/tx dropped
+    assert stats[1] == (2110187, 2110187, 3910549250, 3910549250, 0, 0, 0, 0)
+    assert stats[4] == (172965, 80694, 6089847145, 8044317, 0, 0, 0, 0)
+    assert stats[2] == stats[3] == (0,) * 8
+    # A message cut short, or one without IFLA_STATS_LINK_64, is skipped, not misread.
+    _, first = replies[0]
+    assert parse_stats_dump([(RTM_NEWSTATS, first[:40])]) == []
+    assert parse_stats_dump([(RTM_NEWSTATS, first[:12])]) == []
+    assert parse_stats_dump([(RTM_NEWSTATS, first[:4])]) == []
+
+
 def test_inet_diag_listen_dump_is_decoded() -> None:
     from sreagent.collector._sockdiag import listen_samples, parse_diag_dump
     from sreagent.collector._source import samples_of
