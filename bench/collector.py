@@ -6,8 +6,8 @@ Measures, on this machine, now:
    the process scan is on its slower interval), thread CPU time per call.
 2. CPU per full snapshot with processes, with the host brought to at least 300 processes
    (idle ``sleep`` children are started for the run), and the process source's share of it.
-3. CPU per daemon interval beyond sampling: building the batch, encoding it (Arrow IPC, zstd),
-   appending it to the spool.
+3. CPU per daemon interval beyond sampling: building the batch, encoding it (JSON, the
+   default, gzipped; and Arrow IPC), appending it to the spool.
 4. The real daemon (``python -m sreagent collect``, default sources, 1 s interval) sending to a
    small acknowledging ingest server, running at the same time as ``prometheus-node-exporter``
    scraped once a second over loopback: CPU of each process from /proc/<pid>/stat over the
@@ -22,7 +22,7 @@ Writes the figures to docs/benchmarks.md under "## Collector overhead (bench/col
 ``--before TREE`` first runs this same script in a child process with ``PYTHONPATH=TREE``
 (another checkout, e.g. ``git worktree add /tmp/collector-before <commit>``; its daemon child
 inherits the path), then measures this checkout, and writes both side by side in a
-"### Session 4" sub-section.
+"### Session 5" sub-section; earlier sessions' sub-sections are kept.
 """
 
 from __future__ import annotations
@@ -530,15 +530,24 @@ def render(inproc: dict[str, Any], variants: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-CHANGES = """Session 4 (fast sample <= 2 ms): cgroup entities, labels and counter keys built
+CHANGES = """Session 5 (fast sample <= 2 ms): the sources hand their samples over as plain
+tuples (`SourceOutput.rows`) instead of one frozen pydantic `Sample` each (about 2 us to build
+against 0.1 us), built inline in the hot loops; the daemon validates the batch without its
+samples and splices the rows into its JSON through pydantic-core's writer, byte for byte the
+JSON of the whole model (a randomised test compares bytes and digests), so no per-sample
+object is made anywhere on its path; and the netlink source takes its counters from an
+RTM_GETSTATS dump of IFLA_STATS_LINK_64 only, listing links with RTM_GETLINK again only after
+a kernel link notification (docs/collector.md, "Cost"). "Session 5: before and after, one
+run" below has the previous commit measured by the same invocation, and "Collector sources"
+the per-source A/B with a control loop.
+
+Session 4 (fast sample <= 2 ms): cgroup entities, labels and counter keys built
 once per cgroup, counters of a link or disk kept as one tuple per entity, PSI lines read by
 position, `/proc/stat` split only as far as its `cpu` lines, `oom_kill` found with one
 `find`, link statistics as named tuples; and the C library behind inotify looked up once per
 process (`ctypes.util.find_library` ran `ldconfig` in a subprocess at every cgroup walk, so
 every 30 s), with the periodic walk keeping the descriptors of files it lists again
-(docs/collector.md, "Cost"). "Session 4: before and after, one run" below has the previous
-commit measured by the same invocation, and docs/benchmarks.md "Collector sources" the
-per-source A/B with a control loop."""
+(docs/collector.md, "Cost"); its A/B is "Session 4: before and after, one run" below."""
 
 BEFORE = """Session 3's last run (same script, 2026-11-29 13:35 UTC, load 7.5/6.9/6.6): fast sample
 2.63 ms (p90 6.84 ms), full snapshot 17.49 ms (process scan 12.85 ms), all sources RSS 54.1 MiB
@@ -597,6 +606,15 @@ than RSS because shared libraries are shared with other Python processes."""
 def write_section(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     start = doc.find(SECTION)
+    if start >= 0:
+        # Earlier sessions' A/B sub-sections are records of runs this invocation does not
+        # repeat: keep every "### Session N" sub-section the new text does not replace.
+        end = doc.find("\n## ", start + len(SECTION))
+        old = doc[start : end if end >= 0 else len(doc)]
+        for part in old.split("\n### ")[1:]:
+            heading = part.split("\n", 1)[0]
+            if heading.startswith("Session ") and f"\n### {heading}" not in text:
+                text = text.rstrip("\n") + "\n\n### " + part.rstrip("\n") + "\n"
     if start < 0:
         doc = doc.rstrip("\n") + "\n\n" + text
     else:
@@ -662,7 +680,7 @@ def render_ab(
     args: argparse.Namespace,
     load_start: tuple[float, float, float],
 ) -> str:
-    """The "### Session 4" sub-section: the before tree's figures next to this checkout's."""
+    """The "### Session 5" sub-section: the before tree's figures next to this checkout's."""
     b_in, b_var = before["in_process"], before["side_by_side"]
     if Path(b_in["tree"]) != Path(args.before).resolve():
         raise SystemExit(f"the before run imported sreagent from {b_in['tree']}")
@@ -670,11 +688,33 @@ def render_ab(
         ["git", "-C", args.before, "log", "-1", "--format=%h"], capture_output=True, text=True
     ).stdout.strip()
     load_end = os.getloadavg()
+
+    def per_interval(figures: dict[str, Any]) -> float:
+        return float(
+            figures["fast_sample_cpu_median_s"]
+            + figures["batch_build_encode_spool_cpu_median_s_json"]
+        )
+
     rows: list[tuple[str, str, str]] = [
         (
             "fast sample (facade, thread CPU, median / p90), target <= 2 ms",
             f"{ms(b_in['fast_sample_cpu_median_s'])} / {ms(b_in['fast_sample_cpu_p90_s'])}",
             f"{ms(inproc['fast_sample_cpu_median_s'])} / {ms(inproc['fast_sample_cpu_p90_s'])}",
+        ),
+        (
+            "batch build + JSON encode + gzip + spool append, per interval (default)",
+            ms(b_in["batch_build_encode_spool_cpu_median_s_json"]),
+            ms(inproc["batch_build_encode_spool_cpu_median_s_json"]),
+        ),
+        (
+            "fast sample + batch build/encode/spool (the two medians added)",
+            ms(per_interval(b_in)),
+            ms(per_interval(inproc)),
+        ),
+        (
+            'batch build + Arrow encode + spool append (`encoding = "arrow"`)',
+            ms(b_in["batch_build_encode_spool_cpu_median_s_arrow"]),
+            ms(inproc["batch_build_encode_spool_cpu_median_s_arrow"]),
         ),
         (
             "full snapshot with processes, target <= 20 ms",
@@ -715,7 +755,7 @@ def render_ab(
             ),
         ]
     lines = [
-        "### Session 4: before and after, one run",
+        "### Session 5: before and after, one run",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `bench/collector.py --before` "
         f"ran the whole benchmark on commit {head} (a `git worktree`, its daemon included), "

@@ -6,7 +6,7 @@ each kernel path next to its procfs fallback (``kernel_interfaces=False``) on th
 in the same run. Thread CPU time per read, median over the run.
 
 Writes "## Collector sources (bench/collector_sources.py)" in docs/benchmarks.md (replacing
-that section only, its "### Session 4" sub-section included). Run as root so the kernel paths
+that section only; earlier "### Session N" sub-sections are kept). Run as root so the kernel paths
 are taken:
 
     .venv/bin/python bench/collector_sources.py [--samples 40] [--no-write]
@@ -15,7 +15,7 @@ are taken:
 ``--before TREE`` also measures the collector of another checkout (``git worktree add
 /tmp/collector-before <commit>``): this same script runs in child processes with
 ``PYTHONPATH=TREE`` and without, alternating, ``--rounds`` times each, so both trees see the
-same machine and load; the medians over all rounds go side by side in "### Session 4".
+same machine and load; the medians over all rounds go side by side in "### Session 5".
 
 Every figure comes with a control: a fixed pure-Python loop timed the same way (after the
 same sleep), next to its time in a tight loop. On this shared VM code that runs right after a
@@ -126,7 +126,7 @@ def measure_json(samples: int, gap: float) -> dict[str, Any]:
 
 
 def compare(before: str, rounds: int, samples: int, gap: float) -> str:
-    """Before and after, alternating child processes; the "### Session 4" sub-section."""
+    """Before and after, alternating child processes; the "### Session 5" sub-section."""
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     trees = {"before": before, "after": str(REPO)}
     loads = [os.getloadavg()]
@@ -156,7 +156,7 @@ def compare(before: str, rounds: int, samples: int, gap: float) -> str:
         ["git", "-C", before, "log", "-1", "--format=%h"], capture_output=True, text=True
     ).stdout.strip()
     lines = [
-        "### Session 4: fast sample before and after, side by side",
+        "### Session 5: fast sample before and after, side by side",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
         f"load average {loads[0][0]:.1f} at the start and {loads[1][0]:.1f} at the end "
@@ -240,7 +240,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure_json(args.samples, args.gap)))
         return
-    session4 = compare(args.before, args.rounds, args.samples, args.gap) if args.before else ""
+    session_ab = compare(args.before, args.rounds, args.samples, args.gap) if args.before else ""
     # The process scan and inventory run on their own intervals; keep them out of the fast
     # figures and measure the scan separately below.
     base = {"process_every": 10**6, "inventory_every": 10**6, "disabled": frozenset({"scrape"})}
@@ -294,18 +294,21 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    if session4:
-        text += "\n" + session4
+    if session_ab:
+        text += "\n" + session_ab
     print(text)
     if not args.no_write:
         doc = DOC.read_text()
-        if not session4 and SECTION in doc:
-            # Keep an earlier A/B sub-section when this run made none.
+        if SECTION in doc:
+            # Earlier A/B sub-sections are records of runs this invocation does not repeat:
+            # keep every "### Session N" sub-section the new text does not replace.
             start = doc.index(SECTION)
             end = doc.find("\n## ", start + len(SECTION))
             old = doc[start : end if end >= 0 else len(doc)]
-            if "\n### Session 4" in old:
-                text += "\n" + old[old.index("\n### Session 4") + 1 :].rstrip("\n") + "\n"
+            for part in old.split("\n### ")[1:]:
+                heading = part.split("\n", 1)[0]
+                if heading.startswith("Session ") and f"\n### {heading}" not in "\n" + text:
+                    text = text.rstrip("\n") + "\n\n### " + part.rstrip("\n") + "\n"
         if SECTION in doc:
             start = doc.index(SECTION)
             end = doc.find("\n## ", start + len(SECTION))
