@@ -185,6 +185,8 @@ class Sampler:
         nvml = NvmlSource() if "nvml" in wanted else None
         ib = IbSource(roots) if "ib" in wanted or "inventory" in wanted else None
         taskstats = TaskstatsSource(roots, use_netlink=kernel) if "taskstats" in wanted else None
+        # Read before the cgroup source, which takes the v2 root's pressure from it.
+        psi = PsiSource(roots) if "psi" in wanted else None
         for name in BUILTIN_SOURCES:
             if name not in wanted:
                 continue
@@ -194,8 +196,8 @@ class Sampler:
                 out.append(PerfSource(roots, use_perf=kernel))
             elif name == "memory":
                 out.append(MemorySource(roots))
-            elif name == "psi":
-                out.append(PsiSource(roots))
+            elif name == "psi" and psi is not None:
+                out.append(psi)
             elif name == "disk":
                 out.append(DiskSource(roots))
             elif name == "netlink":
@@ -207,7 +209,10 @@ class Sampler:
             elif name == "cgroup":
                 out.append(
                     CgroupSource(
-                        roots, max_depth=options.cgroup_depth, max_cgroups=options.cgroup_max
+                        roots,
+                        max_depth=options.cgroup_depth,
+                        max_cgroups=options.cgroup_max,
+                        host_pressure=psi.pressure_at if psi is not None else None,
                     )
                 )
             elif name == "taskstats" and taskstats is not None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -356,8 +356,15 @@ def read_v1(reading: _Reading, controller: str, read: _Reader, *, limits: bool) 
 _PRESSURE_FILES = (("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure"))
 
 
-def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
-    """A v2 cgroup's files; the limit files only when ``limits``."""
+HostPressure = Mapping[str, Mapping[str, tuple[float, int]]]
+"""Per resource, ``pressure_lines`` of /proc/pressure/<resource> (the psi source's reading)."""
+
+
+def read_v2(
+    reading: _Reading, read: _Reader, *, limits: bool, host_pressure: HostPressure | None = None
+) -> None:
+    """A v2 cgroup's files; the limit files only when ``limits``. ``host_pressure`` stands
+    for the pressure files of the hierarchy's real root (see :class:`CgroupSource`)."""
     raw = read("cpu.stat")
     if raw is not None:
         stat = parse_flat_keyed(raw)
@@ -387,12 +394,18 @@ def read_v2(reading: _Reading, read: _Reader, *, limits: bool) -> None:
         reading.io = parse_io_stat(raw)
     pressure = {}
     for resource, name in _PRESSURE_FILES:
-        raw = read(name)
-        if raw:
+        if host_pressure is not None:
+            if name not in read.files:
+                continue  # as when reading: a file the listing did not show gives nothing
+            p = host_pressure[resource]
+        else:
+            raw = read(name)
+            if not raw:
+                continue
             p = pressure_lines(raw)
-            if "some" in p:
-                full = p["full"][0] / 100 if "full" in p else None
-                pressure[resource] = (p["some"][0] / 100, full)
+        if "some" in p:
+            full = p["full"][0] / 100 if "full" in p else None
+            pressure[resource] = (p["some"][0] / 100, full)
     if pressure:
         reading.pressure = pressure
 
@@ -450,9 +463,19 @@ class CgroupSource:
         max_cgroups: int = 200,
         rewalk_every: int = 30,
         watch: bool = True,
+        host_pressure: Callable[[int], HostPressure | None] | None = None,
     ) -> None:
         """``watch=False`` leaves inotify out: changes are then seen at the periodic walk,
-        or at once when a read finds a listed cgroup gone."""
+        or at once when a read finds a listed cgroup gone.
+
+        ``host_pressure(now_ns)`` (the psi source's ``pressure_at``) gives /proc/pressure as
+        read in the same sample. The v2 hierarchy's root, when it is the kernel's real root
+        cgroup, serves its ``*.pressure`` files from the same system-wide PSI group
+        (kernel/cgroup/cgroup.c, ``cgroup_psi``), so those three files are not read again.
+        The real root is told by the absence of ``cgroup.events``, a file the kernel gives
+        every cgroup but the root (CFTYPE_NOT_ON_ROOT): under a cgroup namespace the mounted
+        root is an ordinary cgroup with its own pressure, and its files are read."""
+        self._host_pressure = host_pressure
         self._roots = roots
         self._rewalk_every = rewalk_every
         self._layout: list[tuple[str | None, str, _Reader]] | None = None
@@ -561,7 +584,7 @@ class CgroupSource:
             return False
         return needs_walk(list(self._watch.pending()), self._leaf_watches)
 
-    def readings(self) -> dict[str, _Reading]:
+    def readings(self, now_ns: int | None = None) -> dict[str, _Reading]:
         """One reading per cgroup path, merged across hierarchies.
 
         The directory walk and the limit files (quota, memory limit) are refreshed when
@@ -585,7 +608,15 @@ class CgroupSource:
         for controller, rel, reader in self._layout or []:
             reading = out.setdefault(rel, _Reading())
             if controller is None:
-                read_v2(reading, reader, limits=refresh)
+                host = None
+                if (
+                    rel == "/"
+                    and now_ns is not None
+                    and self._host_pressure is not None
+                    and "cgroup.events" not in reader.files
+                ):
+                    host = self._host_pressure(now_ns)
+                read_v2(reading, reader, limits=refresh, host_pressure=host)
             else:
                 read_v1(reading, controller, reader, limits=refresh)
             stale = stale or reader.vanished
@@ -608,7 +639,7 @@ class CgroupSource:
         seconds = self._interval.advance(now_ns)
         delta = self._counters.delta
         out: list[SampleRow] = []
-        readings = self.readings()
+        readings = self.readings(now_ns)
         for rel, r in readings.items():
             n = self._names(rel)
             entity = n.entity

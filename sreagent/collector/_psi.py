@@ -91,6 +91,19 @@ class PsiSource:
         self._total_labels = {
             (r, kind): {"kind": kind, "resource": r} for r in RESOURCES for kind in _KINDS.values()
         }
+        self._latest: tuple[int, dict[str, dict[str, tuple[float, int]]]] | None = None
+        """``(now_ns, {resource: pressure_lines(...)})`` of the last read."""
+
+    def pressure_at(self, now_ns: int) -> dict[str, dict[str, tuple[float, int]]] | None:
+        """What the read stamped ``now_ns`` parsed, per resource (``{"some": (avg10,
+        total_us), "full": ...}``), or None when no read of that instant saw all three
+        files. The cgroup source takes the cgroup v2 root's pressure from here: the kernel
+        serves the root's ``*.pressure`` files from the same system-wide PSI group as
+        /proc/pressure (kernel/cgroup/cgroup.c, ``cgroup_psi``)."""
+        latest = self._latest
+        if latest is None or latest[0] != now_ns or len(latest[1]) != len(RESOURCES):
+            return None
+        return latest[1]
 
     def capability(self) -> SourceCapability:
         missing = [p for p in self._paths.values() if read_optional(p) is None]
@@ -106,12 +119,15 @@ class PsiSource:
 
     def read(self, now_ns: int) -> SourceOutput:
         out = []
+        parsed: dict[str, dict[str, tuple[float, int]]] = {}
+        self._latest = (now_ns, parsed)
         for resource, path in self._paths.items():
             raw = self._files.read(path)
             if raw is None:
                 continue
             labels = self._labels[resource]
-            for kind, (avg10, total_us) in pressure_lines(raw).items():
+            lines = parsed[resource] = pressure_lines(raw)
+            for kind, (avg10, total_us) in lines.items():
                 if kind == "some":
                     out.append((now_ns, "pressure_some_ratio", "host", labels, avg10 / 100))
                 elif kind == "full":

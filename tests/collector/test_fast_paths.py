@@ -191,3 +191,15 @@ def _rmdir_when_empty(cgroup: Path) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_a_perf_group_read_is_decoded() -> None:
+    """PERF_FORMAT_GROUP without times or ids: u64 nr, then nr u64 values (perf_event.h)."""
+    import struct
+
+    from sreagent.collector._perf import parse_group_read
+
+    raw = struct.pack("=4Q", 3, 123456789, 7, 2**40 + 5)
+    assert parse_group_read(raw, 3) == (123456789, 7, 2**40 + 5)
+    with pytest.raises(OSError, match="gave 2 counters, expected 3"):
+        parse_group_read(struct.pack("=4Q", 2, 1, 2, 0), 3)

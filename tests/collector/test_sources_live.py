@@ -129,6 +129,34 @@ def test_links_are_listed_again_only_when_the_kernel_says_they_changed() -> None
         source.close()
 
 
+def test_the_v2_root_cgroup_pressure_is_the_system_pressure() -> None:
+    """What the cgroup source relies on to skip the root's pressure files: on this kernel
+    the real root's cpu.pressure and /proc/pressure/cpu are the same PSI group (read back to
+    back; avg10 moves every 2 s, so a pair straddling an update is read again)."""
+    source = CgroupSource(Roots())
+    v2 = source.hierarchies.v2
+    source.close()
+    # The project's machines mount cgroup v2 (hybrid) with PSI (docs/collector.md).
+    assert v2 is not None and (v2 / "cpu.pressure").exists()
+    assert not (v2 / "cgroup.events").exists(), "the mounted v2 root is the real root here"
+    for _ in range(20):
+        system = Path("/proc/pressure/cpu").read_text()
+        root = (v2 / "cpu.pressure").read_text()
+        if system.split()[1] == root.split()[1]:
+            break
+        time.sleep(0.1)
+    assert system.split()[1:4] == root.split()[1:4]
+    with Sampler(options=SamplerOptions(enabled=frozenset({"psi", "cgroup"}))) as sampler:
+        out = sampler.sample(time.time_ns())
+    host = {s.labels["resource"]: s.value for s in out.samples if s.metric == "pressure_some_ratio"}
+    rooted = {
+        s.labels["resource"]: s.value
+        for s in out.samples
+        if s.metric == "cgroup_pressure_some_ratio" and s.entity == "cgroup/"
+    }
+    assert rooted == host and set(host) == {"cpu", "memory", "io"}
+
+
 def test_sock_diag_sees_an_exact_accept_queue() -> None:
     """Three connections wait on a listener with backlog 5: queue length 3, fill 3/5."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -183,10 +211,24 @@ def test_taskstats_agrees_with_pyroute2_and_accounts_block_io(delay_accounting: 
     assert before.blkio <= stats["blkio_delay_total"] / 1e9 <= (after.blkio or 0)
 
 
-def test_perf_counts_context_switches_like_proc_stat() -> None:
-    """perf's system-wide software counter and /proc/stat ctxt count the same switches."""
+@pytest.mark.parametrize("grouped", [True, False], ids=["group-read", "one-fd-per-counter"])
+def test_perf_counts_context_switches_like_proc_stat(
+    grouped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """perf's system-wide software counter and /proc/stat ctxt count the same switches,
+    read as one group per CPU and, where a kernel refuses the group, one fd per counter."""
+    from sreagent.collector._perf import PerfCounters
+
+    if not grouped:
+
+        def refuse(self: PerfCounters, cpus: list[int]) -> None:
+            raise OSError(22, "Invalid argument")
+
+        monkeypatch.setattr(PerfCounters, "_open_groups", refuse)
     source = PerfSource(Roots())
     assert source.capability().mode == "kernel"
+    want = "one group per CPU" if grouped else "one fd per counter"
+    assert want in source.capability().reason
     try:
         assert source._perf is not None
 

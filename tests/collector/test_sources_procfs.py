@@ -522,6 +522,71 @@ def test_cgroup_v1_throttling_and_memory(tmp_path: Path) -> None:
     assert source.capability().mode == "kernel"
 
 
+def test_the_v2_root_takes_its_pressure_from_the_psi_source_read_at_the_same_instant(
+    tmp_path: Path,
+) -> None:
+    """The real root cgroup (no cgroup.events) shares /proc/pressure's PSI group, so its
+    pressure comes from the psi source's reading of the same instant instead of three more
+    files; a namespaced root (cgroup.events present) and a reading of another instant do
+    not, and read the files (cpu some avg10=75.52 in the root's file of this capture)."""
+    from sreagent.collector._psi import PsiSource
+
+    def root_cpu_some(tree: Tree, psi: PsiSource | None) -> float | None:
+        host = psi.pressure_at if psi is not None else None
+        source = CgroupSource(tree.roots, host_pressure=host, watch=False)
+        try:
+            if psi is not None:
+                psi.read(T0)
+            got = [
+                s
+                for s in source.read(T0).samples
+                if s.metric == "cgroup_pressure_some_ratio"
+                and s.entity == "cgroup/"
+                and s.labels.get("resource") == "cpu"
+            ]
+            return got[0].value if got else None
+        finally:
+            source.close()
+
+    tree = Tree(tmp_path, "debian12-vm-t1")
+    psi = PsiSource(tree.roots)
+    # /proc/pressure/cpu of the capture says some avg10=70.77, the root's file 75.52.
+    assert root_cpu_some(tree, psi) == pytest.approx(0.7077)
+    assert root_cpu_some(tree, None) == pytest.approx(0.7552)
+
+    class Elsewhere(PsiSource):
+        def pressure_at(self, now_ns: int) -> None:  # type: ignore[override]
+            return None  # no reading of this instant: the files are read
+
+    assert root_cpu_some(tree, Elsewhere(tree.roots)) == pytest.approx(0.7552)
+    (tree.root / "sys/fs/cgroup/unified/cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert root_cpu_some(tree, psi) == pytest.approx(0.7552)
+    psi.close()
+
+
+def test_psi_pressure_at_is_only_for_the_instant_it_read(tmp_path: Path) -> None:
+    from sreagent.collector._psi import PsiSource
+
+    tree = Tree(tmp_path, "debian12-vm-t1")
+    psi = PsiSource(tree.roots)
+    try:
+        assert psi.pressure_at(T0) is None  # nothing read yet
+        psi.read(T0)
+        got = psi.pressure_at(T0)
+        assert got is not None and set(got) == {"cpu", "memory", "io"}
+        assert got["cpu"]["some"] == (70.77, 82106308)
+        assert psi.pressure_at(T0 + SECOND) is None
+    finally:
+        psi.close()
+    (tree.root / "proc/pressure/io").unlink()
+    partial = PsiSource(tree.roots)
+    try:
+        partial.read(T0)
+        assert partial.pressure_at(T0) is None  # not all three files: no stand-in
+    finally:
+        partial.close()
+
+
 def test_cgroup_v2_kubernetes_pod(tmp_path: Path) -> None:
     _, out = two_reads(tmp_path, CgroupSource, "cgroup-v2-kubepods-t0", "cgroup-v2-kubepods-t1")
     cid = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa99887766554433221100"
