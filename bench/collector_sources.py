@@ -227,6 +227,42 @@ def compare(before: str, rounds: int, samples: int, gap: float) -> str:
     return "\n".join(lines)
 
 
+def encode_paths(samples: int, gap: float) -> dict[str, float]:
+    """Median CPU us per interval of the daemon's batch JSON from sample rows, against the
+    same batch from ``Sample`` models (the models path before session 5), alternating on the
+    same sampler outputs; and the CPU of making the models, which that path paid inside the
+    fast sample."""
+    import tempfile
+
+    from sreagent.collector._wire import encode, encode_rows
+    from sreagent.collector.config import load_settings
+    from sreagent.collector.daemon import build_parts, make_identity
+
+    res: dict[str, list[float]] = {"rows": [], "models": [], "making": []}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Sampler(options=SamplerOptions(process_every=10**6, inventory_every=10**6)) as sampler,
+    ):
+        identity, _ = make_identity(load_settings(None, {"state_dir": tmp}))
+        sampler.prime(time.time_ns())
+        for seq in range(1, samples + 1):
+            time.sleep(gap)
+            output = sampler.sample(time.time_ns())
+            caps = sampler.capabilities()
+            started = time.thread_time_ns()
+            models = output.samples
+            res["making"].append((time.thread_time_ns() - started) / 1e3)
+            for name in ("rows", "models") if seq % 2 else ("models", "rows"):
+                started = time.thread_time_ns()
+                parts = build_parts(identity, seq, time.time_ns(), output, caps, [])
+                if name == "rows":
+                    encode_rows(parts.header, parts.rows, "json")
+                else:
+                    encode(parts.header.model_copy(update={"samples": models}), "json")
+                res[name].append((time.thread_time_ns() - started) / 1e3)
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=40)
@@ -267,6 +303,7 @@ def main() -> None:
         for child in children:
             child.kill()
             child.wait()
+    paths = encode_paths(args.samples * 2, args.gap)
     load = os.getloadavg()[0]
     lines = [
         SECTION,
@@ -291,6 +328,13 @@ def main() -> None:
         f"Full process scan ({processes} processes, top 10 enriched, taskstats for them): "
         f"median {statistics.median(scans):.1f} ms, best {min(scans):.1f} ms CPU "
         "(target in bench/collector.py: <= 20 ms for 300 processes).",
+        "",
+        "What the daemon does with a fast sample's rows (this checkout, alternating on the same "
+        f"{args.samples * 2} sampler outputs, {args.gap} s apart, median thread CPU): batch "
+        f"build + JSON from the rows {paths['rows']:.0f} us, the same batch from `Sample` "
+        f"models {paths['models']:.0f} us once the models exist, and making the models "
+        f"{paths['making']:.0f} us, which the models path paid inside the fast sample before "
+        "session 5. The bytes are the same (tests/collector/test_rows_wire.py).",
         "",
     ]
     text = "\n".join(lines)
