@@ -37,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sreagent.telemetry._column_cache import STRING_COLUMNS, column_key
+
 Emit = Callable[[bytes | memoryview], object]
 """Where the canonical bytes go: ``hashlib`` object's ``update``, or a list's ``append``."""
 
@@ -90,49 +92,78 @@ def _emit_strings(emit: Emit, values: pa.Array) -> None:
 
 
 def _emit_floats(emit: Emit, values: pa.Array) -> None:
-    bits = values.view(pa.int64()).dictionary_encode()  # bit patterns: -0.0 is not 0.0
-    if len(bits.dictionary) > _DISTINCT_SHARE * len(values):
+    """The JSON of a float64 column: ``float.__repr__`` per value (what the JSON encoder
+    writes for a finite float, CPython's _json.c); when most values repeat, each distinct
+    bit pattern (``0.0`` and ``-0.0`` differ) is formatted once and the texts are put in row
+    order. A non-finite value raises ``ValueError``, as the encoder does."""
+    bits = values.view(pa.int64()).dictionary_encode()
+    if values.null_count or len(bits.dictionary) > _DISTINCT_SHARE * len(values):
         emit(_dumps(values.to_pylist()))
         return
     distinct = bits.dictionary.view(pa.float64())
     if not np.isfinite(distinct.to_numpy()).all():
         raise ValueError("a non-finite float")  # what the JSON encoder raises for one
-    # the JSON encoder writes a finite float as float.__repr__ does (CPython's _json.c)
-    pieces = pa.array([float.__repr__(v) for v in distinct.to_pylist()], pa.string())
-    pieces = pieces.take(bits.indices)
-    _emit_joined(emit, pc.fill_null(pieces, _NULL) if pieces.null_count else pieces)
+    texts = [float.__repr__(v) for v in distinct.to_pylist()]
+    if len(values) < COLUMNAR_FROM_ROWS:  # a Python join beats Arrow's calls at this size
+        codes = bits.indices.to_numpy().tolist()
+        emit(("[" + ",".join([texts[i] for i in codes]) + "]").encode())
+    else:
+        _emit_joined(emit, pa.array(texts, pa.string()).take(bits.indices))
 
 
 def _emit_column(emit: Emit, column: pa.ChunkedArray | pa.Array) -> None:
-    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = column
+    if isinstance(column, pa.ChunkedArray):  # combine_chunks copies even a single chunk
+        values = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     kind = values.type
     if len(values) == 0:
         emit(b"[]")
     elif pa.types.is_map(kind):
         _emit_labels(emit, values)
+    elif pa.types.is_string(kind):
+        _emit_strings_remembered(emit, values)
+    elif pa.types.is_float64(kind):
+        _emit_floats(emit, values)
     elif len(values) < COLUMNAR_FROM_ROWS:
         emit(_dumps(values.to_pylist()))
-    elif pa.types.is_string(kind):
-        _emit_strings(emit, values)
     elif pa.types.is_integer(kind):
         text = pc.cast(values, pa.string())
         _emit_joined(emit, pc.fill_null(text, _NULL) if text.null_count else text)
-    elif pa.types.is_float64(kind):
-        _emit_floats(emit, values)
     else:  # no other type occurs in the row schemas; stay correct if one is added
         emit(_dumps(values.to_pylist()))
+
+
+def _emit_strings_remembered(emit: Emit, values: pa.Array) -> None:
+    """A string column's JSON, remembered per distinct column (metric and entity columns
+    repeat batch after batch: :mod:`sreagent.telemetry._column_cache`)."""
+    key = column_key(values)
+    known = STRING_COLUMNS.get(key, "json")
+    if known is not None:
+        emit(known)
+        return
+    if len(values) < COLUMNAR_FROM_ROWS:
+        text = _dumps(values.to_pylist())
+    else:
+        pieces: list[bytes] = []
+        _emit_strings(lambda piece: pieces.append(bytes(piece)), values)
+        text = b"".join(pieces)
+    STRING_COLUMNS.put(key, "json", text)
+    emit(text)
 
 
 def _emit_labels(emit: Emit, labels: pa.MapArray) -> None:
     """``[[["k","v"],...],...]``: per row the pairs sorted by (key, value), ``[]`` when none
     (a null map too, as the Python path writes it)."""
     rows = len(labels)
+    if len(labels.keys) == 0:  # no row has a pair (the usual case)
+        emit(_no_labels_json(rows))
+        return
     valid = np.ones(rows, bool) if labels.null_count == 0 else np.asarray(
         labels.is_valid()).astype(bool)
     offsets = np.asarray(labels.offsets)
     counts = np.where(valid, np.diff(offsets), 0)
     if not counts.any():
-        emit(b"[" + b",".join([b"[]"] * rows) + b"]")
+        emit(_no_labels_json(rows))
         return
     if rows < COLUMNAR_FROM_ROWS:  # Arrow's per-call cost outweighs sorting a few maps
         emit(_dumps([sorted(pairs) if pairs else [] for pairs in labels.to_pylist()]))
@@ -153,6 +184,11 @@ def _emit_labels(emit: Emit, labels: pa.MapArray) -> None:
     per_row = pc.binary_join(pa.ListArray.from_arrays(pa.array(relative), pairs), "],[")
     wrapped = pc.binary_join_element_wise("[[", per_row, "]]", "")
     _emit_joined(emit, pc.if_else(pa.array(counts == 0), pa.scalar("[]"), wrapped))
+
+
+@lru_cache(maxsize=64)
+def _no_labels_json(rows: int) -> bytes:
+    return b"[" + b",".join([b"[]"] * rows) + b"]"
 
 
 @lru_cache(maxsize=32)

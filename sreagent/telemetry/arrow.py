@@ -256,19 +256,32 @@ def frame_from_table(table: pa.Table) -> BatchFrame:
     Raises a :class:`~sreagent.errors.BadInput` subclass that names the offending field,
     with the row index for row-level problems (``samples[12].value``).
     """
-    _check_schema(table)
+    _check_schema(table.schema)
     if table.num_rows != 1:
         raise BadInput(f"a batch table has exactly one row, this one has {table.num_rows}")
-    version = table.column("schema_version")[0].as_py()
+    # the one row may sit in any chunk (a stream may carry empty record batches too)
+    return _frame_from_row(next(rows for rows in table.to_batches() if rows.num_rows))
+
+
+def frame_from_record_batch(rows: pa.RecordBatch) -> BatchFrame:
+    """:func:`frame_from_table` for a record batch (what the wire reader hands over)."""
+    _check_schema(rows.schema)
+    if rows.num_rows != 1:
+        raise BadInput(f"a batch table has exactly one row, this one has {rows.num_rows}")
+    return _frame_from_row(rows)
+
+
+def _frame_from_row(rows: pa.RecordBatch) -> BatchFrame:
+    # Arrays one at a time by name: wrapping every column (the inventory's nested type
+    # above all) costs more than the few that are read.
+    version = rows.column("schema_version").to_pylist()[0]
     if version != b.SCHEMA_VERSION:
         raise SchemaVersionError(
             f"unknown batch schema version {version!r}; this controller speaks "
             f"{b.SCHEMA_VERSION!r} (upgrade the controller or downgrade the collector)",
             field="schema_version",
         )
-    header_row = {f.name: table.column(f.name)[0].as_py() for f in HEADER_FIELDS} | {
-        name: table.column(name)[0].as_py() for name in ("capabilities", "inventory")
-    }
+    header_row = {name: rows.column(name).to_pylist()[0] for name in _HEADER_NAMES}
     header_row["labels"] = dict(header_row["labels"] or [])
     header = validate_model(BatchHeader, header_row)
     tables = {}
@@ -277,14 +290,28 @@ def frame_from_table(table: pa.Table) -> BatchFrame:
         ("processes", b.MAX_PROCESSES),
         ("events", b.MAX_EVENTS),
     ):
-        column = table.column(name).combine_chunks()
-        flat = pc.list_flatten(column)
-        if len(flat) > limit:
-            raise LimitExceeded(f"{len(flat)} rows, at most {limit} allowed", field=name)
-        tables[name] = pa.Table.from_struct_array(flat) if len(flat) else _rows_table(name, [])
+        tables[name] = _row_table(name, rows.column(name), limit)
         if not _rows_clearly_valid(name, tables[name]):
             _check_rows(name, tables[name])  # finds the first bad row and names it
     return BatchFrame(header=header, **tables)
+
+
+_HEADER_NAMES = [f.name for f in HEADER_FIELDS] + ["capabilities", "inventory"]
+
+
+def _row_table(name: str, column: pa.ListArray, limit: int) -> pa.Table:
+    """The flat table of one list column of the one-row batch."""
+    items = column.values
+    if not column.null_count and column.offsets.to_pylist() == [0, len(items)]:
+        # the usual layout: the row's list is the whole child array, nothing to slice
+        count = len(items)
+        if count > limit:
+            raise LimitExceeded(f"{count} rows, at most {limit} allowed", field=name)
+        return pa.Table.from_struct_array(items) if count else _EMPTY_ROWS[name]
+    flat = pc.list_flatten(column)
+    if len(flat) > limit:
+        raise LimitExceeded(f"{len(flat)} rows, at most {limit} allowed", field=name)
+    return pa.Table.from_struct_array(flat) if len(flat) else _EMPTY_ROWS[name]
 
 
 def validate_model(model: type[BaseModel], data: Any) -> Any:
@@ -305,8 +332,27 @@ def validate_model(model: type[BaseModel], data: Any) -> Any:
         raise BadInput(first["msg"], field=field) from None
 
 
-def _check_schema(table: pa.Table) -> None:
-    got = {f.name: f for f in table.schema}
+_accepted_schemas: tuple[pa.Schema, ...] = (BATCH_SCHEMA,)
+ACCEPTED_SCHEMAS_KEPT = 8
+"""Schemas that passed the walk below (a writer may differ from BATCH_SCHEMA in details the
+walk allows, such as a top-level field's nullability) are remembered, the last few distinct
+ones, so that a later batch costs one C-level comparison instead of the walk."""
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    global _accepted_schemas
+    accepted = _accepted_schemas  # replaced whole, never mutated: safe across threads
+    if any(schema.equals(known) for known in accepted):
+        return
+    _walk_schema(schema)  # raises, naming the field, when the schema is not acceptable
+    _accepted_schemas = (BATCH_SCHEMA, *accepted[1:][-(ACCEPTED_SCHEMAS_KEPT - 2):], schema)
+
+
+def _walk_schema(schema: pa.Schema) -> None:
+    try:
+        got = {f.name: f for f in schema}
+    except UnicodeDecodeError as err:  # a damaged body: Arrow hands names over unchecked
+        raise BadInput(f"a field name of the batch is not valid UTF-8: {err}") from None
     for expected in BATCH_SCHEMA:
         field = got.pop(expected.name, None)
         if field is None:
@@ -388,66 +434,100 @@ def _first(mask: pa.ChunkedArray | pa.Array) -> int | None:
     return int(pc.index(mask, True).as_py())
 
 
-def _string_lengths_within(values: pa.ChunkedArray, limit: int, min_one: bool) -> bool:
-    """Whether every string has 1 (or 0) to ``limit`` characters, judged on byte lengths from
-    the offsets (no kernel call): UTF-8 characters never outnumber bytes, so a byte length
-    within the limit proves the character length is too; a longer one is only a maybe."""
-    for chunk in values.chunks:
-        if len(chunk) == 0:
-            continue
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
-        lengths = np.diff(offsets[chunk.offset: chunk.offset + len(chunk) + 1])
-        if lengths.max() > limit or (min_one and lengths.min() == 0):
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGITS = "0123456789"
+
+
+def _byte_class(characters: str) -> np.ndarray:
+    table = np.zeros(256, bool)
+    table[list(characters.encode("ascii"))] = True
+    return table
+
+
+_BYTE_CLASSES: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    # pattern -> (allowed first byte, allowed later bytes): each pattern is one character
+    # class then another repeated, over ASCII; tests hold these to the regexes themselves
+    b.METRIC_PATTERN: (_byte_class(_LETTERS + "_:"), _byte_class(_LETTERS + _DIGITS + "_:")),
+    b.LABEL_KEY_PATTERN: (_byte_class(_LETTERS + "_"), _byte_class(_LETTERS + _DIGITS + "_")),
+    b.EVENT_KIND_PATTERN: (_byte_class(_LETTERS[:26]), _byte_class(_LETTERS[:26] + _DIGITS + "_")),
+}
+
+
+def _strings_clearly_valid(values: pa.Array, limit: int, min_one: bool,
+                           pattern: str | None) -> bool:
+    """Whether every string of a null-free string array has 1 (or 0) to ``limit`` characters
+    and matches ``pattern``, judged with numpy over the raw buffers (one thread, no kernel
+    call). Byte lengths: UTF-8 characters never outnumber bytes, so a byte length within the
+    limit proves the character length is too; a longer one is only a maybe. The pattern by
+    byte classes: a non-ASCII byte is only a maybe."""
+    rows = len(values)
+    if rows == 0:
+        return True
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], np.int32, rows + 1, values.offset * 4)
+    lengths = np.diff(offsets)
+    shortest = lengths.min()
+    if lengths.max() > limit or (min_one and shortest == 0):
+        return False
+    if pattern:
+        first, rest = _BYTE_CLASSES[pattern]
+        if shortest == 0 or buffers[2] is None:
+            return False  # every pattern needs a first character
+        data = np.frombuffer(buffers[2], np.uint8)
+        if not (first[data[offsets[:-1]]].all() and rest[data[offsets[0]:offsets[-1]]].all()):
             return False
     return True
 
 
+def _array(table: pa.Table, column: str) -> pa.Array:
+    values = table.column(column)
+    return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+
+
 def _rows_clearly_valid(name: str, table: pa.Table) -> bool:
-    """A quick pass over whole columns (null counts, numpy min/max, byte lengths, one regex
-    per distinct value) that returns True only when :func:`_check_rows` would pass. False means
-    "maybe not": the caller then runs :func:`_check_rows`, which names the first bad row."""
+    """A quick pass over whole columns (null counts, numpy over the raw buffers: min/max,
+    byte lengths, byte classes for the patterns) that returns True only when
+    :func:`_check_rows` would pass. False means "maybe not": the caller then runs
+    :func:`_check_rows`, which names the first bad row."""
     if table.num_rows == 0:
         return True
-    for column in table.column_names:
-        if not table.schema.field(column).nullable and table.column(column).null_count:
+    columns = {column: _array(table, column) for column in table.column_names}
+    schema = table.schema
+    for column, values in columns.items():
+        if values.null_count and not schema.field(column).nullable:
             return False
     for column in _FLOATS[name]:
-        values = table.column(column)
+        values = columns[column]
         values = values.drop_null() if values.null_count else values  # nullable: null is fine
         if len(values) and not np.isfinite(values.to_numpy()).all():
             return False
     for column in _NON_NEGATIVE[name]:
-        values = table.column(column)
+        values = columns[column]
         values = values.drop_null() if values.null_count else values
         if len(values) and values.to_numpy().min() < 0:
             return False
     for column, limit, pattern in _STRING_RULES[name]:
-        values = table.column(column)
-        if values.null_count or not _string_lengths_within(
-                values, limit, (name, column) in _MIN_ONE):
-            return False
-        if pattern and not pc.all(pc.match_substring_regex(pc.unique(values), pattern)).as_py():
+        if not _strings_clearly_valid(columns[column], limit, (name, column) in _MIN_ONE,
+                                      pattern):
             return False
     if name == "events" and not pc.all(
-            pc.is_in(table.column("severity"), value_set=_SEVERITIES)).as_py():
+            pc.is_in(columns["severity"], value_set=_SEVERITIES)).as_py():
         return False
     label_column = "labels" if name == "samples" else "attributes" if name == "events" else None
     if label_column:
-        labels = table.column(label_column).combine_chunks()
-        counts = np.diff(np.asarray(labels.offsets))
+        labels = columns[label_column]
+        keys = labels.keys
+        if len(keys) == 0:
+            return True  # no row has labels (the usual case): nothing more to check
+        counts = np.diff(labels.offsets.to_numpy())
         if len(counts) and counts.max() > b.MAX_LABELS:
             return False
-        keys, items = labels.keys, labels.items
-        if len(keys):
-            if keys.null_count or items.null_count:
-                return False
-            if not (_string_lengths_within(pa.chunked_array([keys]), b.MAX_LABEL_KEY_LEN, False)
-                    and _string_lengths_within(pa.chunked_array([items]),
-                                               b.MAX_LABEL_VALUE_LEN, False)):
-                return False
-            if not pc.all(pc.match_substring_regex(pc.unique(keys),
-                                                   b.LABEL_KEY_PATTERN)).as_py():
-                return False
+        items = labels.items
+        if keys.null_count or items.null_count:
+            return False
+        if not (_strings_clearly_valid(keys, b.MAX_LABEL_KEY_LEN, False, b.LABEL_KEY_PATTERN)
+                and _strings_clearly_valid(items, b.MAX_LABEL_VALUE_LEN, False, None)):
+            return False
     return True
 
 
