@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -141,7 +142,8 @@ class Connection:
 
 
 async def collector(index: int, url: str, bodies: list[bytes], rate: float, stop_at: float,
-                    latencies: list[float], counts: dict[str, int]) -> None:
+                    latencies: list[float], counts: dict[str, int],
+                    sent_at: list[float] | None = None) -> None:
     host, port = url.removeprefix("http://").split(":")
     connection = Connection(host, int(port), "/api/v1/ingest/batches")
     interval = 1.0 / rate if rate > 0 else 0.0
@@ -160,10 +162,34 @@ async def collector(index: int, url: str, bodies: list[bytes], rate: float, stop
             status = -1
             connection.writer = None
         latencies.append(time.perf_counter() - started)
+        if sent_at is not None:
+            sent_at.append(started)
         counts[str(status)] = counts.get(str(status), 0) + 1
         if interval:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def family(proc: psutil.Process) -> list[psutil.Process]:
+    """The controller and its child processes (decode workers)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def family_cpu_s(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the controller and its live children."""
+    total = 0.0
+    for p in family(proc):
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
+    return total
+
+
+def family_rss(proc: psutil.Process) -> int:
+    """RSS of the controller plus its children (decode workers), bytes."""
+    return sum(p.memory_info().rss for p in family(proc))
 
 
 def watch_rss(pid: int, samples: list[tuple[float, int]], stop: threading.Event) -> None:
@@ -171,7 +197,7 @@ def watch_rss(pid: int, samples: list[tuple[float, int]], stop: threading.Event)
     started = time.monotonic()
     while not stop.is_set():
         try:
-            samples.append((time.monotonic() - started, proc.memory_info().rss))
+            samples.append((time.monotonic() - started, family_rss(proc)))
         except psutil.Error:
             return
         stop.wait(0.5)
@@ -218,15 +244,18 @@ def prebuild(args: argparse.Namespace) -> list[list[bytes]]:
 
 
 async def drive(args: argparse.Namespace, url: str,
-                bodies: list[list[bytes]]) -> tuple[list[float], dict[str, int], float]:
+                bodies: list[list[bytes]]
+                ) -> tuple[list[float], dict[str, int], float, list[float]]:
     latencies: list[float] = []
     counts: dict[str, int] = {}
     started = time.monotonic()
     stop_at = started + args.duration
-    await asyncio.gather(*(collector(i, url, b, args.rate, stop_at, latencies, counts)
+    sent_at: list[float] = []
+    origin = time.perf_counter()
+    await asyncio.gather(*(collector(i, url, b, args.rate, stop_at, latencies, counts, sent_at)
                            for i, b in enumerate(bodies)))
     elapsed = time.monotonic() - started
-    return latencies, counts, elapsed
+    return latencies, counts, elapsed, [t - origin for t in sent_at]
 
 
 def _run(coroutine: Any) -> Any:
@@ -337,6 +366,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--tree", type=Path, default=REPO,
                         help="checkout whose controller code runs (default: this one)")
+    parser.add_argument("--decode-workers", type=int, default=None,
+                        help="the controller's ingest.decode_workers (default: its own default)")
     parser.add_argument("--journal-only", action="store_true",
                         help="only the in-process journal vs plain pyarrow comparison")
     parser.add_argument("--stages", action="store_true",
@@ -363,6 +394,8 @@ def main() -> None:
                              "scopes": ["admin"]}]},
         "hot_state": {"rebuild_window_s": 0, "samples_per_series": args.ring},
         "journal": {"max_pending_batches": 100_000},
+        **({"ingest": {"decode_workers": args.decode_workers}}
+           if args.decode_workers is not None else {}),
     }))
     port = 18000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
@@ -375,11 +408,13 @@ def main() -> None:
         watcher.start()
         server_proc = psutil.Process(server.pid)
         bodies = prebuild(args)
-        cpu_before = sum(server_proc.cpu_times()[:2])
+        cpu_before = family_cpu_s(server_proc)
+        main_before = sum(server_proc.cpu_times()[:2])
         client_before = time.process_time()
-        latencies, counts, elapsed = _run(drive(args, url, bodies))
+        latencies, counts, elapsed, sent_at = _run(drive(args, url, bodies))
         client_cpu_s = time.process_time() - client_before
-        server_cpu_s = sum(server_proc.cpu_times()[:2]) - cpu_before
+        server_cpu_s = family_cpu_s(server_proc) - cpu_before
+        main_cpu_s = sum(server_proc.cpu_times()[:2]) - main_before
         del bodies
         stop.set()
         watcher.join()
@@ -406,6 +441,7 @@ def main() -> None:
          "--journal-batches", str(args.journal_batches)],
         check=True, capture_output=True, text=True).stdout)
     lat = np.asarray(latencies) * 1000
+    sent = np.asarray(sent_at)
     rss_mb = [r / 2**20 for _, r in rss]
     third = max(1, len(rss_mb) // 3)
     result = {
@@ -415,10 +451,18 @@ def main() -> None:
         "samples_per_s": round(accepted_samples / elapsed),
         "ack_ms_p50": round(float(np.percentile(lat, 50)), 1),
         "ack_ms_p99": round(float(np.percentile(lat, 99)), 1),
+        # p99 of the requests sent in each 5-second window: a start-up backlog, periodic
+        # stalls (flushes, compaction) and steady queueing look different here.
+        "ack_ms_p99_by_5s": [round(float(np.percentile(lat[(sent >= w) & (sent < w + 5)], 99)))
+                             for w in range(0, int(sent.max()) + 1, 5)
+                             if ((sent >= w) & (sent < w + 5)).any()],
         # CPU seconds the controller spent per accepted batch (user + system, all threads):
         # unlike samples/s this does not depend on how much CPU other processes left it.
         "controller_cpu_ms_per_batch": round(server_cpu_s * 1000 / max(1, counts.get("200", 0)),
                                              2),
+        # ... of which the controller's own process (the rest: its decode workers).
+        "controller_main_process_cpu_ms_per_batch": round(
+            main_cpu_s * 1000 / max(1, counts.get("200", 0)), 2),
         "samples_per_controller_cpu_s": round(accepted_samples / max(server_cpu_s, 1e-9)),
         # The simulated collectors' own CPU (this process, all threads) on the same cores.
         "client_cpu_ms_per_batch": round(client_cpu_s * 1000 / max(1, len(latencies)), 2),

@@ -14,6 +14,7 @@ from sreagent import __version__
 from sreagent.api.errors import ERROR_RESPONSES, register_error_handlers
 from sreagent.api.metrics import build_registry
 from sreagent.api.routes import ROUTERS
+from sreagent.api.routes.ingest import IngestFastPath
 from sreagent.controller.service import Controller
 from sreagent.controller.settings import Settings
 from sreagent.controller.workflow import Chain
@@ -33,8 +34,10 @@ def create_app(settings: Settings, *, chain: Chain | None = None) -> FastAPI:
             )
         controller.start()
         try:
+            await controller.ingest.start_decoders(settings.ingest.effective_decode_workers)
             yield
         finally:
+            await controller.ingest.stop_decoders()
             controller.stop()
 
     app = FastAPI(
@@ -53,6 +56,7 @@ def create_app(settings: Settings, *, chain: Chain | None = None) -> FastAPI:
     app.state.ack_histogram = ack_hist
     controller._flush_observer = lambda batches, seconds: flush_hist.observe(seconds)
     register_error_handlers(app)
+    app.add_middleware(IngestFastPath, state=app.state)
     for router in ROUTERS:
         app.include_router(router, responses=ERROR_RESPONSES)
     return app

@@ -89,19 +89,31 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, o
     return {"error": {"code": code, "message": message, "field": field}}
 
 
+def error_response(error: SreagentError) -> JSONResponse:
+    """The one HTTP answer for a :class:`SreagentError` (status, body, headers)."""
+    body = error_body(error.code, error.message, error.field)
+    headers: dict[str, str] = {}
+    if isinstance(error, NotLeader):
+        body["leader"] = error.leader
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, Overloaded | NotLeader):
+        headers["Retry-After"] = "1"
+    return JSONResponse(body, status_code=status_for(error), headers=headers)
+
+
+def internal_error_response(error: Exception, method: str, path: str) -> JSONResponse:
+    """The answer for an error nobody raised on purpose (logged with its traceback)."""
+    log.error("unhandled error on %s %s", method, path, exc_info=error)
+    return JSONResponse(
+        error_body("internal", f"internal error: {type(error).__name__}"), status_code=500
+    )
+
+
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SreagentError)
     async def _sreagent_error(request: Request, error: SreagentError) -> JSONResponse:
-        status = status_for(error)
-        body = error_body(error.code, error.message, error.field)
-        headers: dict[str, str] = {}
-        if isinstance(error, NotLeader):
-            body["leader"] = error.leader
-        if isinstance(error, Unauthenticated):
-            headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(error, Overloaded | NotLeader):
-            headers["Retry-After"] = "1"
-        return JSONResponse(body, status_code=status, headers=headers)
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -122,7 +134,4 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal", f"internal error: {type(error).__name__}"), status_code=500
-        )
+        return internal_error_response(error, request.method, request.url.path)

@@ -17,6 +17,7 @@ a host's matrix is as wide as its fullest series needs.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -193,10 +194,10 @@ class HostState:
     collector_id: str = ""
     capabilities: list[dict[str, str]] = field(default_factory=list)
     process_count: int = 0
-    layout: tuple[Any, np.ndarray] | None = None
-    """(series layout of the last batch, its rows in ``series``): a collector sends the same
-    series in the same order every interval, so the next batch usually reuses the rows
-    without building a key per series and looking each one up."""
+    layout: tuple[Any, np.ndarray, bytes | None] | None = None
+    """(series layout of the last batch, its rows in ``series``, the layout's digest if known):
+    a collector sends the same series in the same order every interval, so the next batch
+    usually reuses the rows without building a key per series and looking each one up."""
 
 
 @dataclass
@@ -227,9 +228,19 @@ class HotState:
         self.evictions = Evictions()
         self.samples_total = 0
 
-    def append(self, frame: BatchFrame) -> None:
+    def append(self, frame: BatchFrame, shape: SeriesShape | None = None) -> None:
+        """Add a batch's samples and events. With the batch's ``shape`` (from a decode worker)
+        a host whose layout did not change skips the grouping: one sort by series and time."""
         header = frame.header
-        grouped = _series_layout(frame)
+        known = self._hosts.get(header.host)  # a peek; checked again under the lock
+        reuse = (shape is not None and known is not None and known.layout is not None
+                 and known.layout[2] == shape.layout_digest)
+        grouped = None if reuse else _series_layout(frame)
+        if reuse:
+            assert shape is not None
+            all_ts = frame.samples.column("ts_ns").to_numpy()
+            order = np.lexsort((all_ts, shape.group))  # stable: equal times keep arrival order
+            ts, values = all_ts[order], frame.samples.column("value").to_numpy()[order]
         events = frame.events.to_pylist() if frame.events.num_rows else []
         with self._lock:
             host = self._hosts.get(header.host)
@@ -242,19 +253,28 @@ class HotState:
                     self.evictions.hosts += 1
             else:
                 self._hosts.move_to_end(header.host)
-            if grouped is not None:
-                layout, keys_of, sizes, ts, values = grouped
+            if reuse and host is not known:  # evicted and re-added since the peek
+                reuse, grouped = False, _series_layout(frame)
+            if reuse or grouped is not None:
                 table = host.series
-                if host.layout is not None and host.layout[0] == layout:
-                    # Same series as last time: same rows (rows are never taken away, and a
-                    # series refused at the limit stays refused, as the table only fills).
+                if reuse:
+                    assert shape is not None and host.layout is not None
                     slots = host.layout[1]
+                    sizes = np.bincount(shape.group, minlength=len(slots))
                 else:
-                    keys = keys_of()
-                    limit = self.max_series_per_host
-                    slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64,
-                                        len(keys))
-                    host.layout = (layout, slots)
+                    assert grouped is not None
+                    layout, keys_of, sizes, ts, values, _ = grouped
+                    if host.layout is not None and host.layout[0] == layout:
+                        # Same series as last time: same rows (rows are never taken away, and
+                        # a series refused at the limit stays refused, as the table only fills).
+                        slots = host.layout[1]
+                    else:
+                        keys = keys_of()
+                        limit = self.max_series_per_host
+                        slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64,
+                                            len(keys))
+                    host.layout = (layout, slots,
+                                   shape.layout_digest if shape is not None else None)
                 dropped = slots < 0
                 if dropped.any():
                     self.evictions.series_dropped += int(dropped.sum())
@@ -340,6 +360,34 @@ class HotState:
             return out
 
 
+@dataclass(frozen=True)
+class SeriesShape:
+    """A batch's series layout as a digest, and each row's series: what :meth:`HotState.append`
+    needs to reuse a host's rows without grouping the batch again. Computed where the batch is
+    decoded (a decode worker, ``sreagent.controller.decoders``), off the controller's GIL."""
+
+    layout_digest: bytes
+    """BLAKE2b of the layout (metric and entity dictionaries, label sets, series codes in
+    order of first appearance): equal digests, equal series keys in the same order."""
+    group: np.ndarray
+    """Per row, its series' index in order of first appearance."""
+
+
+def series_shape(frame: BatchFrame) -> SeriesShape | None:
+    """The :class:`SeriesShape` of a batch; None for a batch without samples."""
+    grouped = _series_layout(frame)
+    if grouped is None:
+        return None
+    layout, _, _, _, _, group = grouped
+    return SeriesShape(_layout_digest(layout), group)
+
+
+def _layout_digest(layout: Any) -> bytes:
+    # repr of tuples of str and bytes is exact and canonical, so equal digests mean equal
+    # layouts (up to a BLAKE2b collision).
+    return hashlib.blake2b(repr(layout).encode(), digest_size=20).digest()
+
+
 def _series_rows(
     frame: BatchFrame,
 ) -> tuple[list[SeriesKey], np.ndarray, np.ndarray, np.ndarray] | None:
@@ -349,16 +397,18 @@ def _series_rows(
     grouped = _series_layout(frame)
     if grouped is None:
         return None
-    _, keys_of, sizes, ts, values = grouped
+    _, keys_of, sizes, ts, values, _ = grouped
     return keys_of(), sizes, ts, values
 
 
 def _series_layout(
     frame: BatchFrame,
-) -> tuple[Any, Callable[[], list[SeriesKey]], np.ndarray, np.ndarray, np.ndarray] | None:
+) -> tuple[Any, Callable[[], list[SeriesKey]], np.ndarray, np.ndarray, np.ndarray,
+           np.ndarray] | None:
     """:func:`_series_rows` with the keys built on demand, and beside them a comparable
     *layout* (the dictionaries and the series codes in order of appearance) that determines
-    the keys: equal layouts, equal keys in the same order.
+    the keys: equal layouts, equal keys in the same order; last, each row's series (its index
+    in order of first appearance).
 
     Vectorised: (metric, entity) become dictionary codes and one stable lexsort groups them
     by series and time; only rows that carry labels are looked at one by one (most samples
@@ -416,7 +466,8 @@ def _series_layout(
                     for m, e, lc in zip(keys_m, keys_e, keys_l, strict=True)]
         return [(metrics[m], entities[e], ()) for m, e in zip(keys_m, keys_e, strict=True)]
 
-    return layout, keys_of, sizes, all_ts[order], samples.column("value").to_numpy()[order]
+    return (layout, keys_of, sizes, all_ts[order], samples.column("value").to_numpy()[order],
+            group)
 
 
 def _group_series(frame: BatchFrame) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:

@@ -23,8 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from sreagent.controller.decoders import DecodePool
 from sreagent.controller.errors import BatchConflict
-from sreagent.controller.hotstate import HotState
+from sreagent.controller.hotstate import HotState, SeriesShape
 from sreagent.controller.journal import GroupCommitJournal, PendingBatch, recover_wal
 from sreagent.controller.store import RunStore
 from sreagent.evidence import Journal
@@ -143,6 +144,19 @@ class Ingest:
         self._on_accepted = on_accepted
         self._completions: _Completions | None = None
         self.group_commit = make_group_commit(self._durable)
+        self.decoders: DecodePool | None = None
+
+    async def start_decoders(self, workers: int) -> None:
+        """Decode in ``workers`` child processes from now on (0: in threads of this one)."""
+        if workers:
+            pool = DecodePool(workers)
+            await pool.start()
+            self.decoders = pool
+
+    async def stop_decoders(self) -> None:
+        pool, self.decoders = self.decoders, None
+        if pool is not None:
+            await pool.close()
 
     # --- the request path ----------------------------------------------------------------------
 
@@ -154,6 +168,17 @@ class Ingest:
         frame = decode_batch(body, content_type, content_encoding)
         return frame, batch_digest(frame)
 
+    async def decode_body(
+        self, body: bytes, content_type: str, content_encoding: str | None
+    ) -> tuple[BatchFrame, str, SeriesShape | None]:
+        """:meth:`decode` in a decode worker process when there are any (which also returns
+        the samples' series shape for hot state), else in a thread (shape None)."""
+        if self.decoders is not None:
+            return await self.decoders.decode(body, content_type, content_encoding)
+        frame, digest = await asyncio.to_thread(self.decode, body, content_type,
+                                                content_encoding)
+        return frame, digest, None
+
     async def accept(
         self,
         frame: BatchFrame,
@@ -163,8 +188,10 @@ class Ingest:
         body: bytes,
         content_type: str,
         content_encoding: str | None,
+        shape: SeriesShape | None = None,
     ) -> dict[str, Any]:
-        """Deduplicate and make durable; return the acknowledgement body."""
+        """Deduplicate and make durable; return the acknowledgement body. ``shape`` (from a
+        decode worker) saves hot state from grouping the samples again."""
         key = frame.batch_id
         while True:
             known = self._recent.get(key)
@@ -181,7 +208,8 @@ class Ingest:
                 try:
                     # The journal's commit thread looks the key up among durable receipts for
                     # its whole round (one query) and answers the stored digest if found.
-                    item = PendingBatch(frame, digest, body, content_type, content_encoding)
+                    item = PendingBatch(frame, digest, body, content_type, content_encoding,
+                                        shape=shape)
                     known = await self._waiter(self.group_commit.submit(item))
                     if known is None:
                         done.set_result(True)
@@ -264,7 +292,7 @@ class Ingest:
         c = self.counters
         for p in group:
             self._recent.put(p.frame.batch_id, p.digest)
-            self.hot.append(p.frame)
+            self.hot.append(p.frame, p.shape)
             c.accepted += 1
             c.samples += p.frame.samples.num_rows
             c.processes += p.frame.processes.num_rows

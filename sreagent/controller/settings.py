@@ -8,6 +8,7 @@ docs/controller.md lists every key; service/controller.example.yaml is a comment
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -84,6 +85,22 @@ class JournalSettings(_Section):
     compact_interval_s: Annotated[float, Field(gt=0)] = 60.0
     max_pending_batches: Annotated[int, Field(ge=1)] = 2000
     """Batches waiting for a flush beyond which ingest answers 503 (back-pressure)."""
+
+
+class IngestSettings(_Section):
+    decode_workers: Annotated[int, Field(ge=0, le=64)] | None = None
+    """Child processes that decode, validate and digest ingest bodies
+    (``sreagent.controller.decoders``), so that this work runs beside the controller's own
+    process instead of behind its GIL. 0: decode in threads of the controller process. Unset:
+    one per CPU the controller may run on, or 0 on a single CPU."""
+
+    @property
+    def effective_decode_workers(self) -> int:
+        if self.decode_workers is not None:
+            return self.decode_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        return cpus if cpus > 1 else 0
 
 
 class DebugSettings(_Section):
@@ -208,6 +225,7 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     hot_state: HotStateSettings = HotStateSettings()
     journal: JournalSettings = JournalSettings()
+    ingest: IngestSettings = IngestSettings()
     workflow: WorkflowSettings = WorkflowSettings()
     notifications: NotificationSettings = NotificationSettings()
     leader: LeaderSettings = LeaderSettings()
