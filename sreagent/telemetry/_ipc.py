@@ -154,36 +154,38 @@ def _decompressed_message(meta: bytes, root: int, body: memoryview) -> bytes:
     spans = struct.unpack_from(f"<{2 * count}q", meta, vector + 4)  # (offset, length) pairs
     new_spans = [0] * (2 * count)  # an empty buffer: offset 0, length 0
     pieces: list[bytes | memoryview] = []
+    append, unpack, limit = pieces.append, _I64.unpack_from, len(body)
+    decompress, claimed = _decompressor().decompress, zstandard.frame_content_size
     position = total = 0
-    dctx = _decompressor()
     # Plain lists and one loop over the used buffers, not numpy: about 200 buffers, most of
     # them empty, and numpy's per-call cost on arrays this small is more than the loop's.
-    for i in [i for i in range(count) if spans[2 * i + 1]]:
-        offset, length = spans[2 * i], spans[2 * i + 1]
-        if offset < 0 or length < 8 or offset + length > len(body):
+    for i in [i for i in range(1, 2 * count, 2) if spans[i]]:
+        offset, end = spans[i - 1], spans[i - 1] + spans[i]
+        if offset < 0 or spans[i] < 8 or end > limit:
             raise _NotQuick
         # each buffer starts with its uncompressed length (-1: stored as it is)
-        size = _I64.unpack_from(body, offset)[0]
+        size = unpack(body, offset)[0]
         data: bytes | memoryview
         if size == -1:
-            data = body[offset + 8:offset + length]
+            data = body[offset + 8:end]
+            size = len(data)
         else:
             total += size
             if size < 0 or total > b.MAX_DECODED_BYTES:
                 raise _NotQuick
-            frame = body[offset + 8:offset + length]
+            packed = body[offset + 8:end]
             # zstandard allocates what the frame's header claims: hold that to the declared
             # size first (and so to the cap), then demand exactly one frame, as Arrow does
-            if zstandard.frame_content_size(frame) not in (size, -1):
+            if claimed(packed) not in (size, -1):
                 raise _NotQuick
-            data = dctx.decompress(frame, max_output_size=size, allow_extra_data=False)
+            data = decompress(packed, size, False, False)  # max size, across, extra data
             if len(data) != size:
                 raise _NotQuick
-        pieces.append(data)
-        new_spans[2 * i], new_spans[2 * i + 1] = position, len(data)
-        if pad := -len(data) % _ALIGN:
-            pieces.append(_PADDING[pad])
-        position += len(data) + pad
+        append(data)
+        new_spans[i - 1], new_spans[i] = position, size
+        if pad := -size % _ALIGN:
+            append(_PADDING[pad])
+        position += size + pad
     patched = bytearray(meta)
     struct.pack_into(f"<{2 * count}q", patched, vector + 4, *new_spans)
     # the compression field is now absent: zero its slot in the record batch's vtable

@@ -434,32 +434,27 @@ def _first(mask: pa.ChunkedArray | pa.Array) -> int | None:
     return int(pc.index(mask, True).as_py())
 
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_DIGITS = "0123456789"
+_LETTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGITS = b"0123456789"
 
 
-def _byte_class(characters: str) -> np.ndarray:
-    table = np.zeros(256, bool)
-    table[list(characters.encode("ascii"))] = True
-    return table
-
-
-_BYTE_CLASSES: dict[str, tuple[np.ndarray, np.ndarray]] = {
-    # pattern -> (allowed first byte, allowed later bytes): each pattern is one character
-    # class then another repeated, over ASCII; tests hold these to the regexes themselves
-    b.METRIC_PATTERN: (_byte_class(_LETTERS + "_:"), _byte_class(_LETTERS + _DIGITS + "_:")),
-    b.LABEL_KEY_PATTERN: (_byte_class(_LETTERS + "_"), _byte_class(_LETTERS + _DIGITS + "_")),
-    b.EVENT_KIND_PATTERN: (_byte_class(_LETTERS[:26]), _byte_class(_LETTERS[:26] + _DIGITS + "_")),
+_BYTE_CLASSES: dict[str, tuple[bytes, bytes]] = {
+    # pattern -> (bytes allowed first, bytes allowed later): each pattern is one ASCII
+    # character class then another repeated; tests hold these to the regexes themselves
+    b.METRIC_PATTERN: (b"_:" + _LETTERS, b"_:" + _LETTERS + _DIGITS),
+    b.LABEL_KEY_PATTERN: (b"_" + _LETTERS, b"_" + _LETTERS + _DIGITS),
+    b.EVENT_KIND_PATTERN: (_LETTERS[:26], _LETTERS[:26] + _DIGITS + b"_"),
 }
 
 
 def _strings_clearly_valid(values: pa.Array, limit: int, min_one: bool,
                            pattern: str | None) -> bool:
     """Whether every string of a null-free string array has 1 (or 0) to ``limit`` characters
-    and matches ``pattern``, judged with numpy over the raw buffers (one thread, no kernel
-    call). Byte lengths: UTF-8 characters never outnumber bytes, so a byte length within the
-    limit proves the character length is too; a longer one is only a maybe. The pattern by
-    byte classes: a non-ASCII byte is only a maybe."""
+    and matches ``pattern``, judged over the raw buffers without an Arrow kernel call (one
+    thread). Byte lengths: UTF-8 characters never outnumber bytes, so a byte length within
+    the limit proves the character length is too; a longer one is only a maybe. The pattern
+    by byte classes: ``bytes.translate`` deletes the allowed bytes, and anything left (a
+    non-ASCII byte included) is a maybe."""
     rows = len(values)
     if rows == 0:
         return True
@@ -470,11 +465,12 @@ def _strings_clearly_valid(values: pa.Array, limit: int, min_one: bool,
     if lengths.max() > limit or (min_one and shortest == 0):
         return False
     if pattern:
-        first, rest = _BYTE_CLASSES[pattern]
         if shortest == 0 or buffers[2] is None:
             return False  # every pattern needs a first character
+        first, rest = _BYTE_CLASSES[pattern]
         data = np.frombuffer(buffers[2], np.uint8)
-        if not (first[data[offsets[:-1]]].all() and rest[data[offsets[0]:offsets[-1]]].all()):
+        if (data[offsets[:-1]].tobytes().translate(None, first)
+                or data[offsets[0]:offsets[-1]].tobytes().translate(None, rest)):
             return False
     return True
 
