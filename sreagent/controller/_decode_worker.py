@@ -18,7 +18,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from sreagent.controller.hotstate import series_shape
+from sreagent.controller.hotstate import series_keys_digest
 from sreagent.errors import SreagentError
 from sreagent.telemetry import batch_digest, decode_batch
 from sreagent.telemetry.arrow import BatchFrame
@@ -35,9 +35,9 @@ SECTION = struct.Struct("<I")
 
 def encode_frame(frame: BatchFrame, digest: str) -> bytes:
     """The OK payload: digest, header JSON, one Arrow IPC stream per non-empty table, each
-    behind its length (0 for an empty table), then the samples' series shape for hot state
-    (:class:`~sreagent.controller.hotstate.SeriesShape`: layout digest, then each row's
-    series as int32; length 0 without samples)."""
+    behind its length (0 for an empty table), then the samples' series keys digest for hot
+    state (:func:`~sreagent.controller.hotstate.series_keys_digest`; length 0 without
+    samples)."""
     parts = [digest.encode("ascii")]
     header = frame.header.model_dump_json().encode()
     parts += [SECTION.pack(len(header)), header]
@@ -51,12 +51,8 @@ def encode_frame(frame: BatchFrame, digest: str) -> bytes:
             writer.write_table(table)
         data = sink.getvalue().to_pybytes()
         parts += [SECTION.pack(len(data)), data]
-    shape = series_shape(frame)
-    if shape is None:
-        parts.append(SECTION.pack(0))
-    else:
-        group = shape.group.astype("<i4").tobytes()
-        parts += [SECTION.pack(len(shape.layout_digest)), shape.layout_digest, group]
+    keys_digest = series_keys_digest(frame.samples) or b""
+    parts += [SECTION.pack(len(keys_digest)), keys_digest]
     return b"".join(parts)
 
 

@@ -12,8 +12,9 @@ by a worker, so a worker that dies loses nothing: its requests in flight are ans
 Protocol (little-endian; private to this module and the worker):
 request ``<id u32><body_len u32><type_len u16><encoding_len u16>`` + content type +
 content encoding + body; response ``<id u32><status u8><len u32>`` + payload, where status 0
-carries the 64-character digest, the header as JSON and one Arrow IPC stream per table (each
-behind a u32 length, 0 for an empty table), status 1 a refused body's error as JSON (class,
+carries the 64-character digest, the header as JSON, one Arrow IPC stream per table (each
+behind a u32 length, 0 for an empty table) and the series keys digest (u32 length, 0 without
+samples), status 1 a refused body's error as JSON (class,
 code, message, field, path) and status 2 an unexpected error's text.
 """
 
@@ -28,7 +29,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
@@ -43,7 +43,6 @@ from sreagent.controller._decode_worker import (
     TABLES,
 )
 from sreagent.controller.errors import Overloaded
-from sreagent.controller.hotstate import SeriesShape
 from sreagent.errors import BadInput, SreagentError
 from sreagent.telemetry.arrow import BatchFrame, BatchHeader, _rows_table
 
@@ -55,9 +54,9 @@ class DecodeWorkerError(RuntimeError):
     """A worker failed on a body in a way that is a bug, not bad input (HTTP 500)."""
 
 
-def frame_from_payload(payload: bytes) -> tuple[BatchFrame, str, SeriesShape | None]:
-    """Rebuild the worker's validated frame, digest and series shape (no second validation
-    of the rows)."""
+def frame_from_payload(payload: bytes) -> tuple[BatchFrame, str, bytes | None]:
+    """Rebuild the worker's validated frame, digest and series keys digest (no second
+    validation of the rows)."""
     view = memoryview(payload)
     digest = bytes(view[:DIGEST_LEN]).decode("ascii")
     pos = DIGEST_LEN
@@ -76,15 +75,8 @@ def frame_from_payload(payload: bytes) -> tuple[BatchFrame, str, SeriesShape | N
     frame = BatchFrame(header=header, **tables)
     (size,) = SECTION.unpack_from(view, pos)
     pos += SECTION.size
-    shape = None
-    if size:
-        layout_digest = bytes(view[pos: pos + size])
-        group = np.frombuffer(view[pos + size:], dtype="<i4")
-        if len(group) != frame.samples.num_rows:
-            raise DecodeWorkerError(f"series shape of {len(group)} rows for "
-                                    f"{frame.samples.num_rows} samples")
-        shape = SeriesShape(layout_digest, group)
-    return frame, digest, shape
+    keys_digest = bytes(view[pos: pos + size]) or None
+    return frame, digest, keys_digest
 
 
 def _error_class(name: str) -> type[SreagentError]:
@@ -170,8 +162,9 @@ class DecodePool:
 
     async def decode(
         self, body: bytes, content_type: str, content_encoding: str | None
-    ) -> tuple[BatchFrame, str, SeriesShape | None]:
-        """Decode, validate and digest ``body`` in a worker, and group its samples by series;
+    ) -> tuple[BatchFrame, str, bytes | None]:
+        """Decode, validate and digest ``body`` in a worker (with the samples' series keys
+        digest for hot state);
         raises what :func:`~sreagent.telemetry.decode_batch` would raise, with the same
         message and field."""
         if not self._workers:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from sreagent.telemetry.arrow import BatchFrame
@@ -194,10 +195,13 @@ class HostState:
     collector_id: str = ""
     capabilities: list[dict[str, str]] = field(default_factory=list)
     process_count: int = 0
-    layout: tuple[Any, np.ndarray, bytes | None] | None = None
-    """(series layout of the last batch, its rows in ``series``, the layout's digest if known):
-    a collector sends the same series in the same order every interval, so the next batch
-    usually reuses the rows without building a key per series and looking each one up."""
+    layout: tuple[Any, np.ndarray] | None = None
+    """(series layout of the last batch, its rows in ``series``): a collector sends the same
+    series in the same order every interval, so the next batch usually reuses the rows
+    without building a key per series and looking each one up."""
+    grouping: tuple[bytes, np.ndarray, np.ndarray, np.ndarray] | None = None
+    """(series keys digest of the last batch, each row's series, rows per series, their rows
+    in ``series``): a batch with the same keys digest skips the grouping altogether."""
 
 
 @dataclass
@@ -228,19 +232,23 @@ class HotState:
         self.evictions = Evictions()
         self.samples_total = 0
 
-    def append(self, frame: BatchFrame, shape: SeriesShape | None = None) -> None:
-        """Add a batch's samples and events. With the batch's ``shape`` (from a decode worker)
-        a host whose layout did not change skips the grouping: one sort by series and time."""
+    def append(self, frame: BatchFrame, keys_digest: bytes | None = None) -> None:
+        """Add a batch's samples and events. ``keys_digest`` (:func:`series_keys_digest`,
+        from the decoder) equal to the host's last one reuses that batch's grouping: one sort
+        by series and time instead of grouping the rows again."""
         header = frame.header
         known = self._hosts.get(header.host)  # a peek; checked again under the lock
-        reuse = (shape is not None and known is not None and known.layout is not None
-                 and known.layout[2] == shape.layout_digest)
-        grouped = None if reuse else _series_layout(frame)
+        cached = known.grouping if known is not None else None
+        reuse = keys_digest is not None and cached is not None and cached[0] == keys_digest
         if reuse:
-            assert shape is not None
+            assert cached is not None
+            _, group, sizes, slots = cached
             all_ts = frame.samples.column("ts_ns").to_numpy()
-            order = np.lexsort((all_ts, shape.group))  # stable: equal times keep arrival order
+            order = np.lexsort((all_ts, group))  # stable: equal times keep arrival order
             ts, values = all_ts[order], frame.samples.column("value").to_numpy()[order]
+            grouped = None
+        else:
+            grouped = _series_layout(frame)
         events = frame.events.to_pylist() if frame.events.num_rows else []
         with self._lock:
             host = self._hosts.get(header.host)
@@ -253,34 +261,30 @@ class HotState:
                     self.evictions.hosts += 1
             else:
                 self._hosts.move_to_end(header.host)
-            if reuse and host is not known:  # evicted and re-added since the peek
+            if reuse and host.grouping is not cached:  # changed since the peek
                 reuse, grouped = False, _series_layout(frame)
-            if reuse or grouped is not None:
+            if grouped is not None:
+                layout, keys_of, sizes, ts, values, group = grouped
                 table = host.series
-                if reuse:
-                    assert shape is not None and host.layout is not None
+                if host.layout is not None and host.layout[0] == layout:
+                    # Same series as last time: same rows (rows are never taken away, and a
+                    # series refused at the limit stays refused, as the table only fills).
                     slots = host.layout[1]
-                    sizes = np.bincount(shape.group, minlength=len(slots))
                 else:
-                    assert grouped is not None
-                    layout, keys_of, sizes, ts, values, _ = grouped
-                    if host.layout is not None and host.layout[0] == layout:
-                        # Same series as last time: same rows (rows are never taken away, and
-                        # a series refused at the limit stays refused, as the table only fills).
-                        slots = host.layout[1]
-                    else:
-                        keys = keys_of()
-                        limit = self.max_series_per_host
-                        slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64,
-                                            len(keys))
-                    host.layout = (layout, slots,
-                                   shape.layout_digest if shape is not None else None)
+                    keys = keys_of()
+                    limit = self.max_series_per_host
+                    slots = np.fromiter((table.slot_for(k, limit) for k in keys), np.int64,
+                                        len(keys))
+                    host.layout = (layout, slots)
+                host.grouping = (None if keys_digest is None
+                                 else (keys_digest, group, sizes, slots))
+            if reuse or grouped is not None:
                 dropped = slots < 0
                 if dropped.any():
                     self.evictions.series_dropped += int(dropped.sum())
                     rows = np.repeat(~dropped, sizes)
                     slots, sizes, ts, values = slots[~dropped], sizes[~dropped], ts[rows], values[rows]
-                self.evictions.samples_overwritten += table.extend(slots, sizes, ts, values)
+                self.evictions.samples_overwritten += host.series.extend(slots, sizes, ts, values)
             for ev in events:
                 if len(host.events) == host.events.maxlen:
                     self.evictions.events_overwritten += 1
@@ -360,32 +364,46 @@ class HotState:
             return out
 
 
-@dataclass(frozen=True)
-class SeriesShape:
-    """A batch's series layout as a digest, and each row's series: what :meth:`HotState.append`
-    needs to reuse a host's rows without grouping the batch again. Computed where the batch is
-    decoded (a decode worker, ``sreagent.controller.decoders``), off the controller's GIL."""
-
-    layout_digest: bytes
-    """BLAKE2b of the layout (metric and entity dictionaries, label sets, series codes in
-    order of first appearance): equal digests, equal series keys in the same order."""
-    group: np.ndarray
-    """Per row, its series' index in order of first appearance."""
-
-
-def series_shape(frame: BatchFrame) -> SeriesShape | None:
-    """The :class:`SeriesShape` of a batch; None for a batch without samples."""
-    grouped = _series_layout(frame)
-    if grouped is None:
+def series_keys_digest(samples: pa.Table) -> bytes | None:
+    """BLAKE2b of the samples' series keys row by row (metric, entity, labels): equal digests
+    mean the same series in the same row order, so a host can reuse the last batch's grouping
+    (:meth:`HotState.append`). Cheap (it hashes the columns' bytes, no grouping), so it is
+    computed where the batch is decoded; None for a batch without samples."""
+    if samples.num_rows == 0:
         return None
-    layout, _, _, _, _, group = grouped
-    return SeriesShape(_layout_digest(layout), group)
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(samples.num_rows.to_bytes(8, "little"))
+    for name in ("metric", "entity"):
+        _hash_strings(digest, _one_chunk(samples.column(name)))
+    labels = _one_chunk(samples.column("labels"))
+    offsets = np.asarray(labels.offsets)  # absolute positions in the key/item children
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    digest.update(labels.null_count.to_bytes(8, "little"))
+    digest.update((offsets - lo).astype("<i8").tobytes())
+    _hash_strings(digest, labels.keys.slice(lo, hi - lo))
+    _hash_strings(digest, labels.items.slice(lo, hi - lo))
+    return digest.digest()
 
 
-def _layout_digest(layout: Any) -> bytes:
-    # repr of tuples of str and bytes is exact and canonical, so equal digests mean equal
-    # layouts (up to a BLAKE2b collision).
-    return hashlib.blake2b(repr(layout).encode(), digest_size=20).digest()
+def _one_chunk(column: pa.ChunkedArray) -> Any:
+    # Decoded batches have one chunk; more (rare) are joined so chunking never counts.
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _hash_strings(digest: Any, strings: pa.Array) -> None:
+    """Feed a (possibly sliced) string array's logical content: length, null count, relative
+    offsets and the bytes they span. Padding or bytes outside the slice never count."""
+    n = len(strings)
+    digest.update(n.to_bytes(8, "little"))
+    digest.update(strings.null_count.to_bytes(8, "little"))
+    if n == 0:
+        return
+    _, offsets_buf, data = strings.buffers()
+    offsets = np.frombuffer(offsets_buf, np.int32, n + 1, strings.offset * 4)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    digest.update((offsets - lo).astype("<i8").tobytes())
+    if data is not None and hi > lo:
+        digest.update(memoryview(data)[lo:hi])
 
 
 def _series_rows(

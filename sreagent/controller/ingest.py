@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 
 from sreagent.controller.decoders import DecodePool
 from sreagent.controller.errors import BatchConflict
-from sreagent.controller.hotstate import HotState, SeriesShape
+from sreagent.controller.hotstate import HotState, series_keys_digest
 from sreagent.controller.journal import GroupCommitJournal, PendingBatch, recover_wal
 from sreagent.controller.store import RunStore
 from sreagent.evidence import Journal
@@ -170,14 +170,19 @@ class Ingest:
 
     async def decode_body(
         self, body: bytes, content_type: str, content_encoding: str | None
-    ) -> tuple[BatchFrame, str, SeriesShape | None]:
-        """:meth:`decode` in a decode worker process when there are any (which also returns
-        the samples' series shape for hot state), else in a thread (shape None)."""
+    ) -> tuple[BatchFrame, str, bytes | None]:
+        """:meth:`decode` in a decode worker process when there are any, else in a thread;
+        with the samples' :func:`~sreagent.controller.hotstate.series_keys_digest`."""
         if self.decoders is not None:
             return await self.decoders.decode(body, content_type, content_encoding)
-        frame, digest = await asyncio.to_thread(self.decode, body, content_type,
-                                                content_encoding)
-        return frame, digest, None
+        return await asyncio.to_thread(self._decode_with_keys, body, content_type,
+                                       content_encoding)
+
+    @classmethod
+    def _decode_with_keys(cls, body: bytes, content_type: str,
+                          content_encoding: str | None) -> tuple[BatchFrame, str, bytes | None]:
+        frame, digest = cls.decode(body, content_type, content_encoding)
+        return frame, digest, series_keys_digest(frame.samples)
 
     async def accept(
         self,
@@ -188,10 +193,10 @@ class Ingest:
         body: bytes,
         content_type: str,
         content_encoding: str | None,
-        shape: SeriesShape | None = None,
+        keys_digest: bytes | None = None,
     ) -> dict[str, Any]:
-        """Deduplicate and make durable; return the acknowledgement body. ``shape`` (from a
-        decode worker) saves hot state from grouping the samples again."""
+        """Deduplicate and make durable; return the acknowledgement body. ``keys_digest``
+        (from :meth:`decode_body`) lets hot state reuse the host's last grouping."""
         key = frame.batch_id
         while True:
             known = self._recent.get(key)
@@ -209,7 +214,7 @@ class Ingest:
                     # The journal's commit thread looks the key up among durable receipts for
                     # its whole round (one query) and answers the stored digest if found.
                     item = PendingBatch(frame, digest, body, content_type, content_encoding,
-                                        shape=shape)
+                                        keys_digest=keys_digest)
                     known = await self._waiter(self.group_commit.submit(item))
                     if known is None:
                         done.set_result(True)
@@ -292,7 +297,7 @@ class Ingest:
         c = self.counters
         for p in group:
             self._recent.put(p.frame.batch_id, p.digest)
-            self.hot.append(p.frame, p.shape)
+            self.hot.append(p.frame, p.keys_digest)
             c.accepted += 1
             c.samples += p.frame.samples.num_rows
             c.processes += p.frame.processes.num_rows

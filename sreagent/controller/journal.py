@@ -90,9 +90,8 @@ class PendingBatch:
     body: bytes
     content_type: str
     content_encoding: str | None
-    shape: Any = None
-    """The samples' :class:`~sreagent.controller.hotstate.SeriesShape` when a decode worker
-    computed it (hot state only; not written)."""
+    keys_digest: bytes | None = None
+    """The samples' series keys digest (hot state only; not written)."""
     submitted_at: float = field(default_factory=time.monotonic)
     future: Future[str | None] = field(default_factory=Future)
     """None once the batch is durable; the stored digest when ``known`` found a receipt."""

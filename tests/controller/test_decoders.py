@@ -1,5 +1,6 @@
 """Decode workers answer exactly what in-process decoding answers, survive a killed worker,
-and the series shape they send lets hot state skip grouping without changing what it holds."""
+and the series keys digest they send lets hot state skip grouping without changing what it
+holds."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from sreagent.controller.decoders import DecodePool
 from sreagent.controller.errors import Overloaded
-from sreagent.controller.hotstate import HotState, series_shape
+from sreagent.controller.hotstate import HotState, series_keys_digest
 from sreagent.errors import SreagentError
 from sreagent.telemetry import Batch, Sample, batch_digest, decode_batch, encode_batch
 from sreagent.telemetry.arrow import BatchFrame
@@ -73,14 +75,12 @@ def test_worker_decodes_what_decode_batch_decodes(with_pool: Run, content_type: 
 
     async def test(pool: DecodePool) -> None:
         for body in bodies:
-            frame, digest, shape = await pool.decode(body, content_type, None)
+            frame, digest, keys_digest = await pool.decode(body, content_type, None)
             want = decode_batch(body, content_type)
             assert_same_frame(frame, want)
             assert digest == batch_digest(want)
-            want_shape = series_shape(want)
-            assert shape is not None and want_shape is not None
-            assert shape.layout_digest == want_shape.layout_digest
-            assert np.array_equal(shape.group, want_shape.group)
+            assert keys_digest is not None
+            assert keys_digest == series_keys_digest(want.samples)
         assert pool.decoded == len(bodies)
 
     with_pool(test)
@@ -179,26 +179,59 @@ def series_of(state: HotState) -> dict[Any, tuple[list[int], list[float]]]:
     return out
 
 
-def test_hot_state_with_shapes_holds_what_it_holds_without() -> None:
-    """Same batches into two hot states, one given each batch's shape: same series, same
-    rings; including a layout change, reordered rows and a series limit that drops some."""
+def test_hot_state_with_keys_digests_holds_what_it_holds_without() -> None:
+    """Same batches into two hot states, one given each batch's series keys digest: same
+    series, same rings; including repeated layouts (reused), a new series, reordered rows,
+    and a series limit that drops some."""
     frames = []
-    for seq in range(1, 9):
-        batch = labelled_batch(seq, shuffle=seq % 3 == 0)
-        if seq == 5:  # a new series appears: the layout changes
+    for seq in range(1, 11):
+        batch = labelled_batch(seq, shuffle=seq in (3, 4))
+        if seq >= 6:  # a new series appears: the layout changes, then repeats
             batch = batch.model_copy(update={"samples": [*batch.samples, Sample(
                 ts_ns=T0 + seq * 10**9, metric="disk_await_seconds", entity="disk/sda",
                 value=0.1)]})
+        if seq in (1, 2):  # the same keys, different times and values: a reuse
+            batch = labelled_batch(1).model_copy(update={"seq": seq})
         frames.append(decode_batch(encode_batch(batch, ARROW_CONTENT_TYPE), ARROW_CONTENT_TYPE))
+    digests = [series_keys_digest(f.samples) for f in frames]
+    assert digests[0] == digests[1] and digests[6] == digests[7] != digests[0]
     for limit in (1000, 10):
         plain = HotState(max_hosts=10, max_series_per_host=limit, samples_per_series=8,
                          events_per_host=10)
-        shaped = HotState(max_hosts=10, max_series_per_host=limit, samples_per_series=8,
-                          events_per_host=10)
-        for frame in frames:
+        keyed = HotState(max_hosts=10, max_series_per_host=limit, samples_per_series=8,
+                         events_per_host=10)
+        for frame, digest in zip(frames, digests, strict=True):
             plain.append(frame)
-            shaped.append(frame, series_shape(frame))
-            assert series_of(shaped) == series_of(plain)
-        assert shaped.stats() == plain.stats()
+            keyed.append(frame, digest)
+            assert series_of(keyed) == series_of(plain)
+        assert keyed.stats() == plain.stats()
         assert series_of(plain)
 
+
+def test_series_keys_digest_is_the_row_by_row_content() -> None:
+    frame = decode_batch(encode_batch(labelled_batch(1), ARROW_CONTENT_TYPE), ARROW_CONTENT_TYPE)
+    samples = frame.samples
+    digest = series_keys_digest(samples)
+    # the same content in other buffers: sliced, rechunked, re-encoded, other times/values
+    assert series_keys_digest(pa.concat_tables([samples.slice(0, 7), samples.slice(7)])) == digest
+    padded = pa.concat_tables([samples, samples]).combine_chunks().slice(len(samples))
+    assert series_keys_digest(padded) == digest
+    other_values = samples.set_column(samples.schema.get_field_index("value"), "value",
+                                      pa.array([9.0] * len(samples)))
+    assert series_keys_digest(other_values) == digest
+    # any change to a key, or to the row order, changes it
+    rows = samples.to_pylist()
+    on_cpu0 = next(j for j, r in enumerate(rows) if r["entity"] == "cpu/0")
+    user = next(j for j, r in enumerate(rows) if r["labels"] == [("mode", "user")])
+    for i, change in ((0, {"metric": "memory_used_bytes"}), (5, {"entity": "cpu/9"}),
+                      (on_cpu0, {"entity": "cpu/7"}),  # same length: the bytes count
+                      (user, {"labels": [("mode", "idle")]}),
+                      (user, {"labels": [("node", "user")]}),
+                      (4, {"labels": [("mode", "idle")]}), (3, {"labels": []})):
+        changed = [dict(r, **change) if j == i else r for j, r in enumerate(rows)]
+        assert series_keys_digest(pa.Table.from_pylist(changed, samples.schema)) != digest
+    swapped = [rows[1], rows[0], *rows[2:]]
+    if (rows[0]["metric"], rows[0]["entity"], rows[0]["labels"]) != (
+            rows[1]["metric"], rows[1]["entity"], rows[1]["labels"]):
+        assert series_keys_digest(pa.Table.from_pylist(swapped, samples.schema)) != digest
+    assert series_keys_digest(samples.slice(0, 0)) is None

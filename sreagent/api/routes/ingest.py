@@ -70,7 +70,8 @@ async def _ingest(
         body = await body_chunks()
         content_type = headers.get("content-type", "")
         content_encoding = headers.get("content-encoding")
-        frame, digest, shape = await ingest.decode_body(body, content_type, content_encoding)
+        frame, digest, keys_digest = await ingest.decode_body(body, content_type,
+                                                              content_encoding)
         return await ingest.accept(
             frame,
             digest,
@@ -78,7 +79,7 @@ async def _ingest(
             body=body,
             content_type=content_type,
             content_encoding=content_encoding,
-            shape=shape,
+            keys_digest=keys_digest,
         )
     except (BadInput, Overloaded) as err:
         ingest.reject(err.code, str(err))
