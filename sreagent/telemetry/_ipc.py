@@ -60,6 +60,15 @@ SCHEMA_CACHE_SIZE = 16
 """Distinct schema messages remembered (parsed once each). Collectors of one version send one;
 the bound keeps a stream of odd ones from growing memory."""
 
+SMALL_FRAME_BYTES = 64
+SMALL_FRAMES_KEPT = 4096
+"""Small zstd frames are remembered with their decompressed bytes, at most this many (all
+forgotten at once when full: at most about 0.5 MiB). Most of a batch's ~60 buffers are tiny
+and the same batch after batch from one collector (its identity strings, the offsets of
+empty lists, the null inventory), so a dictionary lookup replaces most decompressions. The
+key is the frame's exact bytes; a hit returns what decompressing those bytes returned."""
+
+_small_frames: dict[bytes, bytes] = {}
 _schemas: OrderedDict[bytes, pa.Schema] = OrderedDict()
 _schemas_lock = threading.Lock()
 _local = threading.local()
@@ -174,11 +183,21 @@ def _decompressed_message(meta: bytes, root: int, body: memoryview) -> bytes:
             if size < 0 or total > b.MAX_DECODED_BYTES:
                 raise _NotQuick
             packed = body[offset + 8:end]
-            # zstandard allocates what the frame's header claims: hold that to the declared
-            # size first (and so to the cap), then demand exactly one frame, as Arrow does
-            if claimed(packed) not in (size, -1):
-                raise _NotQuick
-            data = decompress(packed, size, False, False)  # max size, across, extra data
+            small = bytes(packed) if len(packed) <= SMALL_FRAME_BYTES else None
+            known = _small_frames.get(small) if small is not None else None
+            if known is not None:
+                data = known
+            else:
+                # zstandard allocates what the frame's header claims: hold that to the
+                # declared size first (and so to the cap), then demand exactly one frame,
+                # as Arrow does
+                if claimed(packed) not in (size, -1):
+                    raise _NotQuick
+                data = decompress(packed, size, False, False)  # max size, across, extra
+                if small is not None:
+                    if len(_small_frames) >= SMALL_FRAMES_KEPT:
+                        _small_frames.clear()
+                    _small_frames[small] = data
             if len(data) != size:
                 raise _NotQuick
         append(data)

@@ -6,7 +6,8 @@ evidence packages, goldens), so the two are compared byte for byte on randomised
 unicode and characters JSON must escape, empty tables, many labels per row, duplicate label
 keys, negative zero, huge and tiny floats, integers near 2^63, nulls in the nullable columns.
 Each comparison runs twice: with the Python path for small columns (the default) and with
-every column forced through the Arrow path.
+every column forced through the Arrow path; and within each, string columns once computed and
+once from the column cache (sreagent.telemetry._column_cache).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from sreagent.canonical import canonical_json, sha256_hex
 from sreagent.errors import NonFiniteValue
 from sreagent.telemetry import _digest
+from sreagent.telemetry._column_cache import STRING_COLUMNS
 from sreagent.telemetry.arrow import (
     EVENTS_SCHEMA,
     PROCESSES_SCHEMA,
@@ -67,8 +69,10 @@ def columnar_from(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 def assert_same(frame: BatchFrame) -> None:
     expected = oracle_json(frame)
+    STRING_COLUMNS.clear()  # string columns computed (a miss each), then remembered
     got = columnar_json(frame)
     assert got == expected
+    assert columnar_json(frame) == expected  # the remembered string columns (hits)
     assert batch_digest(frame) == sha256_hex(expected)
 
 
@@ -248,3 +252,22 @@ def test_the_digest_streams_into_the_hash_in_pieces() -> None:
                        {"samples": frame.samples, "processes": frame.processes,
                         "events": frame.events})
     assert streamed.hexdigest() == hashlib.sha256(oracle_json(frame)).hexdigest()
+
+
+@pytest.mark.parametrize("rows", [4, 500, 1500])
+def test_repeated_floats_keep_negative_zero_and_name_a_non_finite_one(rows: int) -> None:
+    # mostly repeats: the per-distinct-value path, under and over COLUMNAR_FROM_ROWS
+    base = _big_samples(rows, seed=11)
+
+    def with_values(values: list[float]) -> BatchFrame:
+        return BatchFrame(header=HEADER, samples=base.set_column(
+            4, "value", pa.array(values, pa.float64())), processes=PROCESSES_SCHEMA.empty_table(),
+            events=EVENTS_SCHEMA.empty_table())
+
+    zeros = with_values([0.0, -0.0, 0.25, 0.0] * (rows // 4))
+    assert_same(zeros)
+    assert batch_digest(zeros) != batch_digest(with_values([0.0, 0.0, 0.25, 0.0] * (rows // 4)))
+    values = [0.25] * rows
+    values[rows - 2] = float("-inf")
+    with pytest.raises(NonFiniteValue, match=f"samples.value\\[{rows - 2}\\]"):
+        batch_digest(with_values(values))
