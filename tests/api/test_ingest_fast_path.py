@@ -66,11 +66,11 @@ def test_fast_path_answers_like_the_route(tmp_path: Path,
 
     monkeypatch.setattr(ingest_routes, "_ingest", counting)
     fast = create_app(make_settings(tmp_path / "fast", ingest={"decode_workers": 0}))
-    assert any(m.cls is IngestFastPath for m in fast.user_middleware)
     route = create_app(make_settings(tmp_path / "route", ingest={"decode_workers": 0}))
-    route.user_middleware = [m for m in route.user_middleware if m.cls is not IngestFastPath]
+    route.ingest_fast_path = False  # type: ignore[attr-defined]
 
     with_fast = answers(fast)
+    assert isinstance(fast.middleware_stack, IngestFastPath)  # outermost
     assert set(served) == {"__call__"}, "the fast path served every ingest request"
     served.clear()
     with_route = answers(route)
