@@ -9,8 +9,8 @@ each post one 500-sample Arrow batch per interval over loopback HTTP, with times
 advance like a real collector's. The controller runs with ``debug.memory_profile_dir`` set
 (docs/controller.md, Memory), so it writes its own RSS / Arrow pool / glibc heap figures
 every second, tracemalloc growth against snapshot 2 every minute, and the journal's flush and
-compaction times; this script samples the controller's RSS from outside as well (psutil,
-every second), then reports:
+compaction times; this script samples the RSS of the controller and its decode workers from outside as well
+(psutil, every second), then reports:
 
 * per-minute peak RSS (minute 1 = the first 60 s) and whether memory is **flat** by the
   definition in docs/benchmarks.md ("Session 4: memory"): over minutes 3 to the end (after
@@ -54,7 +54,13 @@ from sreagent.controller.settings import hash_token  # noqa: E402
 from sreagent.telemetry import ARROW_CONTENT_TYPE  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import BodyMaker, launch_controller, wait_ready  # noqa: E402  (the ingest bench's collector and controller start)
+from ingest import (  # noqa: E402  (the ingest bench's collector, controller start, CPU and RSS)
+    BodyMaker,
+    family_cpu_s,
+    family_rss,
+    launch_controller,
+    wait_ready,
+)
 
 TOKEN = "soak-token"
 MB = 2**20
@@ -100,7 +106,7 @@ def watch(pid: int, started: float, rss: list[tuple[float, int]], load: list[flo
     proc = psutil.Process(pid)
     while not stop.is_set():
         try:
-            rss.append((time.monotonic() - started, proc.memory_info().rss))
+            rss.append((time.monotonic() - started, family_rss(proc)))
         except psutil.Error:
             return
         if len(rss) % 60 == 1:
@@ -262,7 +268,7 @@ def main() -> None:
     try:
         wait_ready(url, server)
         proc = psutil.Process(server.pid)
-        cpu_before = sum(proc.cpu_times()[:2])
+        cpu_before = family_cpu_s(proc)
         rss: list[tuple[float, int]] = []
         load: list[float] = []
         stop = threading.Event()
@@ -271,7 +277,7 @@ def main() -> None:
                                    daemon=True)
         watcher.start()
         log = asyncio.run(drive(args, url, started))
-        cpu_s = sum(proc.cpu_times()[:2]) - cpu_before
+        cpu_s = family_cpu_s(proc) - cpu_before
         time.sleep(2.0)  # so the last whole minute has its last seconds sampled
         stop.set()
         watcher.join()
