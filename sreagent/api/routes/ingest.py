@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import State
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from sreagent.api.auth import Principal, authenticate
 from sreagent.api.deps import ControllerDep, IngestScope, LeaderOnly, ReadScope, require_leader
@@ -115,23 +115,25 @@ INGEST_PATH = "/api/v1/ingest/batches"
 
 
 class IngestFastPath:
-    """``POST /api/v1/ingest/batches`` as plain ASGI, in front of FastAPI's routing.
+    """``POST /api/v1/ingest/batches`` as plain ASGI, ahead of FastAPI.
 
-    Routing, dependency injection and response validation cost about as much CPU per batch as
-    the controller's own share of ingest (profiled at 200 collectors); the collectors' hot
-    path skips them. Everything else is the route's: the same token check and scope, the
-    leader check, the body limits, :func:`_ingest`, and errors answered by
-    :func:`sreagent.api.errors.error_response`. Every other request passes through.
+    Telemetry hooks, middleware, routing, dependency injection and response validation cost
+    about as much CPU per batch as the controller's own share of ingest (profiled at 200
+    collectors); the collectors' hot path skips them (the app hands these requests here
+    first, ``sreagent.api.app``). Everything else is the route's: the same token check and
+    scope, the leader check, the body limits, :func:`_ingest`, and errors answered by
+    :func:`sreagent.api.errors.error_response`.
     """
 
-    def __init__(self, app: ASGIApp, state: State):
-        self.app = app
+    def __init__(self, state: State):
         self.state = state
 
+    @staticmethod
+    def serves(scope: Scope) -> bool:
+        return bool(scope["type"] == "http" and scope["path"] == INGEST_PATH
+                    and scope["method"] == "POST")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != INGEST_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         controller: Controller = self.state.controller
