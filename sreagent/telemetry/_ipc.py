@@ -20,10 +20,12 @@ it still builds and checks every array itself.
 Anything outside that shape (no continuation markers, dictionaries, more than one record
 batch, another codec, a big-endian schema, a buffer past the body, a zstd frame whose header
 claims another size than the buffer's prefix or that has bytes after it, a decompression
-error, a total past :data:`~sreagent.telemetry.batch.MAX_DECODED_BYTES`, a metadata Arrow
-refuses) returns ``None``: the caller then reads the body with Arrow's own stream reader,
-whose result and error messages are therefore exactly what they were. Nothing is
-decompressed past the cap: sizes are checked before each frame is. Tests hold the two
+error, a metadata Arrow refuses) returns ``None``: the caller then reads the body with
+Arrow's own stream reader, whose result and error messages are therefore exactly what they
+were. One refusal is this reader's own: buffers declaring more than
+:data:`~sreagent.telemetry.batch.MAX_DECODED_BYTES` in total raise
+:class:`~sreagent.errors.LimitExceeded` before anything past the cap is decompressed (Arrow's
+reader has no such cap; a valid batch at every row limit stays far below it). Tests hold the two
 readers to the same outcome on thousands of corrupted bodies. Flatbuffer layout: Arrow's ``format/Message.fbs`` and
 ``Schema.fbs``.
 """
@@ -38,6 +40,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import zstandard
 
+from sreagent.errors import LimitExceeded
 from sreagent.telemetry import batch as b
 
 _CONTINUATION = 0xFFFFFFFF
@@ -179,9 +182,12 @@ def _decompressed_message(meta: bytes, root: int, body: memoryview) -> bytes:
             data = body[offset + 8:end]
             size = len(data)
         else:
-            total += size
-            if size < 0 or total > b.MAX_DECODED_BYTES:
+            if size < 0:
                 raise _NotQuick
+            total += size
+            if total > b.MAX_DECODED_BYTES:  # checked before decompressing, not after
+                raise LimitExceeded(
+                    f"the Arrow body's buffers expand past {b.MAX_DECODED_BYTES} bytes")
             packed = body[offset + 8:end]
             small = bytes(packed) if len(packed) <= SMALL_FRAME_BYTES else None
             known = _small_frames.get(small) if small is not None else None
