@@ -301,8 +301,11 @@ _HEADER_NAMES = [f.name for f in HEADER_FIELDS] + ["capabilities", "inventory"]
 
 def _row_table(name: str, column: pa.ListArray, limit: int) -> pa.Table:
     """The flat table of one list column of the one-row batch."""
+    bounds = column.offsets.to_pylist()
+    if not column.null_count and bounds == [0, 0]:
+        return _EMPTY_ROWS[name]  # an empty list (most batches' processes and events)
     items = column.values
-    if not column.null_count and column.offsets.to_pylist() == [0, len(items)]:
+    if not column.null_count and bounds == [0, len(items)]:
         # the usual layout: the row's list is the whole child array, nothing to slice
         count = len(items)
         if count > limit:
