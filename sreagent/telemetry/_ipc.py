@@ -64,9 +64,11 @@ SCHEMA_CACHE_SIZE = 16
 the bound keeps a stream of odd ones from growing memory."""
 
 SMALL_FRAME_BYTES = 64
+SMALL_FRAME_OUTPUT_BYTES = 1024
 SMALL_FRAMES_KEPT = 4096
-"""Small zstd frames are remembered with their decompressed bytes, at most this many (all
-forgotten at once when full: at most about 0.5 MiB). Most of a batch's ~60 buffers are tiny
+"""Small zstd frames (at most 64 bytes, decompressing to at most 1 KiB: a tiny frame can
+expand a lot) are remembered with their decompressed bytes, at most this many (all forgotten
+at once when full: at most about 4.5 MiB). Most of a batch's ~60 buffers are tiny
 and the same batch after batch from one collector (its identity strings, the offsets of
 empty lists, the null inventory), so a dictionary lookup replaces most decompressions. The
 key is the frame's exact bytes; a hit returns what decompressing those bytes returned."""
@@ -200,7 +202,7 @@ def _decompressed_message(meta: bytes, root: int, body: memoryview) -> bytes:
                 if claimed(packed) not in (size, -1):
                     raise _NotQuick
                 data = decompress(packed, size, False, False)  # max size, across, extra
-                if small is not None:
+                if small is not None and len(data) <= SMALL_FRAME_OUTPUT_BYTES:
                     if len(_small_frames) >= SMALL_FRAMES_KEPT:
                         _small_frames.clear()
                     _small_frames[small] = data

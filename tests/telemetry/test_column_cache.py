@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import struct
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from sreagent.canonical import canonical_json
 from sreagent.errors import BadInput
-from sreagent.telemetry import _column_cache, _digest, _ipc, wire
+from sreagent.telemetry import Batch, Sample, _column_cache, _digest, _ipc, wire
 from sreagent.telemetry import batch as contract
 from sreagent.telemetry.arrow import (
     EVENTS_SCHEMA,
@@ -33,7 +34,7 @@ from sreagent.telemetry.arrow import (
 )
 from sreagent.telemetry.wire import batch_digest
 from tests.telemetry.test_digest_columnar import HEADER, _big_samples, oracle_json
-from tests.telemetry.test_quick_decode import _arrow_only, _batch
+from tests.telemetry.test_quick_decode import _arrow_only, _batch, _frames_of
 
 
 @pytest.fixture
@@ -154,6 +155,22 @@ def test_small_frames_hit_and_miss_alike_and_the_memo_is_bounded(
         assert rows is not None and rows.equals(_arrow_only(body))
     assert 0 < len(_ipc._small_frames) <= _ipc.SMALL_FRAMES_KEPT
     assert all(len(key) <= _ipc.SMALL_FRAME_BYTES for key in _ipc._small_frames)
+    assert all(len(data) <= _ipc.SMALL_FRAME_OUTPUT_BYTES for data in _ipc._small_frames.values())
+    # a tiny frame that expands a lot (the offsets of 5,000 empty label maps) is not kept
+    monkeypatch.setattr(_ipc, "_small_frames", {})
+    no_labels = Batch(collector_id="c", host="h", producer_epoch="e", seq=1, sent_at_ns=1,
+                      samples=[Sample(ts_ns=i, metric="m", entity="e", value=1.0)
+                               for i in range(5000)])
+    body = wire.encode_batch(no_labels)
+    expanding = [(offset, length) for offset, length in _frames_of(body)
+                 if length - 8 <= _ipc.SMALL_FRAME_BYTES
+                 and struct.unpack_from("<q", body, offset)[0] > _ipc.SMALL_FRAME_OUTPUT_BYTES]
+    assert expanding
+    rows = _ipc.read_one_batch(body)
+    assert rows is not None and rows.equals(_arrow_only(body))
+    assert all(len(data) <= _ipc.SMALL_FRAME_OUTPUT_BYTES for data in _ipc._small_frames.values())
+    for offset, length in expanding:
+        assert body[offset + 8:offset + length] not in _ipc._small_frames
     monkeypatch.setattr(_ipc, "SMALL_FRAMES_KEPT", 5)
     monkeypatch.setattr(_ipc, "_small_frames", {})
     for body in bodies:
