@@ -19,7 +19,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sreagent.canonical import canonical_json
 from sreagent.errors import BadInput
 from sreagent.telemetry import Batch, Sample, _column_cache, _digest, _ipc, wire
 from sreagent.telemetry import batch as contract
@@ -33,7 +32,7 @@ from sreagent.telemetry.arrow import (
     frame_from_table,
 )
 from sreagent.telemetry.wire import batch_digest
-from tests.telemetry.test_digest_columnar import HEADER, _big_samples, oracle_json
+from tests.telemetry.test_digest_columnar import HEADER, _big_samples, columnar_json, oracle_json
 from tests.telemetry.test_quick_decode import _arrow_only, _batch, _frames_of
 
 
@@ -48,15 +47,6 @@ def cache(monkeypatch: pytest.MonkeyPatch) -> _column_cache.ColumnCache:
 def _frame(samples: pa.Table) -> BatchFrame:
     return BatchFrame(header=HEADER, samples=samples, processes=PROCESSES_SCHEMA.empty_table(),
                       events=EVENTS_SCHEMA.empty_table())
-
-
-def _json(frame: BatchFrame) -> bytes:
-    pieces: list[bytes] = []
-    _digest.emit_frame(lambda piece: pieces.append(bytes(piece)),
-                       canonical_json(frame.header.model_dump(mode="json")),
-                       {"samples": frame.samples, "processes": frame.processes,
-                        "events": frame.events})
-    return b"".join(pieces)
 
 
 def test_keys_are_the_exact_content() -> None:
@@ -78,16 +68,16 @@ def test_digest_hits_write_the_oracles_bytes(rows: int, cache: _column_cache.Col
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     frame = _frame(_big_samples(rows, seed=rows))
     expected = oracle_json(frame)
-    assert _json(frame) == expected  # misses: computed, remembered
+    assert columnar_json(frame) == expected  # misses: computed, remembered
     misses = cache.misses
     assert len(cache) == 2  # metric and entity
-    assert _json(frame) == expected  # hits
+    assert columnar_json(frame) == expected  # hits
     assert cache.hits == 2 and cache.misses == misses
     # a hit must also give the Arrow path's bytes (the column path for every column)
     monkeypatch.setattr(_digest, "COLUMNAR_FROM_ROWS", 1)
     cache.clear()
-    assert _json(frame) == expected
-    assert _json(frame) == expected
+    assert columnar_json(frame) == expected
+    assert columnar_json(frame) == expected
     assert batch_digest(frame) == batch_digest(_frame(_big_samples(rows, seed=rows)))
 
 
@@ -95,11 +85,11 @@ def test_a_remembered_column_does_not_answer_for_one_of_the_same_shape(
         cache: _column_cache.ColumnCache) -> None:
     samples = _big_samples(40, seed=1)
     frame = _frame(samples)
-    assert _json(frame) == oracle_json(frame)
+    assert columnar_json(frame) == oracle_json(frame)
     metrics = samples.column("metric").to_pylist()
     metrics[17] = metrics[17][:-1] + ("x" if metrics[17][-1] != "x" else "y")  # same lengths
     changed = _frame(samples.set_column(1, "metric", pa.array(metrics, pa.string())))
-    assert _json(changed) == oracle_json(changed)
+    assert columnar_json(changed) == oracle_json(changed)
     assert batch_digest(changed) != batch_digest(frame)
 
 
