@@ -32,7 +32,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-import sreagent.controller.errors  # noqa: F401  (registers its error classes for _error_class)
 from sreagent.controller._decode_worker import (
     CRASHED,
     OK,
@@ -42,7 +41,7 @@ from sreagent.controller._decode_worker import (
     SECTION,
     TABLES,
 )
-from sreagent.controller.errors import Overloaded
+from sreagent.controller.errors import Overloaded  # also registers its classes for _error_class
 from sreagent.errors import BadInput, SreagentError
 from sreagent.telemetry.arrow import BatchFrame, BatchHeader, _rows_table
 
