@@ -67,9 +67,12 @@ def serve_command(
     import uvicorn
 
     from sreagent.api import create_app
+    from sreagent.controller.service import tune_gc_for_serving
 
+    app = create_app(settings)
+    tune_gc_for_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.tls.certfile) if settings.tls.certfile else None,

@@ -4,6 +4,7 @@ engine, notifications and the leader lease together, and starts and stops them i
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import secrets
@@ -32,6 +33,21 @@ from sreagent.evidence import Journal, remove_stale_temporaries
 from sreagent.telemetry.arrow import BatchFrame
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc_for_serving() -> None:
+    """Make the cyclic garbage collector's pauses rare and short in a serving controller.
+
+    Its full collections walked every object the imports created (pyarrow, pydantic,
+    SQLAlchemy, FastAPI: a few hundred thousand), holding the GIL, and showed up as ack p99
+    spikes of 150-300 ms at 200 collectors (docs/benchmarks.md, Session 5). ``gc.freeze``
+    moves everything alive now out of the collector's sight, and a larger first generation
+    makes collections rarer; request-scoped cycles still die young and are collected. Called by
+    ``sreagent serve`` once the app is built (not in tests, which run many apps in one process).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
 
 
 class Controller:
