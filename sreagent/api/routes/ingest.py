@@ -62,12 +62,12 @@ async def _ingest(
     controller: Controller,
     who: Principal,
     headers: Mapping[str, str],
-    body_chunks: Callable[[], Awaitable[bytes]],
+    read_body: Callable[[], Awaitable[bytes]],
 ) -> dict[str, Any]:
     """The whole endpoint after authentication: read, decode, deduplicate, make durable."""
     ingest = controller.ingest
     try:
-        body = await body_chunks()
+        body = await read_body()
         content_type = headers.get("content-type", "")
         content_encoding = headers.get("content-encoding")
         frame, digest, keys_digest = await ingest.decode_body(body, content_type,
