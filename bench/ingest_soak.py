@@ -1,15 +1,16 @@
 """Memory soak of the controller: a long ingest run at a rate it sustains, RSS every second.
 
     .venv/bin/python bench/ingest_soak.py                       # 10 min, 20 x 1 batch/s
-    .venv/bin/python bench/ingest_soak.py --duration 120 --no-tracemalloc
+    .venv/bin/python bench/ingest_soak.py --duration 120 --tracemalloc   # which sites grow
     .venv/bin/python bench/ingest_soak.py --env MALLOC_ARENA_MAX=2   # an experiment
+    .venv/bin/python bench/ingest_soak.py --tree /tmp/before         # another checkout
 
 A real ``sreagent serve`` subprocess; N simulated collectors (asyncio + httpx, this process)
 each post one 500-sample Arrow batch per interval over loopback HTTP, with timestamps that
 advance like a real collector's. The controller runs with ``debug.memory_profile_dir`` set
 (docs/controller.md, Memory), so it writes its own RSS / Arrow pool / glibc heap figures
-every second, tracemalloc growth against snapshot 2 every minute, and the journal's flush and
-compaction times; this script samples the RSS of the controller and its decode workers from outside as well
+every second (with ``--tracemalloc``, Python's allocation growth every minute) and the
+journal's flush and compaction times; this script samples the RSS of the controller and its decode workers from outside as well
 (psutil, every second), then reports:
 
 * per-minute peak RSS (minute 1 = the first 60 s) and whether memory is **flat** by the
@@ -21,10 +22,11 @@ compaction times; this script samples the RSS of the controller and its decode w
   with the minute they happened in;
 * the journal's flushes and compactions per minute, and what happened within +-5 s of each
   minute's RSS peak;
-* the top growing allocation sites of the last tracemalloc snapshot, and the load average.
+* with ``--tracemalloc``, the top growing allocation sites of the last snapshot; the load average.
 
-The controller's memory includes tracemalloc's own bookkeeping when it is on; the final
-flatness figure is taken with ``--no-tracemalloc`` (the cheap samples stay on).
+tracemalloc is off by default because the figure to judge by is taken without it: its own
+bookkeeping (a trace per live Python block) grows with every object the controller keeps
+and would be measured as the controller's memory, and it doubles the CPU per batch.
 """
 
 from __future__ import annotations
@@ -240,12 +242,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500, help="samples per batch")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds")
     parser.add_argument("--ring", type=int, default=120, help="hot_state.samples_per_series")
-    parser.add_argument("--no-tracemalloc", action="store_true",
-                        help="profile with the cheap samples only (the figure to judge by)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="also trace Python allocations (diagnosis; not the figure to judge "
+                             "by: its bookkeeping is counted as the controller's memory)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the controller (experiments such as "
                              "MALLOC_ARENA_MAX=2)")
     parser.add_argument("--keep", type=Path, help="copy the controller's profile files here")
+    parser.add_argument("--tree", type=Path, default=REPO,
+                        help="the checkout whose controller is measured (as bench/ingest.py)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -258,7 +263,7 @@ def main() -> None:
                              "scopes": ["admin"]}]},
         "hot_state": {"rebuild_window_s": 0, "samples_per_series": args.ring},
         "debug": {"memory_profile_dir": str(profile),
-                  "memory_tracemalloc": not args.no_tracemalloc},
+                  "memory_tracemalloc": args.tracemalloc},
     }))
     port = 19000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
@@ -289,9 +294,10 @@ def main() -> None:
     minutes = min(int(rss[-1][0] // 60), int(args.duration // 60))
     accepted = sum(1 for _, _, o in log if o == "200")
     result: dict[str, Any] = {
+        "tree": str(args.tree.resolve()),
         "collectors": args.collectors, "rate_per_collector": args.rate,
         "samples_per_batch": args.samples, "duration_s": args.duration, "ring": args.ring,
-        "tracemalloc": not args.no_tracemalloc, "controller_env": extra_env,
+        "tracemalloc": args.tracemalloc, "controller_env": extra_env,
         "samples_per_s": round(accepted * args.samples / args.duration),
         "controller_cpu_ms_per_batch": round(cpu_s * 1000 / max(1, accepted), 2),
         **flatness(rss),

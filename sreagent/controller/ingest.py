@@ -61,17 +61,23 @@ class IngestCounters:
 
 
 class _RecentKeys:
-    """Bounded map batch_id -> digest of recently accepted batches (the fast path)."""
+    """Bounded map batch_id -> digest of recently accepted batches (the fast path).
+
+    A miss costs nothing in correctness: the journal's commit thread looks the key up among
+    the durable receipts. So the map only needs to cover the usual resend (an acknowledgement
+    lost, the batch sent again seconds later) and stays small: it is full within minutes, after
+    which memory does not grow with it. Digests are kept as their 32 raw bytes."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._data: OrderedDict[str, str] = OrderedDict()
+        self._data: OrderedDict[str, bytes] = OrderedDict()
 
     def get(self, key: str) -> str | None:
-        return self._data.get(key)
+        digest = self._data.get(key)
+        return None if digest is None else digest.hex()
 
     def put(self, key: str, digest: str) -> None:
-        self._data[key] = digest
+        self._data[key] = bytes.fromhex(digest)
         self._data.move_to_end(key)
         while len(self._data) > self.capacity:
             self._data.popitem(last=False)
@@ -132,7 +138,7 @@ class Ingest:
         make_group_commit: Callable[[Callable[[list[PendingBatch]], None]], GroupCommitJournal],
         on_accepted: Callable[[list[BatchFrame]], None] | None = None,
         clock: Callable[[], int] = time.time_ns,
-        recent_keys: int = 100_000,
+        recent_keys: int = 4096,
     ):
         self.store = store
         self.journal = journal

@@ -57,6 +57,20 @@ def test_same_key_different_payload_is_409_and_audited(client: TestClient) -> No
     assert journal(client).read("samples").num_rows == 10
 
 
+def test_a_key_the_recent_map_forgot_is_answered_from_the_receipts(client: TestClient) -> None:
+    recent = client.app.state.controller.ingest._recent
+    recent.capacity = 1  # the bounded fast path keeps only the last batch
+    first = make_batch(seq=5, value=0.1)
+    assert post(client, body(first)).json()["status"] == "accepted"
+    assert post(client, body(make_batch(seq=6))).json()["status"] == "accepted"
+    assert list(recent._data) == ["c1/e1/6"]
+    assert post(client, body(first)).json()["status"] == "duplicate"
+    clash = post(client, body(make_batch(seq=5, value=0.2)))
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "batch_conflict"
+    assert journal(client).read("batches").column("batch_id").to_pylist() == ["c1/e1/5",
+                                                                              "c1/e1/6"]
+
+
 @pytest.mark.parametrize(
     ("make_body", "headers", "status", "code", "field"),
     [
