@@ -55,15 +55,7 @@ class DecodeWorkerError(RuntimeError):
 
 def frame_from_payload(payload: bytes) -> tuple[BatchFrame, str, bytes | None]:
     """Rebuild the worker's validated frame, digest and series keys digest (no second
-    validation of the rows).
-
-    The tables are read from a copy of ``payload`` in Arrow's memory pool, not from the bytes
-    object itself: a frame lives on in the journal's Parquet buffer for up to
-    ``journal.flush_interval_s``, and holding the payloads (variable sizes, that lifetime) on
-    the event loop's glibc heap among Python's small objects fragments it (in the memory
-    soak glibc held 28 MB free instead of 10; docs/benchmarks.md, Session 6)."""
-    pooled = pa.allocate_buffer(len(payload))
-    memoryview(pooled).cast("B")[:] = payload
+    validation of the rows)."""
     view = memoryview(payload)
     digest = bytes(view[:DIGEST_LEN]).decode("ascii")
     pos = DIGEST_LEN
@@ -75,7 +67,7 @@ def frame_from_payload(payload: bytes) -> tuple[BatchFrame, str, bytes | None]:
         (size,) = SECTION.unpack_from(view, pos)
         pos += SECTION.size
         if size:
-            tables[name] = ipc.open_stream(pooled.slice(pos, size)).read_all()
+            tables[name] = ipc.open_stream(pa.py_buffer(view[pos: pos + size])).read_all()
         else:
             tables[name] = _rows_table(name, [])
         pos += size

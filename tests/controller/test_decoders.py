@@ -16,8 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sreagent.controller._decode_worker import encode_frame
-from sreagent.controller.decoders import DecodePool, frame_from_payload
+from sreagent.controller.decoders import DecodePool
 from sreagent.controller.errors import Overloaded
 from sreagent.controller.hotstate import HotState, series_keys_digest
 from sreagent.errors import SreagentError
@@ -85,23 +84,6 @@ def test_worker_decodes_what_decode_batch_decodes(with_pool: Run, content_type: 
         assert pool.decoded == len(bodies)
 
     with_pool(test)
-
-
-def test_decoded_tables_live_in_arrow_memory_not_in_the_payload() -> None:
-    # Frames stay in the journal's Parquet buffer for up to a flush interval; tables that
-    # point into the worker's payload would keep each payload on the event loop's glibc heap.
-    frame = decode_batch(encode_batch(make_batch(samples=50, events=3), ARROW_CONTENT_TYPE),
-                         ARROW_CONTENT_TYPE)
-    payload = encode_frame(frame, batch_digest(frame))
-    start = pa.py_buffer(payload).address
-    got, digest, _ = frame_from_payload(payload)
-    assert_same_frame(got, frame)
-    assert digest == batch_digest(frame)
-    buffers = [buf for name in ("samples", "events") for column in getattr(got, name).columns
-               for chunk in column.chunks for buf in chunk.buffers() if buf is not None]
-    assert buffers
-    inside = [buf for buf in buffers if start <= buf.address < start + len(payload)]
-    assert not inside, f"{len(inside)} of {len(buffers)} buffers point into the payload"
 
 
 def bad_bodies() -> list[tuple[str, bytes, str, str | None]]:
