@@ -598,8 +598,9 @@ of monitoring costs the host, but they do not do the same work: node_exporter se
 thousand exposition lines on request, the collector reads kernel interfaces, keeps a
 crash-safe spool and pushes acknowledged batches. Memory is dominated by libraries, not data:
 the collector's own entry point loads pydantic, httpx and the collector (no pyarrow, no
-polars); `sreagent collect` registers every command group of the CLI first, and some of them
-import polars and pyarrow, hence its larger RSS; with eBPF on, BCC maps LLVM. PSS is lower
+polars); so does `sreagent collect` since session 6 (the CLI registers the `collect` command
+alone for it; before, it registered every command group first, and some of them import
+polars and pyarrow, hence the larger RSS in earlier figures); with eBPF on, BCC maps LLVM. PSS is lower
 than RSS because shared libraries are shared with other Python processes."""
 
 

@@ -75,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    _register()
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["collect"]:
+        # The node agent runs for months: register its command alone, without the command
+        # groups that import polars and pyarrow (docs/collector.md).
+        from sreagent.cli import _collect  # noqa: F401
+    else:
+        _register()
     return run_app(argv)
 
 

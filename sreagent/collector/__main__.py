@@ -3,10 +3,12 @@
 The same command as ``sreagent collect`` (same options, subcommands and exit codes:
 ``python -m sreagent.collector --config /etc/sreagent/collector.toml``,
 ``python -m sreagent.collector capabilities --json``), without the rest of the ``sreagent``
-command line. ``sreagent`` registers every command group before it parses its arguments, and
-some of them import polars and pyarrow at import time; on a node, where the agent runs for
-months next to the workloads, that is some 80 MiB of resident memory the collector never uses
-(docs/benchmarks.md, "Collector overhead"). Deploy the daemon with this entry point.
+command line. For any other command ``sreagent`` registers every command group before it
+parses its arguments, and some of them import polars and pyarrow at import time; on a node,
+where the agent runs for months next to the workloads, that would be some 80 MiB of resident
+memory the collector never uses (docs/benchmarks.md, "Collector overhead"), so ``sreagent
+collect`` registers its own command alone, as this module does. Deploy the daemon with this
+entry point: it does not need the rest of the command line at all.
 """
 
 from __future__ import annotations

@@ -106,6 +106,20 @@ def test_the_light_entry_point_is_sreagent_collect(tmp_path: Path) -> None:
     assert "--json goes with --once" in bad.stderr
 
 
+def test_sreagent_collect_loads_no_other_command_group(tmp_path: Path) -> None:
+    # `sreagent collect` is the same light process as the entry point: the other command
+    # groups (which import polars and pyarrow) are not registered for it.
+    done = _run_python(
+        "import sys\n"
+        "from sreagent.cli import _main\n"
+        f"rc = _main(['collect', 'capabilities', '--json', '--state-dir', {str(tmp_path)!r}])\n"
+        "print('RESULT', rc, *(m in sys.modules for m in ('pyarrow', 'polars')))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout[: done.stdout.rindex("RESULT")])["sources"]
+    assert done.stdout.rsplit("RESULT", 1)[1].split() == ["0", "False", "False"]
+
+
 def _open_fds() -> set[int]:
     return {int(n) for n in os.listdir("/proc/self/fd")}
 
